@@ -1,0 +1,485 @@
+//! The commands: wiring config, steps, state, plan and executor together.
+
+use crate::cli::{Cli, Command, DeployArgs, StateCommand};
+use crate::config::Config;
+use crate::error::{exit, usage, Failure};
+use crate::executor::{Outcome, RunReport, Runner};
+use crate::fingerprint::{Fingerprint, Fingerprinter};
+use crate::lock;
+use crate::plan::{self, Action, Decision, PlanOptions};
+use crate::process;
+use crate::report::{self, Console};
+use crate::script;
+use crate::secrets::Masker;
+use crate::state::{LocalStore, State, StateStore};
+use crate::step::{self, StepSet};
+use anyhow::Result;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The folder for local files (logs, backups, hash cache), beside the project.
+pub const LOCAL_DIR: &str = ".stepwise";
+
+/// A loaded project: config, engine with prelude, steps.
+pub struct Project {
+    pub config: Arc<Config>,
+    pub engine: rhai::Engine,
+    pub steps: StepSet,
+    pub masker: Arc<Masker>,
+    pub console: Arc<Console>,
+    pub state_path: PathBuf,
+}
+
+impl Project {
+    pub fn load(cli: &Cli, need_config: bool) -> Result<Project> {
+        let config = if need_config || cli.global.config.exists() {
+            Config::load(&cli.global.config)?
+        } else {
+            Config::empty(&cli.global.config)
+        };
+        let verbose = cli.global.verbose || config.settings.deployment.verbose;
+        init_tracing(verbose);
+        let console = Arc::new(Console::new(verbose));
+        let masker = Arc::new(Masker::new());
+        config.register_secrets(&masker);
+        let mut engine = script::engine();
+        let prelude_path = cli
+            .global
+            .steps
+            .parent()
+            .map(|p| p.join("prelude.rhai"))
+            .unwrap_or_else(|| PathBuf::from("prelude.rhai"));
+        let prelude = step::load_prelude(&mut engine, &prelude_path)?;
+        let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
+        tracing::debug!(steps = steps.steps.len(), "steps loaded");
+        let state_path = state_path(cli, &config);
+        Ok(Project {
+            config: Arc::new(config),
+            engine,
+            steps,
+            masker,
+            console,
+            state_path,
+        })
+    }
+
+    fn store(&self) -> LocalStore {
+        LocalStore::new(&self.state_path)
+    }
+
+    /// Fingerprints of every step, in order; warnings printed.
+    fn fingerprints(&self) -> Result<Vec<Fingerprint>> {
+        let root = Path::new(".");
+        let fp = Fingerprinter {
+            root,
+            config: &self.config,
+            prelude_digest: &self.steps.prelude.digest,
+            exclude: vec![PathBuf::from(LOCAL_DIR)],
+        };
+        let mut out = Vec::with_capacity(self.steps.steps.len());
+        for s in &self.steps.steps {
+            let f = fp.step(s)?;
+            for w in &f.warnings {
+                self.console.warn(w);
+            }
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    fn check_names(&self, flag: &str, names: &[String]) -> Result<()> {
+        for n in names {
+            if self.steps.index(n).is_none() {
+                return Err(usage(format!(
+                    "{flag} {n}: no such step; valid names: {}",
+                    self.steps.names().join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn state_path(cli: &Cli, config: &Config) -> PathBuf {
+    if let Some(p) = &cli.global.state {
+        return p.clone();
+    }
+    if let Some(p) = std::env::var_os("STEPWISE_STATE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = config.get("state.path").and_then(|v| v.as_str()) {
+        return PathBuf::from(p);
+    }
+    Path::new(LOCAL_DIR).join("state.json")
+}
+
+fn init_tracing(verbose: bool) {
+    let level = if verbose {
+        "stepwise=debug"
+    } else {
+        "stepwise=warn"
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STEPWISE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        None | Some(Command::Deploy) => deploy(&cli),
+        Some(Command::Plan) => plan_command(&cli),
+        Some(Command::Steps) => steps_command(&cli),
+        Some(Command::State(sc)) => state_command(&cli, sc),
+    }
+}
+
+fn plan_options(p: &Project, d: &DeployArgs, resume: bool) -> Result<PlanOptions> {
+    p.check_names("--force-step", &d.force_step)?;
+    p.check_names("--only", &d.only)?;
+    Ok(PlanOptions {
+        force_all: d.force_all,
+        force_steps: d.force_step.clone(),
+        resume,
+        only: d.only.clone(),
+    })
+}
+
+/// `--only`: the selected steps' needs outside the selection must be up to date.
+fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    for name in only {
+        let i = p.steps.index(name).unwrap_or(0);
+        for need in &p.steps.steps[i].needs {
+            if only.contains(need) {
+                continue;
+            }
+            let j = p.steps.index(need).unwrap_or(0);
+            if decisions[j].reasons.len() > 1 {
+                return Err(usage(format!(
+                    "--only {name}: it needs `{need}`, which is not selected and not up to date ({}); add --only {need}",
+                    decisions[j].reasons[1..].join("; ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_plan(console: &Console, decisions: &[Decision]) {
+    let width = decisions.iter().map(|d| d.step.len()).max().unwrap_or(0);
+    for d in decisions {
+        let mark = match d.action {
+            Action::Run => console.paint(report::GREEN, "run    "),
+            Action::Skip => console.paint(report::DIM, "skip   "),
+            Action::Pending => console.paint(report::YELLOW, "pending"),
+            Action::Excluded => console.paint(report::DIM, "exclude"),
+        };
+        console.line(&format!(
+            "  {mark} {:width$}  {}",
+            d.step,
+            d.reasons.join("; ")
+        ));
+    }
+    let count = |a| decisions.iter().filter(|d| d.action == a).count();
+    console.line(&format!(
+        "Plan: {} to run, {} up to date{}{}",
+        count(Action::Run),
+        count(Action::Skip),
+        match count(Action::Pending) {
+            0 => String::new(),
+            k => format!(", {k} pending"),
+        },
+        match count(Action::Excluded) {
+            0 => String::new(),
+            k => format!(", {k} not selected"),
+        },
+    ));
+}
+
+fn plan_command(cli: &Cli) -> Result<i32> {
+    let p = Project::load(cli, true)?;
+    let resume = cli.deploy.resume || p.config.settings.deployment.resume;
+    let opts = plan_options(&p, &cli.deploy, resume)?;
+    let state = if cli.deploy.reset_state {
+        State::default()
+    } else {
+        p.store().load()?
+    };
+    let decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
+    print_plan(&p.console, &decisions);
+    Ok(exit::OK)
+}
+
+fn deploy(cli: &Cli) -> Result<i32> {
+    let p = Project::load(cli, true)?;
+    let settings = &p.config.settings.deployment;
+    let d = &cli.deploy;
+    let dry_run = d.dry_run || settings.dry_run;
+    let auto_approve = d.auto_approve || settings.auto_approve;
+    let resume = d.resume || settings.resume;
+    let opts = plan_options(&p, d, resume)?;
+    let store = p.store();
+
+    // The lock is held for the whole run; a dry run writes nothing and takes none.
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(lock::acquire_local(&p.state_path)?)
+    };
+    let mut state = store.load()?;
+    if d.reset_state {
+        if dry_run {
+            p.console
+                .line("dry run: the state would be backed up and cleared");
+        } else {
+            if let Some(b) = store.backup()? {
+                p.console.line(&format!("state backed up to {b}"));
+            }
+            state = State::default();
+            store.save(&state)?;
+        }
+        state = State::default();
+    }
+    let decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
+    check_only(&p, &decisions, &opts.only)?;
+    print_plan(&p.console, &decisions);
+    if !decisions.iter().any(|d| d.action == Action::Run) {
+        p.console.line("Nothing to do.");
+        return Ok(exit::OK);
+    }
+    if !dry_run && !auto_approve {
+        if std::io::stdin().is_terminal() {
+            print!("Run these steps? [y/N] ");
+            let _ = std::io::stdout().flush();
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+                p.console.line("Cancelled: nothing ran.");
+                return Ok(exit::STEP_FAILED);
+            }
+        } else {
+            return Err(Failure::new(
+                exit::STEP_FAILED,
+                "no terminal to ask for approval: pass --auto-approve (or set deployment.auto_approve: true) to run without asking",
+            )
+            .into());
+        }
+    }
+    install_signal_handlers();
+    let run_id = run_id();
+    let runner = Runner {
+        engine: &p.engine,
+        steps: &p.steps,
+        config: p.config.clone(),
+        masker: p.masker.clone(),
+        console: p.console.clone(),
+        store: &store,
+        dry_run,
+        jobs: if dry_run { 1 } else { d.jobs },
+        keep_going: d.keep_going,
+        log_dir: (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id)),
+    };
+    let report = runner.run(&decisions, state)?;
+    print_summary(&p.console, &report);
+    if dry_run {
+        p.console
+            .line("Dry run: no command ran and no state was written.");
+    }
+    Ok(match report.interrupted {
+        Some(libc::SIGTERM) => exit::SIGTERM,
+        Some(_) => exit::SIGINT,
+        None if report.failed() => exit::STEP_FAILED,
+        None => exit::OK,
+    })
+}
+
+fn run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        std::process::id()
+    )
+}
+
+fn print_summary(console: &Console, report: &RunReport) {
+    let width = report
+        .results
+        .iter()
+        .map(|r| r.step.len())
+        .max()
+        .unwrap_or(4);
+    console.line("");
+    console.line(&format!(
+        "  {:width$}  {:11}  {:>8}  REASON",
+        "STEP", "RESULT", "TIME"
+    ));
+    for r in &report.results {
+        let result = match r.outcome {
+            Outcome::Ran => console.paint(report::GREEN, &format!("{:11}", "✓ ran")),
+            Outcome::Skipped => console.paint(report::DIM, &format!("{:11}", "· skipped")),
+            Outcome::Failed => console.paint(report::RED, &format!("{:11}", "✗ failed")),
+            Outcome::Interrupted => console.paint(report::RED, &format!("{:11}", "✗ interrupted")),
+            Outcome::Blocked => console.paint(report::YELLOW, &format!("{:11}", "- blocked")),
+            Outcome::NotRun => console.paint(report::YELLOW, &format!("{:11}", "- pending")),
+        };
+        let time = if r.outcome == Outcome::Ran || r.duration > std::time::Duration::ZERO {
+            report::duration(r.duration)
+        } else {
+            String::new()
+        };
+        console.line(&format!(
+            "  {:width$}  {result}  {time:>8}  {}",
+            r.step, r.reason
+        ));
+    }
+    let count = |o| report.results.iter().filter(|r| r.outcome == o).count();
+    console.line(&format!(
+        "{} ran, {} skipped, {} failed, {} blocked{} in {}",
+        count(Outcome::Ran),
+        count(Outcome::Skipped),
+        count(Outcome::Failed),
+        count(Outcome::Blocked),
+        match count(Outcome::Interrupted) {
+            0 => String::new(),
+            k => format!(", {k} interrupted"),
+        },
+        report::duration(report.wall)
+    ));
+}
+
+/// SIGINT/SIGTERM: remember the signal; running commands and scripts see it and stop, the
+/// executor records them `interrupted`. A second signal ends stepwise at once (state writes
+/// are atomic, so nothing is half-written).
+fn install_signal_handlers() {
+    std::thread::spawn(|| {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(_) => return,
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            loop {
+                let sig = tokio::select! {
+                    _ = int.recv() => libc::SIGINT,
+                    _ = term.recv() => libc::SIGTERM,
+                };
+                if process::interrupted().is_some() {
+                    eprintln!("second signal: exiting now");
+                    std::process::exit(if sig == libc::SIGTERM { exit::SIGTERM } else { exit::SIGINT });
+                }
+                process::INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
+                eprintln!("interrupted: stopping running commands and recording state (signal again to exit at once)");
+            }
+        });
+    });
+}
+
+fn steps_command(cli: &Cli) -> Result<i32> {
+    let p = Project::load(cli, false)?;
+    for s in &p.steps.steps {
+        p.console.line(&format!(
+            "{:02} {}  {}",
+            s.order,
+            p.console.paint(report::BOLD, &s.name),
+            s.description
+        ));
+        let list = |label: &str, v: &[String]| {
+            if !v.is_empty() {
+                p.console.line(&format!("     {label}: {}", v.join(", ")));
+            }
+        };
+        list("needs", &s.needs);
+        list("files", &s.files);
+        list("config", &s.config);
+    }
+    Ok(exit::OK)
+}
+
+fn state_command(cli: &Cli, sc: &StateCommand) -> Result<i32> {
+    match sc {
+        StateCommand::Show { step } => {
+            let config = if cli.global.config.exists() {
+                Config::load(&cli.global.config)?
+            } else {
+                Config::empty(&cli.global.config)
+            };
+            let store = LocalStore::new(state_path(cli, &config));
+            let state = store.load()?;
+            let text = match step {
+                None => state.to_json(),
+                Some(s) => {
+                    let rec = state.steps.get(s).ok_or_else(|| {
+                        usage(format!(
+                            "no step `{s}` in state {} (steps recorded: {})",
+                            store.location(),
+                            state.steps.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ))
+                    })?;
+                    serde_json::to_string_pretty(rec)? + "\n"
+                }
+            };
+            print!("{text}");
+            Ok(exit::OK)
+        }
+        StateCommand::Reset { steps } => {
+            let config = if cli.global.config.exists() {
+                Config::load(&cli.global.config)?
+            } else {
+                Config::empty(&cli.global.config)
+            };
+            let path = state_path(cli, &config);
+            let store = LocalStore::new(&path);
+            let _lock = lock::acquire_local(&path)?;
+            let mut state = store.load()?;
+            for s in steps {
+                if !state.steps.contains_key(s) {
+                    return Err(usage(format!(
+                        "no step `{s}` in state {} (steps recorded: {})",
+                        store.location(),
+                        state.steps.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+            if let Some(b) = store.backup()? {
+                println!("state backed up to {b}");
+            }
+            if steps.is_empty() {
+                state.steps.clear();
+                println!("state cleared: every step runs on the next deployment");
+            } else {
+                for s in steps {
+                    state.steps.remove(s);
+                    println!("forgot {s}: it runs on the next deployment");
+                }
+            }
+            state.last_updated = crate::state::now();
+            store.save(&state)?;
+            Ok(exit::OK)
+        }
+        StateCommand::ImportLegacy { file } => crate::legacy::import(cli, file),
+    }
+}

@@ -1,0 +1,102 @@
+//! The command line (clap). Every flag of the original tool works at the top level.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stepwise",
+    version,
+    about = "Idempotent, stateful deployments: Rhai steps that run only when what they depend on changed",
+    after_help = "Exit codes: 0 success or nothing to do; 1 a step failed; 2 bad usage, config, script or state; 3 state locked; 130 interrupted (SIGINT), 143 (SIGTERM)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// The deployment config (YAML).
+    #[arg(
+        long,
+        global = true,
+        default_value = "config.yaml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+    /// The directory of step scripts; `prelude.rhai` is read from its parent.
+    #[arg(long, global = true, default_value = "steps", value_name = "DIR")]
+    pub steps: PathBuf,
+    /// The state file (default: the config's `state.path`, then `STEPWISE_STATE`, then
+    /// `.stepwise/state.json`).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Debug logs (also `deployment.verbose` in the config).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DeployArgs {
+    /// Run this step even if it is up to date (repeatable).
+    #[arg(long = "force-step", global = true, value_name = "NAME")]
+    pub force_step: Vec<String>,
+    /// Run every step.
+    #[arg(long, global = true)]
+    pub force_all: bool,
+    /// Back up the state, clear it, and deploy from scratch.
+    #[arg(long, global = true)]
+    pub reset_state: bool,
+    /// Print the plan and every command that would run; run nothing, write no state.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Continue a failed or interrupted deployment: only failed, interrupted and new steps run.
+    #[arg(long, global = true)]
+    pub resume: bool,
+    /// Do not ask before running.
+    #[arg(long, global = true)]
+    pub auto_approve: bool,
+    /// How many steps may run at once.
+    #[arg(
+        long,
+        short = 'j',
+        global = true,
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    pub jobs: usize,
+    /// After a failure, go on with every step that does not depend on it.
+    #[arg(long, global = true)]
+    pub keep_going: bool,
+    /// Restrict the run to these steps (repeatable).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub only: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Deploy: run every step that is not up to date (the default command).
+    Deploy,
+    /// Show each step's decision and reason; run nothing.
+    Plan,
+    /// List the steps with their description and dependencies.
+    Steps,
+    /// Inspect or change the state.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Print the state (or one step's record) as JSON.
+    Show { step: Option<String> },
+    /// Forget steps (all when none is named) so that they run again; keeps a backup.
+    Reset { steps: Vec<String> },
+    /// Convert the original deployment tool's state file.
+    ImportLegacy { file: PathBuf },
+}

@@ -1,0 +1,263 @@
+//! The deployment config (YAML): loading with located errors, dotted-key lookup, canonical
+//! JSON for fingerprints, the settings stepwise itself reads, and which values are secret.
+
+use crate::error::usage;
+use crate::secrets::Masker;
+use anyhow::Result;
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A loaded config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (as given, for messages).
+    pub path: PathBuf,
+    /// The whole document.
+    pub root: Value,
+    /// The settings stepwise reads itself, type-checked.
+    pub settings: Settings,
+}
+
+/// `deployment:` and `advanced:` keys that change stepwise's own behaviour.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub deployment: DeploymentSettings,
+    pub advanced: AdvancedSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DeploymentSettings {
+    pub dry_run: bool,
+    pub auto_approve: bool,
+    pub verbose: bool,
+    pub resume: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AdvancedSettings {
+    /// How many times a failing `az` call is tried in all.
+    pub retry_attempts: u32,
+    /// Seconds before the first retry (doubled each time).
+    pub retry_delay: f64,
+    /// Seconds after which a command is killed.
+    pub operation_timeout: f64,
+}
+
+impl Default for AdvancedSettings {
+    fn default() -> Self {
+        AdvancedSettings {
+            retry_attempts: 3,
+            retry_delay: 5.0,
+            operation_timeout: 600.0,
+        }
+    }
+}
+
+impl AdvancedSettings {
+    pub fn retry_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.retry_delay.max(0.0))
+    }
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.operation_timeout.max(0.001))
+    }
+}
+
+/// Key names (the last segment) whose values are secret wherever they stand.
+const SECRET_KEY_WORDS: &[&str] = &[
+    "password",
+    "secret",
+    "api_key",
+    "token",
+    "connection_string",
+    "connection_url",
+];
+
+impl Config {
+    /// Reads and parses `path`. Errors name the file, line and column.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(usage(format!(
+                    "config file {} not found (pass --config PATH; config.example.yaml is a commented example)",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(usage(format!("cannot read config {}: {e}", path.display()))),
+        };
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let located = |e: serde_norway::Error| {
+            let loc = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            usage(format!("{}{loc}: {e}", path.display()))
+        };
+        let root: Value = if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_norway::from_str(text).map_err(located)?
+        };
+        if !root.is_object() {
+            return Err(usage(format!(
+                "{}: the config must be a mapping of keys to values, found {}",
+                path.display(),
+                type_name(&root)
+            )));
+        }
+        let settings: Settings = serde_norway::from_str(text).map_err(located)?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            root,
+            settings,
+        })
+    }
+
+    /// An empty config (for commands that need none).
+    pub fn empty(path: &Path) -> Config {
+        Config {
+            path: path.to_path_buf(),
+            root: Value::Object(Default::default()),
+            settings: Settings::default(),
+        }
+    }
+
+    /// The value at a dotted key (`a.b.c`; a numeric segment indexes an array).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        lookup(&self.root, key)
+    }
+
+    /// The canonical JSON of a key's value (`null` when missing): object keys sorted.
+    pub fn canonical(&self, key: &str) -> String {
+        canonical_json(self.get(key).unwrap_or(&Value::Null))
+    }
+
+    /// Is the value at `key` (or anything under it) secret?
+    pub fn is_secret_key(key: &str) -> bool {
+        let mut segments = key.split('.');
+        if segments.next() == Some("secrets") {
+            return true;
+        }
+        let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+        SECRET_KEY_WORDS.iter().any(|w| last.contains(w))
+    }
+
+    /// Registers every secret string value in the config with `masker`.
+    pub fn register_secrets(&self, masker: &Masker) {
+        fn walk(v: &Value, key: &str, masker: &Masker, inherited: bool) {
+            let secret = inherited || (!key.is_empty() && Config::is_secret_key(key));
+            match v {
+                Value::Object(m) => {
+                    for (k, child) in m {
+                        let sub = if key.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{key}.{k}")
+                        };
+                        walk(child, &sub, masker, secret);
+                    }
+                }
+                Value::Array(a) => {
+                    for (i, child) in a.iter().enumerate() {
+                        walk(child, &format!("{key}.{i}"), masker, secret);
+                    }
+                }
+                Value::String(s) if secret => masker.add(s),
+                Value::Number(n) if secret => masker.add(&n.to_string()),
+                _ => {}
+            }
+        }
+        walk(&self.root, "", masker, false);
+    }
+}
+
+/// Looks up a dotted key in a JSON value.
+pub fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
+    if key.is_empty() {
+        return Some(root);
+    }
+    let mut cur = root;
+    for seg in key.split('.') {
+        cur = match cur {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// JSON with object keys sorted and no insignificant white space.
+pub fn canonical_json(v: &Value) -> String {
+    // serde_json's map is ordered by key (no `preserve_order` feature), so this is canonical.
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// A short name of a JSON value's type, for messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Result<Config> {
+        Config::parse(Path::new("c.yaml"), text)
+    }
+
+    #[test]
+    fn lookup_nested_and_missing() {
+        let c = cfg("a:\n  b: [1, {c: x}]\n").unwrap();
+        assert_eq!(c.get("a.b.1.c"), Some(&Value::String("x".into())));
+        assert_eq!(c.get("a.z"), None);
+        assert_eq!(c.canonical("a.z"), "null");
+        assert_eq!(c.canonical("a"), r#"{"b":[1,{"c":"x"}]}"#);
+    }
+
+    #[test]
+    fn yaml_error_is_located() {
+        let err = cfg("a: 1\nb: [unclosed\n").unwrap_err().to_string();
+        assert!(err.starts_with("c.yaml:"), "{err}");
+        assert!(
+            err.split(':').nth(1).unwrap().parse::<u32>().is_ok(),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_setting_type_is_located() {
+        let err = cfg("advanced:\n  retry_attempts: three\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.yaml:2:"), "{err}");
+        assert!(err.contains("retry_attempts"), "{err}");
+    }
+
+    #[test]
+    fn secrets_registered() {
+        let c = cfg(
+            "secrets:\n  k: s3cr3t-value\npostgresql:\n  admin_password: pw-123456\n  sku: B1\n",
+        )
+        .unwrap();
+        let m = Masker::new();
+        c.register_secrets(&m);
+        assert_eq!(m.mask("s3cr3t-value pw-123456 B1"), "*** *** B1");
+    }
+}

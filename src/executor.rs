@@ -1,0 +1,434 @@
+//! Runs the steps a plan selected: along the `needs` graph, up to `jobs` at once, each step's
+//! `run()` on its own thread; records every finished step in the state at once (atomic
+//! write), so that nothing a finished step did is ever lost.
+
+use crate::config::Config;
+use crate::host::{self, StepContext};
+use crate::plan::{Action, Decision};
+use crate::process;
+use crate::report::{self, Console};
+use crate::script;
+use crate::secrets::Masker;
+use crate::state::{self, State, StateStore, Status, StepRecord};
+use crate::step::StepSet;
+use anyhow::Result;
+use rhai::{CallFnOptions, Dynamic, Engine, Scope};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a step ended in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ran,
+    Skipped,
+    Failed,
+    Blocked,
+    Interrupted,
+    /// Changed but not run (`--resume`) or not selected (`--only`).
+    NotRun,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ran => "ran",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+            Outcome::Blocked => "blocked",
+            Outcome::Interrupted => "interrupted",
+            Outcome::NotRun => "pending",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub step: String,
+    pub outcome: Outcome,
+    pub reason: String,
+    pub duration: Duration,
+}
+
+pub struct RunReport {
+    pub results: Vec<StepResult>,
+    pub wall: Duration,
+    /// The signal that interrupted the run.
+    pub interrupted: Option<i32>,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> bool {
+        self.results
+            .iter()
+            .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::Blocked))
+    }
+}
+
+/// Everything shared by the steps of one run.
+pub struct Runner<'a> {
+    pub engine: &'a Engine,
+    pub steps: &'a StepSet,
+    pub config: Arc<Config>,
+    pub masker: Arc<Masker>,
+    pub console: Arc<Console>,
+    pub store: &'a dyn StateStore,
+    pub dry_run: bool,
+    pub jobs: usize,
+    pub keep_going: bool,
+    /// `.stepwise/logs/<run-id>/` (none in a dry run).
+    pub log_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Node {
+    /// Will run, not started.
+    Waiting,
+    Running,
+    /// Completed in this run, or up to date from before.
+    Satisfied,
+    /// Not up to date and will not run (pending, excluded-and-unsatisfied).
+    Unsatisfied,
+    Failed,
+    Blocked,
+    Interrupted,
+}
+
+impl Runner<'_> {
+    pub fn run(&self, decisions: &[Decision], state: State) -> Result<RunReport> {
+        let started = Instant::now();
+        let n = self.steps.steps.len();
+        let state = Arc::new(Mutex::new(state));
+        let mut nodes: Vec<Node> = decisions
+            .iter()
+            .map(|d| match d.action {
+                Action::Run => Node::Waiting,
+                Action::Skip => Node::Satisfied,
+                Action::Pending => Node::Unsatisfied,
+                Action::Excluded => {
+                    if d.reasons.len() == 1 {
+                        Node::Satisfied
+                    } else {
+                        Node::Unsatisfied
+                    }
+                }
+            })
+            .collect();
+        let mut results: Vec<Option<StepResult>> = vec![None; n];
+        for (i, d) in decisions.iter().enumerate() {
+            if d.action != Action::Run {
+                let outcome = if d.action == Action::Skip {
+                    Outcome::Skipped
+                } else {
+                    Outcome::NotRun
+                };
+                results[i] = Some(StepResult {
+                    step: d.step.clone(),
+                    outcome,
+                    reason: d.reasons.join("; "),
+                    duration: Duration::ZERO,
+                });
+            }
+        }
+        let index = |name: &str| self.steps.index(name).unwrap_or(usize::MAX);
+        let (tx, rx) = mpsc::channel::<(usize, StepRecordUpdate)>();
+        let mut running = 0usize;
+        let mut stop_starting = false;
+        std::thread::scope(|scope| -> Result<()> {
+            loop {
+                if process::interrupted().is_some() {
+                    stop_starting = true;
+                }
+                // Block what can no longer run; start what is ready, in file order.
+                let mut progressed = true;
+                while progressed {
+                    progressed = false;
+                    for i in 0..n {
+                        if nodes[i] != Node::Waiting {
+                            continue;
+                        }
+                        let needs = &self.steps.steps[i].needs;
+                        let bad = needs.iter().map(|x| index(x)).find(|&j| {
+                            matches!(
+                                nodes[j],
+                                Node::Failed
+                                    | Node::Blocked
+                                    | Node::Unsatisfied
+                                    | Node::Interrupted
+                            )
+                        });
+                        if let Some(j) = bad {
+                            nodes[i] = Node::Blocked;
+                            let why = match nodes[j] {
+                                Node::Unsatisfied => format!(
+                                    "needs {}, which is not up to date and does not run",
+                                    self.steps.steps[j].name
+                                ),
+                                Node::Interrupted => format!(
+                                    "needs {}, which was interrupted",
+                                    self.steps.steps[j].name
+                                ),
+                                _ => format!("needs {}, which failed", self.steps.steps[j].name),
+                            };
+                            self.console.line(&format!(
+                                "{} {} blocked: {why}",
+                                self.console.paint(report::YELLOW, "-"),
+                                self.steps.steps[i].name
+                            ));
+                            results[i] = Some(StepResult {
+                                step: self.steps.steps[i].name.clone(),
+                                outcome: Outcome::Blocked,
+                                reason: why,
+                                duration: Duration::ZERO,
+                            });
+                            progressed = true;
+                        }
+                    }
+                }
+                if !stop_starting {
+                    for i in 0..n {
+                        if running >= self.jobs.max(1) {
+                            break;
+                        }
+                        if nodes[i] != Node::Waiting {
+                            continue;
+                        }
+                        let ready = self.steps.steps[i]
+                            .needs
+                            .iter()
+                            .all(|x| nodes[index(x)] == Node::Satisfied);
+                        if !ready {
+                            continue;
+                        }
+                        nodes[i] = Node::Running;
+                        running += 1;
+                        let tx = tx.clone();
+                        let state = state.clone();
+                        let decision = &decisions[i];
+                        scope.spawn(move || {
+                            let update = self.run_step(i, decision, state);
+                            let _ = tx.send((i, update));
+                        });
+                        // In a dry run, steps run one after another so that their lines
+                        // read in order.
+                        if self.dry_run {
+                            break;
+                        }
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let (i, update) = rx.recv().expect("a step thread reports");
+                running -= 1;
+                let name = self.steps.steps[i].name.clone();
+                nodes[i] = match update.outcome {
+                    Outcome::Ran => Node::Satisfied,
+                    Outcome::Interrupted => Node::Interrupted,
+                    _ => Node::Failed,
+                };
+                if nodes[i] == Node::Failed && !self.keep_going {
+                    stop_starting = true;
+                }
+                if nodes[i] == Node::Interrupted {
+                    stop_starting = true;
+                }
+                results[i] = Some(StepResult {
+                    step: name,
+                    outcome: update.outcome,
+                    reason: update.reason,
+                    duration: update.duration,
+                });
+                if let Some(err) = update.save_error {
+                    return Err(err);
+                }
+            }
+            Ok(())
+        })?;
+        // Steps never started (after a failure or an interrupt).
+        let interrupted = process::interrupted();
+        for (i, slot) in results.iter_mut().enumerate() {
+            if slot.is_none() {
+                let why = if interrupted.is_some() {
+                    "not started: the run was interrupted"
+                } else {
+                    "not started: an earlier step failed (use --keep-going to run independent steps)"
+                };
+                *slot = Some(StepResult {
+                    step: self.steps.steps[i].name.clone(),
+                    outcome: Outcome::Blocked,
+                    reason: why.to_string(),
+                    duration: Duration::ZERO,
+                });
+            }
+        }
+        Ok(RunReport {
+            results: results
+                .into_iter()
+                .map(|r| r.expect("every step has a result"))
+                .collect(),
+            wall: started.elapsed(),
+            interrupted,
+        })
+    }
+
+    /// Runs one step and records it. Never panics the scheduler.
+    fn run_step(
+        &self,
+        i: usize,
+        decision: &Decision,
+        state: Arc<Mutex<State>>,
+    ) -> StepRecordUpdate {
+        let step = &self.steps.steps[i];
+        let reason = decision.reasons.join("; ");
+        self.console.line(&format!(
+            "{} {} {}",
+            self.console.paint(report::BOLD, "▶"),
+            step.name,
+            self.console.paint(report::DIM, &format!("({reason})"))
+        ));
+        let log = self.log_dir.as_ref().and_then(|dir| {
+            use std::os::unix::fs::OpenOptionsExt;
+            state::create_private_dir(dir).ok()?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(dir.join(format!("{}.log", step.name)))
+                .ok()
+        });
+        let ctx = Arc::new(StepContext {
+            step: step.name.clone(),
+            config: self.config.clone(),
+            settings: self.config.settings.advanced.clone(),
+            masker: self.masker.clone(),
+            dry_run: self.dry_run,
+            state: state.clone(),
+            outputs: Mutex::new(Default::default()),
+            log: Mutex::new(log),
+            console: self.console.clone(),
+            current_command: Mutex::new(None),
+        });
+        let started_at = state::now();
+        let t0 = Instant::now();
+        let result = host::with_context(ctx.clone(), || {
+            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+            self.engine.call_fn_with_options::<Dynamic>(
+                options,
+                &mut Scope::new(),
+                &step.ast,
+                "run",
+                (),
+            )
+        });
+        let elapsed = t0.elapsed();
+        let (outcome, error) = match result {
+            Ok(_) => (Outcome::Ran, None),
+            Err(e) => {
+                let msg = self.masker.mask(&script::runtime_error(&step.file, &e));
+                if process::interrupted().is_some() {
+                    (Outcome::Interrupted, Some(msg))
+                } else {
+                    (Outcome::Failed, Some(msg))
+                }
+            }
+        };
+        let dur = report::duration(elapsed);
+        match outcome {
+            Outcome::Ran => self.console.line(&format!(
+                "{} {} ran ({reason}) {}",
+                self.console.paint(report::GREEN, "✓"),
+                step.name,
+                self.console.paint(report::DIM, &dur)
+            )),
+            Outcome::Interrupted => self.console.line(&format!(
+                "{} {} interrupted after {dur}",
+                self.console.paint(report::RED, "✗"),
+                step.name
+            )),
+            _ => {
+                let msg = error.as_deref().unwrap_or("");
+                ctx.log_file(&format!("error: {msg}"));
+                self.console.line(&format!(
+                    "{} {} failed after {dur}",
+                    self.console.paint(report::RED, "✗"),
+                    step.name
+                ));
+                self.console.error(msg);
+                if let Some(dir) = &self.log_dir {
+                    self.console.error_line(&format!(
+                        "  log: {}",
+                        dir.join(format!("{}.log", step.name)).display()
+                    ));
+                }
+            }
+        }
+        let mut save_error = None;
+        if !self.dry_run {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            let previous = st.steps.remove(&step.name);
+            let mut rec = previous.unwrap_or(StepRecord {
+                status: Status::Failed,
+                timestamp: String::new(),
+                dependency_hash: None,
+                error: None,
+                started_at: None,
+                finished_at: None,
+                duration_secs: None,
+                dependencies: Default::default(),
+                outputs: Default::default(),
+                extra: Default::default(),
+            });
+            let now = state::now();
+            rec.timestamp = now.clone();
+            rec.started_at = Some(started_at);
+            rec.finished_at = Some(now.clone());
+            rec.duration_secs = Some((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
+            match outcome {
+                Outcome::Ran => {
+                    rec.status = Status::Completed;
+                    rec.error = None;
+                    rec.dependency_hash = Some(decision.fingerprint.combined.clone());
+                    rec.dependencies = decision.fingerprint.dependencies.clone();
+                    rec.outputs = ctx
+                        .outputs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                }
+                Outcome::Interrupted => {
+                    rec.status = Status::Interrupted;
+                    rec.error = error.clone();
+                }
+                _ => {
+                    rec.status = Status::Failed;
+                    rec.error = error.clone();
+                }
+            }
+            st.steps.insert(step.name.clone(), rec);
+            st.last_updated = now;
+            if let Err(e) = self.store.save(&st) {
+                save_error = Some(e);
+            }
+        }
+        StepRecordUpdate {
+            outcome,
+            reason: match &error {
+                Some(e) if outcome != Outcome::Ran => {
+                    e.lines().next().unwrap_or_default().to_string()
+                }
+                _ => reason,
+            },
+            duration: elapsed,
+            save_error,
+        }
+    }
+}
+
+struct StepRecordUpdate {
+    outcome: Outcome,
+    reason: String,
+    duration: Duration,
+    save_error: Option<anyhow::Error>,
+}

@@ -1,0 +1,289 @@
+//! Fingerprints: the SHA-256 of everything a step depends on (files, directories, globs,
+//! config keys, its own script and the prelude), one digest per dependency plus a combined one.
+
+use crate::config::Config;
+use crate::error::usage;
+use crate::step::{sha256_hex, Step};
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+/// The dependency key of the step's own script.
+pub const SCRIPT: &str = "script";
+/// The dependency key of the prelude.
+pub const PRELUDE: &str = "prelude";
+
+/// One step's fingerprint.
+#[derive(Debug, Clone, Default)]
+pub struct Fingerprint {
+    /// Dependency key (`file:PATH`, `dir:PATH`, `glob:PATTERN`, `config:KEY`, `script`,
+    /// `prelude`) → hex SHA-256.
+    pub dependencies: BTreeMap<String, String>,
+    /// SHA-256 over all of them.
+    pub combined: String,
+    /// Things worth a warning (a glob that matches nothing).
+    pub warnings: Vec<String>,
+}
+
+/// The combined digest of a set of dependency digests.
+pub fn combine(deps: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in deps {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([b'\n']);
+    }
+    hex::encode(h.finalize())
+}
+
+/// How a dependency key reads in a reason ("file docker/Dockerfile changed").
+pub fn describe(key: &str) -> String {
+    match key.split_once(':') {
+        Some(("file", p)) => format!("file {p}"),
+        Some(("dir", p)) => format!("directory {p}"),
+        Some(("glob", p)) => format!("files matching {p}"),
+        Some(("config", k)) => format!("config {k}"),
+        _ if key == SCRIPT => "step script".to_string(),
+        _ if key == PRELUDE => "prelude.rhai".to_string(),
+        _ => key.to_string(),
+    }
+}
+
+/// Computes fingerprints of steps relative to a project root.
+pub struct Fingerprinter<'a> {
+    pub root: &'a Path,
+    pub config: &'a Config,
+    pub prelude_digest: &'a str,
+    /// Directories never walked (the state folder, for example), relative to `root`.
+    pub exclude: Vec<PathBuf>,
+}
+
+impl Fingerprinter<'_> {
+    /// The fingerprint of `step`. A declared path that does not exist is an error naming the
+    /// step and the path.
+    pub fn step(&self, step: &Step) -> Result<Fingerprint> {
+        let mut fp = Fingerprint::default();
+        fp.dependencies
+            .insert(SCRIPT.to_string(), step.script_digest.clone());
+        fp.dependencies
+            .insert(PRELUDE.to_string(), self.prelude_digest.to_string());
+        for key in &step.config {
+            fp.dependencies.insert(
+                format!("config:{key}"),
+                sha256_hex(self.config.canonical(key).as_bytes()),
+            );
+        }
+        for pattern in &step.files {
+            let expanded = self.interpolate(step, pattern)?;
+            self.check_inside_root(step, pattern, &expanded)?;
+            let (key, digest) = self.hash_entry(step, &expanded, &mut fp.warnings)?;
+            fp.dependencies.insert(key, digest);
+        }
+        fp.combined = combine(&fp.dependencies);
+        Ok(fp)
+    }
+
+    /// Replaces `${config.key}` / `${key}` in a path with the config value.
+    fn interpolate(&self, step: &Step, pattern: &str) -> Result<String> {
+        let mut out = String::new();
+        let mut rest = pattern;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or_else(|| {
+                usage(format!(
+                    "{}:{}: step `{}`: unclosed `${{` in files entry {pattern:?}",
+                    step.file, step.decl_line, step.name
+                ))
+            })?;
+            let key = after[..end].trim();
+            let key = key.strip_prefix("config.").unwrap_or(key);
+            match self.config.get(key) {
+                Some(serde_json::Value::String(s)) => out.push_str(s),
+                Some(v @ serde_json::Value::Number(_)) => out.push_str(&v.to_string()),
+                Some(_) | None => {
+                    return Err(usage(format!(
+                        "{}:{}: step `{}`: files entry {pattern:?} uses config key `{key}`, which {} in {}",
+                        step.file,
+                        step.decl_line,
+                        step.name,
+                        if self.config.get(key).is_some() { "is not a string" } else { "is missing" },
+                        self.config.path.display()
+                    )))
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn check_inside_root(&self, step: &Step, pattern: &str, path: &str) -> Result<()> {
+        let p = Path::new(path);
+        let escapes = p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir));
+        if escapes {
+            return Err(usage(format!(
+                "{}:{}: step `{}`: files entry {pattern:?} ({path}) is outside the project root",
+                step.file, step.decl_line, step.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn hash_entry(
+        &self,
+        step: &Step,
+        entry: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(String, String)> {
+        let is_glob = entry.contains(['*', '?', '[', '{']);
+        if is_glob {
+            let files = self.glob(step, entry)?;
+            if files.is_empty() {
+                warnings.push(format!(
+                    "step `{}`: files entry {entry:?} matches no file",
+                    step.name
+                ));
+            }
+            return Ok((format!("glob:{entry}"), self.hash_list(&files)?));
+        }
+        let trimmed = entry.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "." } else { trimmed };
+        let path = self.root.join(trimmed);
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                "does not exist".to_string()
+            } else {
+                format!("cannot be read: {e}")
+            };
+            usage(format!(
+                "step `{}` ({}:{}): declared file {entry} {what}",
+                step.name, step.file, step.decl_line
+            ))
+        })?;
+        if meta.is_dir() {
+            let files = self.walk(&path)?;
+            Ok((format!("dir:{trimmed}/"), self.hash_list(&files)?))
+        } else {
+            let digest = self.hash_file(Path::new(trimmed)).map_err(|e| {
+                usage(format!(
+                    "step `{}` ({}:{}): cannot read {entry}: {e}",
+                    step.name, step.file, step.decl_line
+                ))
+            })?;
+            Ok((format!("file:{trimmed}"), digest))
+        }
+    }
+
+    /// Files under `dir` (absolute), relative to the root, sorted; honours `.gitignore` and
+    /// `.dockerignore` inside it.
+    fn walk(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let root = self.root.to_path_buf();
+        let exclude: Vec<PathBuf> = self.exclude.iter().map(|e| root.join(e)).collect();
+        let mut files = Vec::new();
+        let walker = ignore::WalkBuilder::new(dir)
+            .hidden(false)
+            .parents(false)
+            .git_ignore(true)
+            .git_global(false)
+            .git_exclude(false)
+            .require_git(false)
+            .ignore(false)
+            .add_custom_ignore_filename(".dockerignore")
+            .follow_links(false)
+            .filter_entry(move |e| {
+                let name = e.file_name();
+                name != ".git" && !exclude.iter().any(|x| e.path() == x.as_path())
+            })
+            .build();
+        for entry in walker {
+            let entry = entry.map_err(|e| usage(format!("cannot walk {}: {e}", dir.display())))?;
+            let ft = match entry.file_type() {
+                Some(ft) => ft,
+                None => continue,
+            };
+            if ft.is_file() || ft.is_symlink() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(self.root)
+                    .unwrap_or(entry.path())
+                    .to_path_buf();
+                files.push(rel);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Files matching a glob (relative to the root), sorted.
+    fn glob(&self, step: &Step, pattern: &str) -> Result<Vec<PathBuf>> {
+        let matcher = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| {
+                usage(format!(
+                    "{}:{}: step `{}`: bad glob {pattern:?}: {e}",
+                    step.file, step.decl_line, step.name
+                ))
+            })?
+            .compile_matcher();
+        // Walk only below the longest directory prefix without glob characters.
+        let mut base = PathBuf::new();
+        for part in pattern.split('/') {
+            if part.contains(['*', '?', '[', '{']) {
+                break;
+            }
+            base.push(part);
+        }
+        let start = self.root.join(&base);
+        if !start.is_dir() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .walk(&start)?
+            .into_iter()
+            .filter(|p| matcher.is_match(p))
+            .collect())
+    }
+
+    /// Digest over (relative path, file digest) of each file.
+    fn hash_list(&self, files: &[PathBuf]) -> Result<String> {
+        let mut h = Sha256::new();
+        for f in files {
+            let d = self
+                .hash_file(f)
+                .map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
+            h.update(d.as_bytes());
+            h.update([b'\n']);
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// SHA-256 of a file's relative path and content (a symlink: of its target path).
+    fn hash_file(&self, rel: &Path) -> std::io::Result<String> {
+        use std::os::unix::ffi::OsStrExt;
+        let abs = self.root.join(rel);
+        let mut h = Sha256::new();
+        h.update(rel.as_os_str().as_bytes());
+        h.update([0]);
+        let meta = std::fs::symlink_metadata(&abs)?;
+        if meta.file_type().is_symlink() {
+            h.update(b"symlink\0");
+            h.update(std::fs::read_link(&abs)?.as_os_str().as_bytes());
+        } else {
+            let mut f = std::fs::File::open(&abs)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+}

@@ -1,0 +1,535 @@
+//! Host functions: what step scripts may do to the world (`az`, `docker_build`, `exec`,
+//! `read_config`, `output`, `secret`, ...). Each call finds the step it belongs to through a
+//! thread-local context that the executor sets while the step's `run()` executes; outside
+//! `run()` every host function is an error.
+
+use crate::config::{AdvancedSettings, Config};
+use crate::process::{self, RunError};
+use crate::report::Console;
+use crate::secrets::Masker;
+use crate::state::State;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map as RMap, NativeCallContext};
+use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type HostResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Everything a running step's host functions need.
+pub struct StepContext {
+    pub step: String,
+    pub config: Arc<Config>,
+    pub settings: AdvancedSettings,
+    pub masker: Arc<Masker>,
+    pub dry_run: bool,
+    /// The run's state, for `outputs(step)`.
+    pub state: Arc<Mutex<State>>,
+    /// What this step saved with `output()`.
+    pub outputs: Mutex<Map<String, Value>>,
+    /// The step's log file (commands and their output, masked).
+    pub log: Mutex<Option<std::fs::File>>,
+    pub console: Arc<Console>,
+    /// The command running now, for progress display.
+    pub current_command: Mutex<Option<String>>,
+}
+
+impl StepContext {
+    /// Writes a (masked) line to the step's log file.
+    pub fn log_file(&self, text: &str) {
+        if let Some(f) = self.log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let masked = self.masker.mask(text);
+            let _ = writeln!(f, "{}", masked.trim_end());
+        }
+    }
+
+    /// A line the user sees (and the log keeps), masked.
+    pub fn say(&self, text: &str) {
+        let masked = self.masker.mask(text);
+        self.log_file(&masked);
+        self.console.step_line(&self.step, &masked);
+    }
+
+    fn warn(&self, text: &str) {
+        let masked = self.masker.mask(text);
+        self.log_file(&format!("warning: {masked}"));
+        self.console.step_warn(&self.step, &masked);
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<StepContext>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `ctx` as the current step of this thread.
+pub fn with_context<R>(ctx: Arc<StepContext>, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| *c.borrow_mut() = None);
+        }
+    }
+    CURRENT.with(|c| *c.borrow_mut() = Some(ctx));
+    let _reset = Reset;
+    f()
+}
+
+fn current(func: &str) -> HostResult<Arc<StepContext>> {
+    CURRENT
+        .with(|c| c.borrow().clone())
+        .ok_or_else(|| err(format!("{func}() can only be called while a step's run() executes, not at the top level of a script or the prelude")))
+}
+
+fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), rhai::Position::NONE).into()
+}
+
+/// `print`/`debug` from scripts.
+pub fn print_line(text: &str) {
+    match CURRENT.with(|c| c.borrow().clone()) {
+        Some(ctx) => ctx.say(text),
+        None => eprintln!("{text}"),
+    }
+}
+
+/// Registers every host function on `engine`.
+pub fn register(engine: &mut Engine) {
+    engine.register_fn("az", |args: Array| az(args, false));
+    engine.register_fn("az_try", |args: Array| az(args, true));
+    engine.register_fn("exec", |args: Array| exec(args, false));
+    engine.register_fn("exec_try", |args: Array| exec(args, true));
+    engine.register_fn("docker_build", docker_build);
+    engine.register_fn("read_config", |key: &str| read_config(key, None));
+    engine.register_fn("read_config", |key: &str, default: Dynamic| {
+        read_config(key, Some(default))
+    });
+    engine.register_fn("output", output);
+    engine.register_fn("outputs", outputs);
+    engine.register_fn("secret", secret);
+    engine.register_fn("env", |name: &str| env(name, None, false));
+    engine.register_fn("env", |name: &str, default: &str| {
+        env(name, Some(default), false)
+    });
+    engine.register_fn("env_secret", |name: &str| env(name, None, true));
+    engine.register_fn("log", |msg: Dynamic| -> HostResult<()> {
+        current("log")?.say(&display(&msg));
+        Ok(())
+    });
+    engine.register_fn("warn", |msg: Dynamic| -> HostResult<()> {
+        current("warn")?.warn(&display(&msg));
+        Ok(())
+    });
+    engine.register_fn("is_dry_run", || -> HostResult<bool> {
+        Ok(current("is_dry_run")?.dry_run)
+    });
+    engine.register_fn("generate_password", generate_password);
+    // Rhai's `type_of` exists; add a JSON helper that scripts commonly need.
+    engine.register_fn(
+        "to_json",
+        |_ctx: NativeCallContext, v: Dynamic| -> HostResult<String> {
+            let value: Value = rhai::serde::from_dynamic(&v)?;
+            Ok(serde_json::to_string(&value).unwrap_or_default())
+        },
+    );
+}
+
+fn display(v: &Dynamic) -> String {
+    if v.is_string() {
+        v.clone().into_string().unwrap_or_default()
+    } else {
+        v.to_string()
+    }
+}
+
+/// An argv array from a script: strings, numbers and booleans; anything else is an error.
+fn to_argv(func: &str, args: &Array) -> HostResult<Vec<String>> {
+    args.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if a.is_string() {
+                Ok(a.clone().into_string().unwrap_or_default())
+            } else if a.is_int() || a.is_float() || a.is_bool() || a.is_char() {
+                Ok(a.to_string())
+            } else {
+                Err(err(format!(
+                    "{func}(): argument {} is {} ({}); arguments must be strings",
+                    i + 1,
+                    a.type_name(),
+                    a
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Quotes an argv for display (never executed through a shell).
+pub fn show_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+%^".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn json_to_dynamic(v: &Value) -> Dynamic {
+    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
+}
+
+fn parse_stdout(stdout: &str) -> (Dynamic, bool) {
+    let t = stdout.trim();
+    if t.is_empty() {
+        return (Dynamic::UNIT, false);
+    }
+    match serde_json::from_str::<Value>(t) {
+        Ok(v) => (json_to_dynamic(&v), true),
+        Err(_) => (Dynamic::from(t.to_string()), false),
+    }
+}
+
+fn result_map(code: i64, stdout: &str, stderr: &str) -> Dynamic {
+    let (json, is_json) = parse_stdout(stdout);
+    let mut m = RMap::new();
+    m.insert("ok".into(), Dynamic::from(code == 0));
+    m.insert("code".into(), Dynamic::from(code));
+    m.insert("stdout".into(), Dynamic::from(stdout.trim().to_string()));
+    m.insert("stderr".into(), Dynamic::from(stderr.trim().to_string()));
+    m.insert("json".into(), if is_json { json } else { Dynamic::UNIT });
+    Dynamic::from(m)
+}
+
+fn dry_run_try() -> Dynamic {
+    result_map(-1, "", "dry run")
+}
+
+/// Runs a command for a step: logs it, honours dry run, timeout, retries, interrupts.
+/// `retry`: how many attempts in all on exit code 1.
+fn run_command(
+    ctx: &StepContext,
+    argv: &[String],
+    attempts: u32,
+) -> HostResult<Option<process::Output>> {
+    let shown = ctx.masker.mask(&show_command(argv));
+    if ctx.dry_run {
+        ctx.console
+            .step_line(&ctx.step, &format!("would run: {shown}"));
+        return Ok(None);
+    }
+    *ctx.current_command
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(shown.clone());
+    ctx.log_file(&format!("$ {shown}"));
+    ctx.console.step_command(&ctx.step, &shown);
+    let attempts = attempts.max(1);
+    let mut delay = ctx.settings.retry_delay();
+    let mut attempt = 1;
+    let result = loop {
+        match process::run(argv, ctx.settings.operation_timeout()) {
+            Ok(out) => {
+                if !out.stdout.trim().is_empty() {
+                    ctx.log_file(&out.stdout);
+                }
+                if !out.stderr.trim().is_empty() {
+                    ctx.log_file(&out.stderr);
+                }
+                if out.code == 1 && attempt < attempts {
+                    ctx.warn(&format!(
+                        "{shown} failed (exit 1), retrying in {:.1}s (attempt {}/{attempts})",
+                        delay.as_secs_f64(),
+                        attempt + 1
+                    ));
+                    if !sleep_interruptible(delay) {
+                        break Err(err(format!(
+                            "interrupted by signal {}",
+                            process::interrupted().unwrap_or(0)
+                        )));
+                    }
+                    delay *= 2;
+                    attempt += 1;
+                    continue;
+                }
+                break Ok(Some(out));
+            }
+            Err(RunError::Interrupted(sig)) => {
+                ctx.log_file(&format!("interrupted by signal {sig}"));
+                break Err(err(format!("{shown}: interrupted by signal {sig}")));
+            }
+            Err(e) => {
+                let msg = ctx.masker.mask(&format!("{shown}: {e}"));
+                ctx.log_file(&msg);
+                break Err(err(msg));
+            }
+        }
+    };
+    *ctx.current_command
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = None;
+    result
+}
+
+fn sleep_interruptible(d: Duration) -> bool {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        if process::interrupted().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(end - std::time::Instant::now()));
+    }
+    process::interrupted().is_none()
+}
+
+fn failure(ctx: &StepContext, argv: &[String], out: &process::Output) -> Box<EvalAltResult> {
+    let shown = show_command(argv);
+    let stderr = out.stderr.trim();
+    let detail = if stderr.is_empty() {
+        out.stdout.trim()
+    } else {
+        stderr
+    };
+    err(ctx
+        .masker
+        .mask(&format!("{shown} failed (exit {}): {detail}", out.code)))
+}
+
+fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
+    let func = if try_mode { "az_try" } else { "az" };
+    let ctx = current(func)?;
+    let mut argv = vec!["az".to_string()];
+    argv.extend(to_argv(func, &args)?);
+    let chooses_output = argv
+        .iter()
+        .any(|a| a == "--output" || a == "-o" || a.starts_with("--output="));
+    if !chooses_output {
+        argv.push("--output".into());
+        argv.push("json".into());
+    }
+    let attempts = if try_mode {
+        1
+    } else {
+        ctx.settings.retry_attempts
+    };
+    let Some(out) = run_command(&ctx, &argv, attempts)? else {
+        return Ok(if try_mode {
+            dry_run_try()
+        } else {
+            Dynamic::from(RMap::new())
+        });
+    };
+    if try_mode {
+        return Ok(result_map(i64::from(out.code), &out.stdout, &out.stderr));
+    }
+    if out.code != 0 {
+        return Err(failure(&ctx, &argv, &out));
+    }
+    Ok(parse_stdout(&out.stdout).0)
+}
+
+fn exec(args: Array, try_mode: bool) -> HostResult<Dynamic> {
+    let func = if try_mode { "exec_try" } else { "exec" };
+    let ctx = current(func)?;
+    let argv = to_argv(func, &args)?;
+    if argv.is_empty() {
+        return Err(err(format!("{func}(): the argv array is empty")));
+    }
+    let Some(out) = run_command(&ctx, &argv, 1)? else {
+        return Ok(if try_mode {
+            dry_run_try()
+        } else {
+            Dynamic::from(String::new())
+        });
+    };
+    if try_mode {
+        return Ok(result_map(i64::from(out.code), &out.stdout, &out.stderr));
+    }
+    if out.code != 0 {
+        return Err(failure(&ctx, &argv, &out));
+    }
+    Ok(Dynamic::from(out.stdout.trim().to_string()))
+}
+
+fn map_str(m: &RMap, key: &str, required: bool) -> HostResult<Option<String>> {
+    match m.get(key) {
+        None => {
+            if required {
+                Err(err(format!("docker_build(): missing `{key}`")))
+            } else {
+                Ok(None)
+            }
+        }
+        Some(v) if v.is_unit() && !required => Ok(None),
+        Some(v) if v.is_string() => Ok(Some(v.clone().into_string().unwrap_or_default())),
+        Some(v) => Err(err(format!(
+            "docker_build(): `{key}` must be a string, found {}",
+            v.type_name()
+        ))),
+    }
+}
+
+fn docker_build(spec: RMap) -> HostResult<String> {
+    let ctx = current("docker_build")?;
+    const KEYS: &[&str] = &[
+        "dockerfile",
+        "context",
+        "tag",
+        "platform",
+        "build_args",
+        "push",
+    ];
+    if let Some(k) = spec.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(err(format!(
+            "docker_build(): unknown key `{k}` (keys: {})",
+            KEYS.join(", ")
+        )));
+    }
+    let dockerfile = map_str(&spec, "dockerfile", true)?.unwrap_or_default();
+    let context = map_str(&spec, "context", true)?.unwrap_or_default();
+    let tag = map_str(&spec, "tag", true)?.unwrap_or_default();
+    let platform = map_str(&spec, "platform", false)?;
+    let push = match spec.get("push") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| err(format!("docker_build(): `push` must be a bool, found {t}")))?,
+    };
+    let mut argv: Vec<String> = vec!["docker".into(), "build".into(), "-f".into(), dockerfile];
+    argv.extend(["-t".to_string(), tag.clone()]);
+    if let Some(p) = platform {
+        argv.extend(["--platform".to_string(), p]);
+    }
+    if let Some(args) = spec.get("build_args") {
+        if !args.is_unit() {
+            let m = args.clone().try_cast::<RMap>().ok_or_else(|| {
+                err("docker_build(): `build_args` must be a map of names to values")
+            })?;
+            let mut pairs: Vec<(String, String)> = m
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), display(&v)))
+                .collect();
+            pairs.sort();
+            for (k, v) in pairs {
+                argv.extend(["--build-arg".to_string(), format!("{k}={v}")]);
+            }
+        }
+    }
+    argv.push(context);
+    if let Some(out) = run_command(&ctx, &argv, 1)? {
+        if out.code != 0 {
+            return Err(failure(&ctx, &argv, &out));
+        }
+    }
+    if push {
+        let push_argv = vec!["docker".to_string(), "push".to_string(), tag.clone()];
+        let attempts = ctx.settings.retry_attempts;
+        if let Some(out) = run_command(&ctx, &push_argv, attempts)? {
+            if out.code != 0 {
+                return Err(failure(&ctx, &push_argv, &out));
+            }
+        }
+    }
+    Ok(tag)
+}
+
+fn read_config(key: &str, default: Option<Dynamic>) -> HostResult<Dynamic> {
+    let ctx = current("read_config")?;
+    match ctx.config.get(key) {
+        Some(v) => Ok(json_to_dynamic(v)),
+        None => default.ok_or_else(|| {
+            err(format!(
+                "step `{}`: config key `{key}` not found in {} (add it, or call read_config(\"{key}\", default))",
+                ctx.step,
+                ctx.config.path.display()
+            ))
+        }),
+    }
+}
+
+fn output(key: &str, value: Dynamic) -> HostResult<()> {
+    let ctx = current("output")?;
+    let json: Value = rhai::serde::from_dynamic(&value)?;
+    let text = serde_json::to_string(&json).unwrap_or_default();
+    if ctx.masker.contains_secret(&text) {
+        return Err(err(format!(
+            "output(\"{key}\", ...): the value contains a secret; secrets are never written to state (keep it in Key Vault and read it when needed)"
+        )));
+    }
+    ctx.outputs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.to_string(), json);
+    Ok(())
+}
+
+fn outputs(step: &str) -> HostResult<Dynamic> {
+    let ctx = current("outputs")?;
+    if step == ctx.step {
+        let own = ctx
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        return Ok(json_to_dynamic(&Value::Object(own)));
+    }
+    let map = ctx
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .outputs(step);
+    Ok(json_to_dynamic(&Value::Object(map)))
+}
+
+fn secret(value: Dynamic) -> HostResult<Dynamic> {
+    let ctx = current("secret")?;
+    ctx.masker.add(&display(&value));
+    Ok(value)
+}
+
+fn env(name: &str, default: Option<&str>, is_secret: bool) -> HostResult<String> {
+    let func = if is_secret { "env_secret" } else { "env" };
+    let ctx = current(func)?;
+    let value = match (std::env::var(name), default) {
+        (Ok(v), _) => v,
+        (Err(_), Some(d)) => d.to_string(),
+        (Err(_), None) => {
+            return Err(err(format!(
+                "step `{}`: environment variable {name} is not set",
+                ctx.step
+            )))
+        }
+    };
+    if is_secret {
+        ctx.masker.add(&value);
+    }
+    Ok(value)
+}
+
+fn generate_password(len: i64) -> HostResult<String> {
+    use rand::Rng;
+    let ctx = current("generate_password")?;
+    if !(12..=256).contains(&len) {
+        return Err(err(
+            "generate_password(len): len must be between 12 and 256",
+        ));
+    }
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const DIGIT: &[u8] = b"23456789";
+    let mut rng = rand::rng();
+    let all: Vec<u8> = [LOWER, UPPER, DIGIT].concat();
+    let mut bytes: Vec<u8> = (0..len)
+        .map(|_| all[rng.random_range(0..all.len())])
+        .collect();
+    bytes[0] = LOWER[rng.random_range(0..LOWER.len())];
+    bytes[1] = UPPER[rng.random_range(0..UPPER.len())];
+    bytes[2] = DIGIT[rng.random_range(0..DIGIT.len())];
+    let pw = String::from_utf8(bytes).unwrap_or_default();
+    ctx.masker.add(&pw);
+    Ok(pw)
+}

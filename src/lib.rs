@@ -1,0 +1,47 @@
+//! stepwise: idempotent, stateful deployments. See ARCHITECTURE.md for the module map.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod fingerprint;
+pub mod host;
+pub mod legacy;
+pub mod lock;
+pub mod plan;
+pub mod process;
+pub mod report;
+pub mod script;
+pub mod secrets;
+pub mod state;
+pub mod step;
+
+use clap::Parser;
+
+/// The program: parses the command line, runs it, prints errors, returns the exit code.
+pub fn main() -> i32 {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                error::exit::USAGE
+            } else {
+                0
+            };
+        }
+    };
+    match app::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = error::exit_code(&e);
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                msg.push_str(&format!("\n  caused by: {cause}"));
+            }
+            report::Console::new(false).error(&msg);
+            code
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! What the user sees: step lines, warnings, the plan and the final summary. Plain lines,
+//! colour only on a terminal and never with NO_COLOR.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct Console {
+    color: bool,
+    verbose: bool,
+    lock: Mutex<()>,
+}
+
+pub const GREEN: &str = "32";
+pub const RED: &str = "31";
+pub const YELLOW: &str = "33";
+pub const DIM: &str = "2";
+pub const BOLD: &str = "1";
+
+impl Console {
+    pub fn new(verbose: bool) -> Console {
+        let color = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Console {
+            color,
+            verbose,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// A line on stdout.
+    pub fn line(&self, text: &str) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    /// A line on stderr.
+    pub fn error_line(&self, text: &str) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
+
+    /// A message a step printed (`log`, dry-run commands), prefixed with the step's name.
+    pub fn step_line(&self, step: &str, text: &str) {
+        for l in text.lines() {
+            self.line(&format!("  {} {l}", self.paint(DIM, &format!("{step} |"))));
+        }
+    }
+
+    /// A command a step starts (shown with --verbose; always written to the log).
+    pub fn step_command(&self, step: &str, shown: &str) {
+        if self.verbose {
+            self.step_line(step, &format!("$ {shown}"));
+        }
+    }
+
+    pub fn step_warn(&self, step: &str, text: &str) {
+        self.line(&format!(
+            "  {} {}",
+            self.paint(DIM, &format!("{step} |")),
+            self.paint(YELLOW, &format!("warning: {text}"))
+        ));
+    }
+
+    pub fn warn(&self, text: &str) {
+        self.error_line(&format!("{} {text}", self.paint(YELLOW, "warning:")));
+    }
+
+    pub fn error(&self, text: &str) {
+        self.error_line(&format!("{} {text}", self.paint(RED, "error:")));
+    }
+}
+
+/// `1.2s`, `3m04s`.
+pub fn duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let m = (s / 60.0).floor();
+        format!("{}m{:02}s", m as u64, (s - m * 60.0).floor() as u64)
+    }
+}

@@ -1,0 +1,103 @@
+//! The sandboxed Rhai engine and Rhai error formatting (file:line:col).
+
+use crate::host;
+use rhai::{Engine, EvalAltResult, ParseError, Position};
+use std::sync::atomic::Ordering;
+
+/// Limits of the sandbox. A runaway loop hits `MAX_OPERATIONS` and ends the step.
+pub const MAX_OPERATIONS: u64 = 20_000_000;
+pub const MAX_CALL_LEVELS: usize = 64;
+pub const MAX_EXPR_DEPTH: usize = 64;
+pub const MAX_STRING_SIZE: usize = 1 << 20;
+pub const MAX_ARRAY_SIZE: usize = 100_000;
+pub const MAX_MAP_SIZE: usize = 10_000;
+
+/// A sandboxed engine with the host functions registered: no `eval`, no module loading from
+/// disk, no file or process access except through host functions, and resource limits.
+pub fn engine() -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(MAX_CALL_LEVELS)
+        .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_EXPR_DEPTH)
+        .set_max_string_size(MAX_STRING_SIZE)
+        .set_max_array_size(MAX_ARRAY_SIZE)
+        .set_max_map_size(MAX_MAP_SIZE)
+        .set_max_modules(0)
+        .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
+        .disable_symbol("eval");
+    // Ctrl+C ends a script that is computing (not only one that waits on a command).
+    engine.on_progress(|_| {
+        let sig = crate::process::INTERRUPTED.load(Ordering::SeqCst);
+        (sig != 0).then(|| rhai::Dynamic::from(format!("interrupted by signal {sig}")))
+    });
+    engine.on_print(host::print_line);
+    engine.on_debug(|s, _, _| host::print_line(s));
+    host::register(&mut engine);
+    engine
+}
+
+/// `file:line:col: message` for a parse error.
+pub fn parse_error(file: &str, err: &ParseError) -> String {
+    format!(
+        "{}: syntax error: {}",
+        locate(file, err.position()),
+        err.err_type()
+    )
+}
+
+/// `file:line:col: message` for a runtime error, unwrapping nested function calls down to the
+/// innermost error while keeping the call chain.
+pub fn runtime_error(default_file: &str, err: &EvalAltResult) -> String {
+    let mut chain = Vec::new();
+    let mut cur = err;
+    let mut file = default_file.to_string();
+    loop {
+        match cur {
+            EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                if !pos.is_none() {
+                    chain.push(format!("in {name}() called at {}", locate(&file, *pos)));
+                }
+                if !src.is_empty() {
+                    file = src.clone();
+                }
+                cur = inner;
+            }
+            EvalAltResult::ErrorInModule(_, inner, _) => cur = inner,
+            _ => break,
+        }
+    }
+    let message = match cur {
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            format!("too many operations (more than {MAX_OPERATIONS}): a runaway loop?")
+        }
+        EvalAltResult::ErrorTerminated(value, _) => value.to_string(),
+        other => {
+            // Rhai's Display appends " (line L, position P)"; we print the location ourselves.
+            let s = other.to_string();
+            match s.rfind(" (line ") {
+                Some(i) if s.ends_with(')') => s[..i].to_string(),
+                _ => s,
+            }
+        }
+    };
+    let pos = cur.position();
+    let mut out = if pos.is_none() {
+        format!("{file}: {message}")
+    } else {
+        format!("{}: {message}", locate(&file, pos))
+    };
+    for c in chain.iter().rev() {
+        out.push_str(&format!("\n    {c}"));
+    }
+    out
+}
+
+fn locate(file: &str, pos: Position) -> String {
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+        (Some(l), None) => format!("{file}:{l}"),
+        _ => file.to_string(),
+    }
+}

@@ -1,0 +1,124 @@
+//! The secret masker: every value known to be secret is replaced by `***` in anything
+//! stepwise prints or writes (log lines, errors, dry-run lines, logs on disk).
+
+use std::sync::RwLock;
+
+/// The mask that replaces a secret.
+pub const MASK: &str = "***";
+
+/// A set of secret values, shared by every step of a run.
+#[derive(Default, Debug)]
+pub struct Masker {
+    /// Secret values and their encoded forms, longest first so that a longer secret that
+    /// contains a shorter one is masked whole.
+    needles: RwLock<Vec<String>>,
+}
+
+impl Masker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks `value` as secret (and its base64 and URL-encoded forms). Empty values are ignored.
+    pub fn add(&self, value: &str) {
+        let value = value.trim();
+        if value.is_empty() || value == MASK {
+            return;
+        }
+        let mut forms = vec![
+            value.to_string(),
+            base64(value.as_bytes()),
+            url_encode(value),
+        ];
+        forms.dedup();
+        let mut needles = self.needles.write().unwrap_or_else(|e| e.into_inner());
+        for form in forms {
+            if !needles.contains(&form) {
+                needles.push(form);
+            }
+        }
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    }
+
+    /// Is `text` (or a part of it) secret?
+    pub fn contains_secret(&self, text: &str) -> bool {
+        let needles = self.needles.read().unwrap_or_else(|e| e.into_inner());
+        needles.iter().any(|n| text.contains(n.as_str()))
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn mask(&self, text: &str) -> String {
+        let needles = self.needles.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = text.to_string();
+        for n in needles.iter() {
+            if out.contains(n.as_str()) {
+                out = out.replace(n.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(TABLE[(n >> 18) as usize & 63] as char);
+        out.push(TABLE[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            TABLE[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            TABLE[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    // Without padding too, so that a secret inside a longer base64 text is still found
+    // when it starts on a 3-byte boundary.
+    out.trim_end_matches('=').to_string()
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_plain_base64_and_url_encoded_forms() {
+        let m = Masker::new();
+        m.add("p@ss word!");
+        assert_eq!(m.mask("x=p@ss word! y"), "x=*** y");
+        assert_eq!(m.mask("b=cEBzcyB3b3JkIQ"), "b=***");
+        assert_eq!(m.mask("u=p%40ss%20word%21"), "u=***");
+        assert!(!m.contains_secret("nothing here"));
+    }
+
+    #[test]
+    fn longer_secret_masked_whole() {
+        let m = Masker::new();
+        m.add("abc");
+        m.add("abcdef");
+        assert_eq!(m.mask("abcdef abc"), "*** ***");
+    }
+}

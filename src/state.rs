@@ -1,0 +1,284 @@
+//! The deployment state: its format (compatible with the original tool's layout where it
+//! fits) and the local store (atomic writes, backups).
+
+use crate::error::usage;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The format version this build writes. Files with a higher major version are refused.
+pub const FORMAT_VERSION: &str = "2.0";
+const FORMAT_MAJOR: u64 = 2;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub version: String,
+    #[serde(default)]
+    pub last_updated: String,
+    #[serde(default)]
+    pub steps: BTreeMap<String, StepRecord>,
+    /// Keys this build does not know are kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Completed,
+    Failed,
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub status: Status,
+    /// When the record was last written (RFC 3339).
+    #[serde(default)]
+    pub timestamp: String,
+    /// The combined digest of the dependencies of the last successful run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
+    /// Each dependency's digest at the last successful run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependencies: BTreeMap<String, String>,
+    /// Values the step saved with `output()`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub outputs: Map<String, Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            version: FORMAT_VERSION.to_string(),
+            last_updated: String::new(),
+            steps: BTreeMap::new(),
+            extra: Map::new(),
+        }
+    }
+}
+
+impl State {
+    /// Parses state text, refusing unknown future versions. `origin` names the file.
+    pub fn parse(origin: &str, text: &str) -> Result<State> {
+        let hint = "the file is left untouched; fix or move it, or run `stepwise state reset`";
+        let raw: Value = serde_json::from_str(text).map_err(|e| {
+            usage(format!(
+                "{origin}:{}:{}: state file is not valid JSON: {e} ({hint})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let version = raw.get("version").and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        let Some(version) = version else {
+            return Err(usage(format!(
+                "{origin}: state file has no `version` ({hint})"
+            )));
+        };
+        let major: u64 = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| usage(format!("{origin}: bad state version {version:?} ({hint})")))?;
+        if major > FORMAT_MAJOR {
+            return Err(usage(format!(
+                "{origin}: state format version {version} is newer than this stepwise understands ({FORMAT_VERSION}); upgrade stepwise ({hint})"
+            )));
+        }
+        if major < FORMAT_MAJOR {
+            return Err(usage(format!(
+                "{origin}: state format version {version} is the original deployment tool's; convert it with `stepwise state import-legacy {origin}`"
+            )));
+        }
+        let state: State = serde_json::from_value(raw).map_err(|e| {
+            usage(format!(
+                "{origin}: state file has the wrong shape: {e} ({hint})"
+            ))
+        })?;
+        Ok(state)
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("state serialises");
+        s.push('\n');
+        s
+    }
+
+    pub fn outputs(&self, step: &str) -> Map<String, Value> {
+        self.steps
+            .get(step)
+            .map(|r| r.outputs.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The current time as RFC 3339 (UTC).
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Where state lives. Local files today; a blob backend implements the same trait.
+pub trait StateStore: Send + Sync {
+    /// For messages: the path or URL.
+    fn location(&self) -> String;
+    /// The current state (default state when none was written yet).
+    fn load(&self) -> Result<State>;
+    /// Replaces the state atomically.
+    fn save(&self, state: &State) -> Result<()>;
+    /// Keeps a copy of the current state (before a reset); returns where.
+    fn backup(&self) -> Result<Option<String>>;
+}
+
+/// State in a local JSON file.
+pub struct LocalStore {
+    pub path: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        LocalStore { path: path.into() }
+    }
+}
+
+impl StateStore for LocalStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn load(&self) -> Result<State> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => State::parse(&self.location(), &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(usage(format!("cannot read state {}: {e}", self.location()))),
+        }
+    }
+
+    fn save(&self, state: &State) -> Result<()> {
+        write_atomic(&self.path, state.to_json().as_bytes())
+            .with_context(|| format!("cannot write state {}", self.location()))
+    }
+
+    fn backup(&self) -> Result<Option<String>> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let dest = self.path.with_extension(format!("json.backup-{stamp}"));
+        let bytes = std::fs::read(&self.path)
+            .with_context(|| format!("cannot read state {}", self.location()))?;
+        write_atomic(&dest, &bytes)?;
+        Ok(Some(dest.display().to_string()))
+    }
+}
+
+/// Creates a directory (and parents) with mode 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes `bytes` to `path` so that a reader sees either the old or the new content, never a
+/// part: write a temporary file beside it (mode 0600), fsync, rename over, fsync the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        create_private_dir(dir)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "state".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        let d = dir.unwrap_or(Path::new("."));
+        if let Ok(dh) = std::fs::File::open(d) {
+            let _ = dh.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_newer_and_legacy_versions() {
+        let e = State::parse("s.json", r#"{"version":"3.0","steps":{}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("newer"), "{e}");
+        let e = State::parse("s.json", r#"{"version":"1.0","steps":{}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("import-legacy"), "{e}");
+    }
+
+    #[test]
+    fn keeps_unknown_keys_and_round_trips() {
+        let text = r#"{"version":"2.0","last_updated":"x","steps":{"a":{"status":"completed","timestamp":"t","dependency_hash":"h","metadata":{"k":1}}},"resources":{"r":1}}"#;
+        let s = State::parse("s.json", text).unwrap();
+        let again = State::parse("s.json", &s.to_json()).unwrap();
+        assert_eq!(again.extra["resources"]["r"], 1);
+        assert_eq!(again.steps["a"].extra["metadata"]["k"], 1);
+        assert_eq!(again.steps["a"].status, Status::Completed);
+    }
+
+    #[test]
+    fn truncated_state_is_located() {
+        let e = State::parse("s.json", r#"{"version":"2.0","steps":{"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.json:1:"), "{e}");
+    }
+}
