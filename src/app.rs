@@ -445,7 +445,7 @@ fn state_command(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             print!("{text}");
             Ok(exit::OK)
         }
-        StateCommand::Reset { steps } => {
+        StateCommand::Reset { names: steps } => {
             let config = if cli.global.config.exists() {
                 Config::load(&cli.global.config)?
             } else {

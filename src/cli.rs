@@ -96,7 +96,10 @@ pub enum StateCommand {
     /// Print the state (or one step's record) as JSON.
     Show { step: Option<String> },
     /// Forget steps (all when none is named) so that they run again; keeps a backup.
-    Reset { steps: Vec<String> },
+    Reset {
+        #[arg(value_name = "STEP")]
+        names: Vec<String>,
+    },
     /// Convert the original deployment tool's state file.
     ImportLegacy { file: PathBuf },
 }

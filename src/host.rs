@@ -143,11 +143,14 @@ fn display(v: &Dynamic) -> String {
 }
 
 /// An argv array from a script: strings, numbers and booleans; anything else is an error.
-fn to_argv(func: &str, args: &Array) -> HostResult<Vec<String>> {
+fn to_argv(func: &str, args: &Array, dry_run: bool) -> HostResult<Vec<String>> {
     args.iter()
         .enumerate()
         .map(|(i, a)| {
-            if a.is_string() {
+            if a.is_unit() && dry_run {
+                // In a dry run, values that earlier steps would produce are not known.
+                Ok("<unknown>".to_string())
+            } else if a.is_string() {
                 Ok(a.clone().into_string().unwrap_or_default())
             } else if a.is_int() || a.is_float() || a.is_bool() || a.is_char() {
                 Ok(a.to_string())
@@ -234,6 +237,7 @@ fn run_command(
     let result = loop {
         match process::run(argv, ctx.settings.operation_timeout()) {
             Ok(out) => {
+                register_output_secrets(&ctx.masker, argv, &out.stdout);
                 if !out.stdout.trim().is_empty() {
                     ctx.log_file(&out.stdout);
                 }
@@ -275,6 +279,70 @@ fn run_command(
     result
 }
 
+/// JSON keys whose string values Azure returns as secrets (keys, passwords, connection
+/// strings). Matched case-insensitively against the last word of the key.
+const SECRET_FIELDS: &[&str] = &[
+    "key",
+    "keys",
+    "password",
+    "passwords",
+    "secret",
+    "connectionstring",
+    "token",
+    "accesstoken",
+    "sharedkey",
+];
+
+fn is_secret_field(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_FIELDS.iter().any(|f| lower.ends_with(f))
+}
+
+/// Marks what a command printed as secret when it is: the values of secret-looking JSON fields
+/// (`primaryKey`, `adminPassword`, ...), and the whole answer of `keyvault secret show`.
+/// Done before anything is logged, so that a key az returns never reaches a log.
+fn register_output_secrets(masker: &Masker, argv: &[String], stdout: &str) {
+    let is_secret_show = argv.iter().any(|a| a == "keyvault")
+        && argv.iter().any(|a| a == "secret")
+        && argv.iter().any(|a| a == "show");
+    let text = stdout.trim();
+    if text.is_empty() {
+        return;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => {
+            if is_secret_show {
+                match &v {
+                    Value::String(s) => masker.add(s),
+                    Value::Object(m) => {
+                        if let Some(Value::String(s)) = m.get("value") {
+                            masker.add(s)
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            walk_secret_fields(masker, &v, false);
+        }
+        Err(_) if is_secret_show => masker.add(text),
+        Err(_) => {}
+    }
+}
+
+fn walk_secret_fields(masker: &Masker, v: &Value, secret: bool) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                walk_secret_fields(masker, child, secret || is_secret_field(k));
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|c| walk_secret_fields(masker, c, secret)),
+        // Short values ("a", "0") are flags, not keys; masking them would garble every line.
+        Value::String(s) if secret && s.len() >= 6 => masker.add(s),
+        _ => {}
+    }
+}
+
 fn sleep_interruptible(d: Duration) -> bool {
     let end = std::time::Instant::now() + d;
     while std::time::Instant::now() < end {
@@ -303,7 +371,7 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
     let func = if try_mode { "az_try" } else { "az" };
     let ctx = current(func)?;
     let mut argv = vec!["az".to_string()];
-    argv.extend(to_argv(func, &args)?);
+    argv.extend(to_argv(func, &args, ctx.dry_run)?);
     let chooses_output = argv
         .iter()
         .any(|a| a == "--output" || a == "-o" || a.starts_with("--output="));
@@ -335,7 +403,7 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
 fn exec(args: Array, try_mode: bool) -> HostResult<Dynamic> {
     let func = if try_mode { "exec_try" } else { "exec" };
     let ctx = current(func)?;
-    let argv = to_argv(func, &args)?;
+    let argv = to_argv(func, &args, ctx.dry_run)?;
     if argv.is_empty() {
         return Err(err(format!("{func}(): the argv array is empty")));
     }

@@ -1,0 +1,297 @@
+//! A small builder for integration tests: a temporary project with steps, a config, and the
+//! fake `az`/`docker` first on PATH; runs the real binary and reads what it left.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout and stderr together.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn assert_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.all().contains(needle),
+            "expected {needle:?} in output\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn assert_not_contains(&self, needle: &str) -> &Self {
+        assert!(
+            !self.all().contains(needle),
+            "did not expect {needle:?} in output\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    /// The summary line of a step (`  name  ✓ ran ...`).
+    pub fn summary_of(&self, step: &str) -> String {
+        self.stdout
+            .lines()
+            .rev()
+            .find(|l| {
+                let t = l.trim_start();
+                t.starts_with(step) && t[step.len()..].starts_with("  ")
+            })
+            .unwrap_or("")
+            .to_string()
+    }
+    /// Steps that ran, by the summary table.
+    pub fn ran(&self) -> Vec<String> {
+        self.with_result("✓ ran")
+    }
+    pub fn with_result(&self, result: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut in_table = false;
+        for l in self.stdout.lines() {
+            if l.trim_start().starts_with("STEP ") {
+                in_table = true;
+                continue;
+            }
+            if in_table && l.starts_with("  ") && l.contains(result) {
+                if let Some(name) = l.split_whitespace().next() {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn fixtures_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin")
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stepwise"))
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Project {
+    /// An empty project with a minimal config (no retry delay) and the fakes on PATH.
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("steps")).unwrap();
+        let p = Project {
+            dir,
+            env: Vec::new(),
+        };
+        p.file(
+            "config.yaml",
+            "advanced:\n  retry_attempts: 2\n  retry_delay: 0\n",
+        );
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str, contents: &str) -> &Self {
+        let path = self.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path().join(rel).exists()
+    }
+
+    pub fn step(&self, file: &str, contents: &str) -> &Self {
+        self.file(&format!("steps/{file}"), contents)
+    }
+
+    pub fn config(&self, yaml: &str) -> &Self {
+        self.file("config.yaml", yaml)
+    }
+
+    /// Answers of the fake az: a JSON list of rules.
+    pub fn az_rules(&self, rules: Value) -> &Self {
+        self.file("az-rules.json", &rules.to_string())
+    }
+
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn clear_env(&mut self) -> &mut Self {
+        self.env.clear();
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).current_dir(self.path());
+        let path = format!(
+            "{}:{}",
+            fixtures_bin().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env("PATH", path)
+            .env("NO_COLOR", "1")
+            .env("FAKE_AZ_LOG", self.path().join("az.log"))
+            .env("FAKE_DOCKER_LOG", self.path().join("docker.log"))
+            .env("FAKE_CURL_LOG", self.path().join("curl.log"))
+            .env_remove("STEPWISE_STATE")
+            .env_remove("AZURE_STATE_STORAGE")
+            .env("STEPWISE_KILL_GRACE_MS", "2000")
+            .stdin(Stdio::null());
+        if self.exists("az-rules.json") {
+            cmd.env("FAKE_AZ_RULES", self.path().join("az-rules.json"));
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run stepwise");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `deploy --auto-approve` plus `args`.
+    pub fn deploy(&self, args: &[&str]) -> Run {
+        let mut all = vec!["--auto-approve"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn stepwise")
+    }
+
+    /// Every recorded call of the fake az (argv without the program), in order.
+    pub fn az_calls(&self) -> Vec<Vec<String>> {
+        calls(&self.path().join("az.log"))
+    }
+
+    pub fn docker_calls(&self) -> Vec<Vec<String>> {
+        calls(&self.path().join("docker.log"))
+    }
+
+    pub fn clear_calls(&self) {
+        let _ = std::fs::remove_file(self.path().join("az.log"));
+        let _ = std::fs::remove_file(self.path().join("docker.log"));
+    }
+
+    pub fn state(&self) -> Value {
+        serde_json::from_str(&self.read(".stepwise/state.json")).expect("state parses")
+    }
+
+    pub fn status(&self, step: &str) -> String {
+        self.state()["steps"][step]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Every file under `.stepwise/`, concatenated (for secret searches).
+    pub fn local_files_text(&self) -> String {
+        let mut out = String::new();
+        for e in walk(&self.path().join(".stepwise")) {
+            out.push_str(&String::from_utf8_lossy(
+                &std::fs::read(e).unwrap_or_default(),
+            ));
+        }
+        out
+    }
+}
+
+pub fn calls(log: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("fake log line is JSON");
+            v["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `cond` holds, at most `limit`.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// A step file with a declaration and a body.
+pub fn step(decl: &str, body: &str) -> String {
+    format!("let step = #{{ {decl} }};\nfn run() {{\n{body}\n}}\n")
+}
