@@ -1,6 +1,6 @@
 //! The commands: wiring config, steps, state, plan and executor together.
 
-use crate::cli::{Cli, Command, DeployArgs, StateCommand};
+use crate::cli::{Cli, Command, DeployArgs, GraphFormat, OutputFormat, StateCommand};
 use crate::config::Config;
 use crate::error::{exit, usage, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
@@ -40,7 +40,15 @@ impl Project {
         };
         let verbose = cli.global.verbose || config.settings.deployment.verbose;
         init_tracing(verbose);
-        let console = Arc::new(Console::new(verbose));
+        let mut console = if cli.global.output == OutputFormat::Json {
+            Console::quiet(verbose)
+        } else {
+            Console::new(verbose)
+        };
+        if !(cli.deploy.dry_run || config.settings.deployment.dry_run) {
+            console.enable_live();
+        }
+        let console = Arc::new(console);
         let masker = Arc::new(Masker::new());
         config.register_secrets(&masker);
         let mut engine = script::engine();
@@ -136,6 +144,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         None | Some(Command::Deploy) => deploy(&cli),
         Some(Command::Plan) => plan_command(&cli),
         Some(Command::Steps) => steps_command(&cli),
+        Some(Command::Graph { format }) => graph_command(&cli, *format),
         Some(Command::State(sc)) => state_command(&cli, sc),
     }
 }
@@ -143,9 +152,28 @@ pub fn run(cli: Cli) -> Result<i32> {
 fn plan_options(p: &Project, d: &DeployArgs, resume: bool) -> Result<PlanOptions> {
     p.check_names("--force-step", &d.force_step)?;
     p.check_names("--only", &d.only)?;
+    let mut force_steps = d.force_step.clone();
+    if d.with_dependents {
+        if force_steps.is_empty() {
+            return Err(usage("--with-dependents goes with --force-step NAME"));
+        }
+        // Every step that needs a forced step, directly or not (steps are few: a fixpoint).
+        loop {
+            let before = force_steps.len();
+            for s in &p.steps.steps {
+                if !force_steps.contains(&s.name) && s.needs.iter().any(|n| force_steps.contains(n))
+                {
+                    force_steps.push(s.name.clone());
+                }
+            }
+            if force_steps.len() == before {
+                break;
+            }
+        }
+    }
     Ok(PlanOptions {
         force_all: d.force_all,
-        force_steps: d.force_step.clone(),
+        force_steps,
         resume,
         only: d.only.clone(),
     })
@@ -215,8 +243,58 @@ fn plan_command(cli: &Cli) -> Result<i32> {
         p.store().load()?
     };
     let decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
+    if cli.global.output == OutputFormat::Json {
+        let doc = serde_json::json!({
+            "command": "plan",
+            "state": p.state_path.display().to_string(),
+            "steps": decisions.iter().map(decision_json).collect::<Vec<_>>(),
+            "exit_code": exit::OK,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(exit::OK);
+    }
     print_plan(&p.console, &decisions);
     Ok(exit::OK)
+}
+
+fn decision_json(d: &Decision) -> serde_json::Value {
+    serde_json::json!({
+        "name": d.step,
+        "decision": d.action.as_str(),
+        "reasons": d.reasons,
+        "dependency_hash": d.fingerprint.combined,
+    })
+}
+
+/// The JSON document of a deployment (`--output json`).
+fn run_json(
+    decisions: &[Decision],
+    report: &RunReport,
+    dry_run: bool,
+    code: i32,
+) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = decisions
+        .iter()
+        .zip(&report.results)
+        .map(|(d, r)| {
+            serde_json::json!({
+                "name": d.step,
+                "decision": d.action.as_str(),
+                "reasons": d.reasons,
+                "result": r.outcome.as_str(),
+                "reason": r.reason,
+                "duration_secs": (r.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "command": "deploy",
+        "dry_run": dry_run,
+        "steps": steps,
+        "wall_secs": (report.wall.as_secs_f64() * 1000.0).round() / 1000.0,
+        "interrupted": report.interrupted.is_some(),
+        "exit_code": code,
+    })
 }
 
 fn deploy(cli: &Cli) -> Result<i32> {
@@ -252,8 +330,16 @@ fn deploy(cli: &Cli) -> Result<i32> {
     let decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
     check_only(&p, &decisions, &opts.only)?;
     print_plan(&p.console, &decisions);
+    let json = cli.global.output == OutputFormat::Json;
     if !decisions.iter().any(|d| d.action == Action::Run) {
         p.console.line("Nothing to do.");
+        if json {
+            let report = Runner::nothing_ran(&decisions);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&run_json(&decisions, &report, dry_run, exit::OK))?
+            );
+        }
         return Ok(exit::OK);
     }
     if !dry_run && !auto_approve {
@@ -287,6 +373,7 @@ fn deploy(cli: &Cli) -> Result<i32> {
         jobs: if dry_run { 1 } else { d.jobs },
         keep_going: d.keep_going,
         log_dir: (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id)),
+        running: Default::default(),
     };
     let report = runner.run(&decisions, state)?;
     print_summary(&p.console, &report);
@@ -294,12 +381,19 @@ fn deploy(cli: &Cli) -> Result<i32> {
         p.console
             .line("Dry run: no command ran and no state was written.");
     }
-    Ok(match report.interrupted {
+    let code = match report.interrupted {
         Some(libc::SIGTERM) => exit::SIGTERM,
         Some(_) => exit::SIGINT,
         None if report.failed() => exit::STEP_FAILED,
         None => exit::OK,
-    })
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&run_json(&decisions, &report, dry_run, code))?
+        );
+    }
+    Ok(code)
 }
 
 fn run_id() -> String {
@@ -396,6 +490,72 @@ fn install_signal_handlers() {
             }
         });
     });
+}
+
+fn graph_command(cli: &Cli, format: GraphFormat) -> Result<i32> {
+    let has_config = cli.global.config.exists();
+    let p = Project::load(cli, has_config)?;
+    // Mark what would run when there is a config to decide with.
+    let decisions = if has_config {
+        let opts = plan_options(&p, &cli.deploy, cli.deploy.resume)?;
+        let state = p.store().load()?;
+        Some(plan::decide(&p.steps, &state, p.fingerprints()?, &opts))
+    } else {
+        None
+    };
+    let action = |i: usize| decisions.as_ref().map(|d| d[i].action);
+    let mut out = String::new();
+    match format {
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart TD\n");
+            for (i, s) in p.steps.steps.iter().enumerate() {
+                let label = match action(i) {
+                    Some(a) => format!("{}<br/>{}", s.name, a.as_str()),
+                    None => s.name.clone(),
+                };
+                out.push_str(&format!("    {}[\"{label}\"]\n", s.name));
+            }
+            for s in &p.steps.steps {
+                for n in &s.needs {
+                    out.push_str(&format!("    {n} --> {}\n", s.name));
+                }
+            }
+            if decisions.is_some() {
+                out.push_str("    classDef run fill:#fde68a,stroke:#b45309\n");
+                out.push_str("    classDef skip fill:#e5e7eb,stroke:#6b7280\n");
+                for (i, s) in p.steps.steps.iter().enumerate() {
+                    let class = if action(i) == Some(Action::Run) {
+                        "run"
+                    } else {
+                        "skip"
+                    };
+                    out.push_str(&format!("    class {} {class}\n", s.name));
+                }
+            }
+        }
+        GraphFormat::Dot => {
+            out.push_str("digraph stepwise {\n    rankdir=TB;\n    node [shape=box];\n");
+            for (i, s) in p.steps.steps.iter().enumerate() {
+                let (label, style) = match action(i) {
+                    Some(Action::Run) => (
+                        format!("{}\\nrun", s.name),
+                        ", style=filled, fillcolor=\"#fde68a\"",
+                    ),
+                    Some(a) => (format!("{}\\n{}", s.name, a.as_str()), ""),
+                    None => (s.name.clone(), ""),
+                };
+                out.push_str(&format!("    \"{}\" [label=\"{label}\"{style}];\n", s.name));
+            }
+            for s in &p.steps.steps {
+                for n in &s.needs {
+                    out.push_str(&format!("    \"{n}\" -> \"{}\";\n", s.name));
+                }
+            }
+            out.push_str("}\n");
+        }
+    }
+    print!("{out}");
+    Ok(exit::OK)
 }
 
 fn steps_command(cli: &Cli) -> Result<i32> {

@@ -39,6 +39,21 @@ pub struct GlobalArgs {
     /// Debug logs (also `deployment.verbose` in the config).
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// `json`: one JSON document on stdout instead of the human output.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -46,6 +61,9 @@ pub struct DeployArgs {
     /// Run this step even if it is up to date (repeatable).
     #[arg(long = "force-step", global = true, value_name = "NAME")]
     pub force_step: Vec<String>,
+    /// With --force-step: also run every step that depends on it, directly or not.
+    #[arg(long, global = true)]
+    pub with_dependents: bool,
     /// Run every step.
     #[arg(long, global = true)]
     pub force_all: bool,
@@ -86,6 +104,11 @@ pub enum Command {
     Plan,
     /// List the steps with their description and dependencies.
     Steps,
+    /// Print the step graph (Mermaid or DOT), marking what would run.
+    Graph {
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
     /// Inspect or change the state.
     #[command(subcommand)]
     State(StateCommand),

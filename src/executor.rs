@@ -13,7 +13,9 @@ use crate::state::{self, State, StateStore, Status, StepRecord};
 use crate::step::StepSet;
 use anyhow::Result;
 use rhai::{CallFnOptions, Dynamic, Engine, Scope};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,6 +81,18 @@ pub struct Runner<'a> {
     pub keep_going: bool,
     /// `.stepwise/logs/<run-id>/` (none in a dry run).
     pub log_dir: Option<PathBuf>,
+    /// Steps running now: when they started and their host context (for the live view and
+    /// heartbeats).
+    pub running: Mutex<HashMap<String, (Instant, Arc<StepContext>)>>,
+}
+
+/// How often a long-running step says it is still running when there is no live view.
+fn heartbeat_interval() -> Duration {
+    std::env::var("STEPWISE_HEARTBEAT_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(30))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -96,6 +110,27 @@ enum Node {
 }
 
 impl Runner<'_> {
+    /// The report of a run in which nothing had to run.
+    pub fn nothing_ran(decisions: &[Decision]) -> RunReport {
+        RunReport {
+            results: decisions
+                .iter()
+                .map(|d| StepResult {
+                    step: d.step.clone(),
+                    outcome: if d.action == Action::Skip {
+                        Outcome::Skipped
+                    } else {
+                        Outcome::NotRun
+                    },
+                    reason: d.reasons.join("; "),
+                    duration: Duration::ZERO,
+                })
+                .collect(),
+            wall: Duration::ZERO,
+            interrupted: None,
+        }
+    }
+
     pub fn run(&self, decisions: &[Decision], state: State) -> Result<RunReport> {
         let started = Instant::now();
         let n = self.steps.steps.len();
@@ -135,116 +170,124 @@ impl Runner<'_> {
         let (tx, rx) = mpsc::channel::<(usize, StepRecordUpdate)>();
         let mut running = 0usize;
         let mut stop_starting = false;
+        let done = AtomicBool::new(false);
         std::thread::scope(|scope| -> Result<()> {
-            loop {
-                if process::interrupted().is_some() {
-                    stop_starting = true;
-                }
-                // Block what can no longer run; start what is ready, in file order.
-                let mut progressed = true;
-                while progressed {
-                    progressed = false;
-                    for i in 0..n {
-                        if nodes[i] != Node::Waiting {
-                            continue;
-                        }
-                        let needs = &self.steps.steps[i].needs;
-                        let bad = needs.iter().map(|x| index(x)).find(|&j| {
-                            matches!(
-                                nodes[j],
-                                Node::Failed
-                                    | Node::Blocked
-                                    | Node::Unsatisfied
-                                    | Node::Interrupted
-                            )
-                        });
-                        if let Some(j) = bad {
-                            nodes[i] = Node::Blocked;
-                            let why = match nodes[j] {
-                                Node::Unsatisfied => format!(
-                                    "needs {}, which is not up to date and does not run",
-                                    self.steps.steps[j].name
-                                ),
-                                Node::Interrupted => format!(
-                                    "needs {}, which was interrupted",
-                                    self.steps.steps[j].name
-                                ),
-                                _ => format!("needs {}, which failed", self.steps.steps[j].name),
-                            };
-                            self.console.line(&format!(
-                                "{} {} blocked: {why}",
-                                self.console.paint(report::YELLOW, "-"),
-                                self.steps.steps[i].name
-                            ));
-                            results[i] = Some(StepResult {
-                                step: self.steps.steps[i].name.clone(),
-                                outcome: Outcome::Blocked,
-                                reason: why,
-                                duration: Duration::ZERO,
+            scope.spawn(|| self.ticker(&done));
+            let result = (|| -> Result<()> {
+                loop {
+                    if process::interrupted().is_some() {
+                        stop_starting = true;
+                    }
+                    // Block what can no longer run; start what is ready, in file order.
+                    let mut progressed = true;
+                    while progressed {
+                        progressed = false;
+                        for i in 0..n {
+                            if nodes[i] != Node::Waiting {
+                                continue;
+                            }
+                            let needs = &self.steps.steps[i].needs;
+                            let bad = needs.iter().map(|x| index(x)).find(|&j| {
+                                matches!(
+                                    nodes[j],
+                                    Node::Failed
+                                        | Node::Blocked
+                                        | Node::Unsatisfied
+                                        | Node::Interrupted
+                                )
                             });
-                            progressed = true;
+                            if let Some(j) = bad {
+                                nodes[i] = Node::Blocked;
+                                let why = match nodes[j] {
+                                    Node::Unsatisfied => format!(
+                                        "needs {}, which is not up to date and does not run",
+                                        self.steps.steps[j].name
+                                    ),
+                                    Node::Interrupted => format!(
+                                        "needs {}, which was interrupted",
+                                        self.steps.steps[j].name
+                                    ),
+                                    _ => {
+                                        format!("needs {}, which failed", self.steps.steps[j].name)
+                                    }
+                                };
+                                self.console.line(&format!(
+                                    "{} {} blocked: {why}",
+                                    self.console.paint(report::YELLOW, "-"),
+                                    self.steps.steps[i].name
+                                ));
+                                results[i] = Some(StepResult {
+                                    step: self.steps.steps[i].name.clone(),
+                                    outcome: Outcome::Blocked,
+                                    reason: why,
+                                    duration: Duration::ZERO,
+                                });
+                                progressed = true;
+                            }
                         }
                     }
-                }
-                if !stop_starting {
-                    for i in 0..n {
-                        if running >= self.jobs.max(1) {
-                            break;
-                        }
-                        if nodes[i] != Node::Waiting {
-                            continue;
-                        }
-                        let ready = self.steps.steps[i]
-                            .needs
-                            .iter()
-                            .all(|x| nodes[index(x)] == Node::Satisfied);
-                        if !ready {
-                            continue;
-                        }
-                        nodes[i] = Node::Running;
-                        running += 1;
-                        let tx = tx.clone();
-                        let state = state.clone();
-                        let decision = &decisions[i];
-                        scope.spawn(move || {
-                            let update = self.run_step(i, decision, state);
-                            let _ = tx.send((i, update));
-                        });
-                        // In a dry run, steps run one after another so that their lines
-                        // read in order.
-                        if self.dry_run {
-                            break;
+                    if !stop_starting {
+                        for i in 0..n {
+                            if running >= self.jobs.max(1) {
+                                break;
+                            }
+                            if nodes[i] != Node::Waiting {
+                                continue;
+                            }
+                            let ready = self.steps.steps[i]
+                                .needs
+                                .iter()
+                                .all(|x| nodes[index(x)] == Node::Satisfied);
+                            if !ready {
+                                continue;
+                            }
+                            nodes[i] = Node::Running;
+                            running += 1;
+                            let tx = tx.clone();
+                            let state = state.clone();
+                            let decision = &decisions[i];
+                            scope.spawn(move || {
+                                let update = self.run_step(i, decision, state);
+                                let _ = tx.send((i, update));
+                            });
+                            // In a dry run, steps run one after another so that their lines
+                            // read in order.
+                            if self.dry_run {
+                                break;
+                            }
                         }
                     }
+                    if running == 0 {
+                        break;
+                    }
+                    let (i, update) = rx.recv().expect("a step thread reports");
+                    running -= 1;
+                    let name = self.steps.steps[i].name.clone();
+                    nodes[i] = match update.outcome {
+                        Outcome::Ran => Node::Satisfied,
+                        Outcome::Interrupted => Node::Interrupted,
+                        _ => Node::Failed,
+                    };
+                    if nodes[i] == Node::Failed && !self.keep_going {
+                        stop_starting = true;
+                    }
+                    if nodes[i] == Node::Interrupted {
+                        stop_starting = true;
+                    }
+                    results[i] = Some(StepResult {
+                        step: name,
+                        outcome: update.outcome,
+                        reason: update.reason,
+                        duration: update.duration,
+                    });
+                    if let Some(err) = update.save_error {
+                        return Err(err);
+                    }
                 }
-                if running == 0 {
-                    break;
-                }
-                let (i, update) = rx.recv().expect("a step thread reports");
-                running -= 1;
-                let name = self.steps.steps[i].name.clone();
-                nodes[i] = match update.outcome {
-                    Outcome::Ran => Node::Satisfied,
-                    Outcome::Interrupted => Node::Interrupted,
-                    _ => Node::Failed,
-                };
-                if nodes[i] == Node::Failed && !self.keep_going {
-                    stop_starting = true;
-                }
-                if nodes[i] == Node::Interrupted {
-                    stop_starting = true;
-                }
-                results[i] = Some(StepResult {
-                    step: name,
-                    outcome: update.outcome,
-                    reason: update.reason,
-                    duration: update.duration,
-                });
-                if let Some(err) = update.save_error {
-                    return Err(err);
-                }
-            }
-            Ok(())
+                Ok(())
+            })();
+            done.store(true, Ordering::SeqCst);
+            result
         })?;
         // Steps never started (after a failure or an interrupt).
         let interrupted = process::interrupted();
@@ -271,6 +314,50 @@ impl Runner<'_> {
             wall: started.elapsed(),
             interrupted,
         })
+    }
+
+    /// Keeps the live view current, or prints a heartbeat for long-running steps.
+    fn ticker(&self, done: &AtomicBool) {
+        let interval = heartbeat_interval();
+        let mut last_beat: HashMap<String, Instant> = HashMap::new();
+        while !done.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+            let running: Vec<(String, Instant, Arc<StepContext>)> = self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, (t, c))| (k.clone(), *t, c.clone()))
+                .collect();
+            for (name, started, ctx) in running {
+                let cmd = ctx
+                    .current_command
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_default();
+                if self.console.is_live() {
+                    self.console.update_step(&name, &cmd);
+                    continue;
+                }
+                let last = *last_beat.entry(name.clone()).or_insert(started);
+                if last.elapsed() >= interval {
+                    last_beat.insert(name.clone(), Instant::now());
+                    let what = if cmd.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {cmd}")
+                    };
+                    self.console.step_line(
+                        &name,
+                        &format!(
+                            "still running after {}{what}",
+                            report::duration(started.elapsed())
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// Runs one step and records it. Never panics the scheduler.
@@ -312,6 +399,11 @@ impl Runner<'_> {
         });
         let started_at = state::now();
         let t0 = Instant::now();
+        self.console.start_step(&step.name);
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(step.name.clone(), (t0, ctx.clone()));
         let result = host::with_context(ctx.clone(), || {
             let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
             self.engine.call_fn_with_options::<Dynamic>(
@@ -323,6 +415,11 @@ impl Runner<'_> {
             )
         });
         let elapsed = t0.elapsed();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&step.name);
+        self.console.finish_step(&step.name);
         let (outcome, error) = match result {
             Ok(_) => (Outcome::Ran, None),
             Err(e) => {
@@ -357,10 +454,18 @@ impl Runner<'_> {
                 ));
                 self.console.error(msg);
                 if let Some(dir) = &self.log_dir {
+                    let log = dir.join(format!("{}.log", step.name));
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = &lines[lines.len().saturating_sub(20)..];
                     self.console.error_line(&format!(
-                        "  log: {}",
-                        dir.join(format!("{}.log", step.name)).display()
+                        "  last {} lines of {}:",
+                        tail.len(),
+                        log.display()
                     ));
+                    for l in tail {
+                        self.console.error_line(&format!("  | {l}"));
+                    }
                 }
             }
         }

@@ -32,6 +32,7 @@ pub fn main() -> i32 {
             };
         }
     };
+    let json = cli.global.output == cli::OutputFormat::Json;
     match app::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -41,6 +42,10 @@ pub fn main() -> i32 {
                 msg.push_str(&format!("\n  caused by: {cause}"));
             }
             report::Console::new(false).error(&msg);
+            if json {
+                let doc = serde_json::json!({ "error": msg, "exit_code": code });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
             code
         }
     }

@@ -1,6 +1,8 @@
 //! What the user sees: step lines, warnings, the plan and the final summary. Plain lines,
 //! colour only on a terminal and never with NO_COLOR.
 
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -8,7 +10,12 @@ use std::time::Duration;
 pub struct Console {
     color: bool,
     verbose: bool,
+    /// `--output json`: the human lines are not printed (errors still go to stderr).
+    quiet: bool,
     lock: Mutex<()>,
+    /// The live view (a terminal): one spinner line per running step.
+    live: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
 }
 
 pub const GREEN: &str = "32";
@@ -24,7 +31,76 @@ impl Console {
         Console {
             color,
             verbose,
+            quiet: false,
             lock: Mutex::new(()),
+            live: None,
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A console for `--output json`: human lines are dropped.
+    pub fn quiet(verbose: bool) -> Console {
+        Console {
+            quiet: true,
+            ..Console::new(verbose)
+        }
+    }
+
+    /// Turns on the live view when stdout is a terminal (and the output is for humans).
+    pub fn enable_live(&mut self) {
+        if !self.quiet && std::io::stdout().is_terminal() {
+            self.live = Some(MultiProgress::new());
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// A spinner line for a step that starts (live view only).
+    pub fn start_step(&self, step: &str) {
+        if let Some(multi) = &self.live {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(step.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.bars
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(step.to_string(), bar);
+        }
+    }
+
+    /// What a running step does now (live view only).
+    pub fn update_step(&self, step: &str, message: &str) {
+        if let Some(bar) = self
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(step)
+        {
+            bar.set_message(message.to_string());
+        }
+    }
+
+    pub fn finish_step(&self, step: &str) {
+        if let Some(bar) = self
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(step)
+        {
+            bar.finish_and_clear();
+            if let Some(multi) = &self.live {
+                multi.remove(&bar);
+            }
         }
     }
 
@@ -38,6 +114,13 @@ impl Console {
 
     /// A line on stdout.
     pub fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        if let Some(multi) = &self.live {
+            let _ = multi.println(text);
+            return;
+        }
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
@@ -47,6 +130,12 @@ impl Console {
     /// A line on stderr.
     pub fn error_line(&self, text: &str) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(multi) = &self.live {
+            multi.suspend(|| {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            });
+            return;
+        }
         let _ = writeln!(std::io::stderr().lock(), "{text}");
     }
 

@@ -68,7 +68,18 @@ impl Run {
     pub fn ran(&self) -> Vec<String> {
         self.with_result("✓ ran")
     }
+    /// Steps whose RESULT column says `result` (ran, skipped, failed, blocked, interrupted,
+    /// pending).
     pub fn with_result(&self, result: &str) -> Vec<String> {
+        let result = match result {
+            "ran" => "✓ ran",
+            "skipped" => "· skipped",
+            "failed" => "✗ failed",
+            "interrupted" => "✗ interrupted",
+            "blocked" => "- blocked",
+            "pending" => "- pending",
+            other => other,
+        };
         let mut out = Vec::new();
         let mut in_table = false;
         for l in self.stdout.lines() {
