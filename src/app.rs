@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::error::{exit, usage, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
 use crate::fingerprint::{Fingerprint, Fingerprinter};
+use crate::hashcache::HashCache;
 use crate::lock;
 use crate::plan::{self, Action, Decision, PlanOptions};
 use crate::process;
@@ -76,14 +77,17 @@ impl Project {
         LocalStore::new(&self.state_path)
     }
 
-    /// Fingerprints of every step, in order; warnings printed.
+    /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
+    /// hash cache.
     fn fingerprints(&self) -> Result<Vec<Fingerprint>> {
         let root = Path::new(".");
+        let cache = HashCache::load(&Path::new(LOCAL_DIR).join("hashcache"));
         let fp = Fingerprinter {
             root,
             config: &self.config,
             prelude_digest: &self.steps.prelude.digest,
             exclude: vec![PathBuf::from(LOCAL_DIR)],
+            cache: Some(&cache),
         };
         let mut out = Vec::with_capacity(self.steps.steps.len());
         for s in &self.steps.steps {
@@ -93,6 +97,7 @@ impl Project {
             }
             out.push(f);
         }
+        cache.save();
         Ok(out)
     }
 

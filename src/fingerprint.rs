@@ -3,12 +3,15 @@
 
 use crate::config::Config;
 use crate::error::usage;
+use crate::hashcache::{HashCache, Stamp};
 use crate::step::{sha256_hex, Step};
 use anyhow::Result;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 /// The dependency key of the step's own script.
 pub const SCRIPT: &str = "script";
@@ -59,6 +62,8 @@ pub struct Fingerprinter<'a> {
     pub prelude_digest: &'a str,
     /// Directories never walked (the state folder, for example), relative to `root`.
     pub exclude: Vec<PathBuf>,
+    /// The local hash cache, if any.
+    pub cache: Option<&'a HashCache>,
 }
 
 impl Fingerprinter<'_> {
@@ -179,12 +184,13 @@ impl Fingerprinter<'_> {
     }
 
     /// Files under `dir` (absolute), relative to the root, sorted; honours `.gitignore` and
-    /// `.dockerignore` inside it.
+    /// `.dockerignore` inside it. Walks on all cores.
     fn walk(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         let root = self.root.to_path_buf();
         let exclude: Vec<PathBuf> = self.exclude.iter().map(|e| root.join(e)).collect();
-        let mut files = Vec::new();
-        let walker = ignore::WalkBuilder::new(dir)
+        let files: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+        let error: Mutex<Option<String>> = Mutex::new(None);
+        ignore::WalkBuilder::new(dir)
             .hidden(false)
             .parents(false)
             .git_ignore(true)
@@ -194,26 +200,41 @@ impl Fingerprinter<'_> {
             .ignore(false)
             .add_custom_ignore_filename(".dockerignore")
             .follow_links(false)
+            .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
             .filter_entry(move |e| {
                 let name = e.file_name();
                 name != ".git" && !exclude.iter().any(|x| e.path() == x.as_path())
             })
-            .build();
-        for entry in walker {
-            let entry = entry.map_err(|e| usage(format!("cannot walk {}: {e}", dir.display())))?;
-            let ft = match entry.file_type() {
-                Some(ft) => ft,
-                None => continue,
-            };
-            if ft.is_file() || ft.is_symlink() {
-                let rel = entry
-                    .path()
-                    .strip_prefix(self.root)
-                    .unwrap_or(entry.path())
-                    .to_path_buf();
-                files.push(rel);
-            }
+            .build_parallel()
+            .run(|| {
+                let files = &files;
+                let error = &error;
+                let root = &root;
+                Box::new(move |entry| {
+                    let entry = match entry {
+                        Ok(e) => e,
+                        Err(e) => {
+                            *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                            return ignore::WalkState::Quit;
+                        }
+                    };
+                    if let Some(ft) = entry.file_type() {
+                        if ft.is_file() || ft.is_symlink() {
+                            let rel = entry
+                                .path()
+                                .strip_prefix(root)
+                                .unwrap_or(entry.path())
+                                .to_path_buf();
+                            files.lock().unwrap_or_else(|p| p.into_inner()).push(rel);
+                        }
+                    }
+                    ignore::WalkState::Continue
+                })
+            });
+        if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(usage(format!("cannot walk {}: {e}", dir.display())));
         }
+        let mut files = files.into_inner().unwrap_or_else(|p| p.into_inner());
         files.sort();
         Ok(files)
     }
@@ -251,11 +272,15 @@ impl Fingerprinter<'_> {
 
     /// Digest over (relative path, file digest) of each file.
     fn hash_list(&self, files: &[PathBuf]) -> Result<String> {
+        let digests: Vec<String> = files
+            .par_iter()
+            .map(|f| {
+                self.hash_file(f)
+                    .map_err(|e| usage(format!("cannot read {}: {e}", f.display())))
+            })
+            .collect::<Result<_>>()?;
         let mut h = Sha256::new();
-        for f in files {
-            let d = self
-                .hash_file(f)
-                .map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
+        for d in digests {
             h.update(d.as_bytes());
             h.update([b'\n']);
         }
@@ -270,6 +295,10 @@ impl Fingerprinter<'_> {
         h.update(rel.as_os_str().as_bytes());
         h.update([0]);
         let meta = std::fs::symlink_metadata(&abs)?;
+        let stamp = Stamp::of(&meta);
+        if let Some(d) = self.cache.and_then(|c| c.get(rel, &stamp)) {
+            return Ok(d);
+        }
         if meta.file_type().is_symlink() {
             h.update(b"symlink\0");
             h.update(std::fs::read_link(&abs)?.as_os_str().as_bytes());
@@ -284,6 +313,10 @@ impl Fingerprinter<'_> {
                 h.update(&buf[..n]);
             }
         }
-        Ok(hex::encode(h.finalize()))
+        let digest = hex::encode(h.finalize());
+        if let Some(c) = self.cache {
+            c.put(rel, stamp, &digest);
+        }
+        Ok(digest)
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod fingerprint;
+pub mod hashcache;
 pub mod host;
 pub mod legacy;
 pub mod lock;

@@ -1,0 +1,310 @@
+//! The local hash cache: per file its size, mtime, ctime (nanoseconds), inode, device and
+//! digest, so that a file whose stat is unchanged is not read again. An optimisation only: a
+//! missing or corrupt cache changes no decision, only the time.
+//!
+//! Like git's index, an entry whose mtime is too close to the moment the cache was written
+//! ("racily clean": the file may have changed again within the file system's timestamp
+//! granularity) is not trusted and the file is hashed again. A change that keeps the size and
+//! restores the mtime still changes the ctime, which is compared too.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+const MAGIC: &str = "stepwise-hashcache 1";
+/// Entries modified less than this before the cache was written are re-hashed next time.
+const RACY_WINDOW_NS: i128 = 2_000_000_000;
+
+/// What a file's stat says, for comparing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    stamp: Stamp,
+    digest: String,
+    /// Seen in this run (entries not seen are dropped when saving).
+    seen: bool,
+}
+
+pub struct HashCache {
+    path: PathBuf,
+    entries: RwLock<HashMap<PathBuf, Entry>>,
+    /// When the loaded cache was written (ns since the epoch).
+    written_ns: i128,
+    dirty: AtomicBool,
+    /// How close to the cache's write time an entry's mtime/ctime may be before it is
+    /// re-hashed (ns).
+    pub racy_window_ns: i128,
+    /// How many lookups missed (files that had to be read), for `--verbose` and benchmarks.
+    pub misses: AtomicUsize,
+}
+
+impl HashCache {
+    /// An empty cache that will be saved to `path`.
+    pub fn empty(path: &Path) -> HashCache {
+        HashCache {
+            path: path.to_path_buf(),
+            entries: RwLock::new(HashMap::new()),
+            written_ns: 0,
+            dirty: AtomicBool::new(false),
+            racy_window_ns: RACY_WINDOW_NS,
+            misses: AtomicUsize::new(0),
+        }
+    }
+
+    /// Loads the cache; anything unreadable yields an empty cache.
+    pub fn load(path: &Path) -> HashCache {
+        let mut cache = HashCache::empty(path);
+        let Ok(text) = std::fs::read(path) else {
+            return cache;
+        };
+        let mut lines = text.split(|&b| b == b'\n');
+        let header = lines.next().unwrap_or_default();
+        let header = String::from_utf8_lossy(header);
+        let mut parts = header.rsplitn(2, ' ');
+        let written = parts.next().and_then(|w| w.parse::<i128>().ok());
+        if parts.next() != Some(MAGIC) || written.is_none() {
+            return cache;
+        }
+        cache.written_ns = written.unwrap_or(0);
+        let mut map = HashMap::new();
+        for line in lines {
+            if line.is_empty() {
+                continue;
+            }
+            // size mtime ctime ino dev digest \t path
+            let Some(tab) = line.iter().position(|&b| b == b'\t') else {
+                return HashCache::empty(path);
+            };
+            let fields = String::from_utf8_lossy(&line[..tab]);
+            let f: Vec<&str> = fields.split(' ').collect();
+            if f.len() != 6 || f[5].len() != 64 {
+                return HashCache::empty(path);
+            }
+            let parsed = (|| {
+                Some(Stamp {
+                    size: f[0].parse().ok()?,
+                    mtime_ns: f[1].parse().ok()?,
+                    ctime_ns: f[2].parse().ok()?,
+                    ino: f[3].parse().ok()?,
+                    dev: f[4].parse().ok()?,
+                })
+            })();
+            let Some(stamp) = parsed else {
+                return HashCache::empty(path);
+            };
+            let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&line[tab + 1..]));
+            map.insert(
+                rel,
+                Entry {
+                    stamp,
+                    digest: f[5].to_string(),
+                    seen: false,
+                },
+            );
+        }
+        cache.entries = RwLock::new(map);
+        cache
+    }
+
+    /// The cached digest of `rel` if its stat still matches and the entry is not racy.
+    pub fn get(&self, rel: &Path, stamp: &Stamp) -> Option<String> {
+        let hit = self.lookup(rel, stamp);
+        if hit.is_none() {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    fn lookup(&self, rel: &Path, stamp: &Stamp) -> Option<String> {
+        {
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            let e = entries.get(rel)?;
+            if e.stamp != *stamp
+                || e.stamp.mtime_ns >= self.written_ns - self.racy_window_ns
+                || e.stamp.ctime_ns >= self.written_ns - self.racy_window_ns
+            {
+                return None;
+            }
+            if e.seen {
+                return Some(e.digest.clone());
+            }
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let e = entries.get_mut(rel)?;
+        e.seen = true;
+        Some(e.digest.clone())
+    }
+
+    pub fn put(&self, rel: &Path, stamp: Stamp, digest: &str) {
+        // The file format is line-based: a name with a line break is simply not cached.
+        if rel.as_os_str().as_bytes().contains(&b'\n') {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.insert(
+            rel.to_path_buf(),
+            Entry {
+                stamp,
+                digest: digest.to_string(),
+                seen: true,
+            },
+        );
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Writes the cache (only the files seen in this run) when something changed, or when
+    /// racy entries should be confirmed. Errors are ignored: the cache is only an optimisation.
+    pub fn save(&self) {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let dropped = entries.values().any(|e| !e.seen);
+        let racy = entries.values().any(|e| {
+            e.seen
+                && e.stamp.mtime_ns.max(e.stamp.ctime_ns) >= self.written_ns - self.racy_window_ns
+        });
+        if !self.dirty.load(Ordering::Relaxed) && !dropped && !racy {
+            return;
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let mut out = Vec::with_capacity(entries.len() * 120);
+        let _ = writeln!(out, "{MAGIC} {now}");
+        for (rel, e) in entries.iter().filter(|(_, e)| e.seen) {
+            let s = e.stamp;
+            let _ = write!(
+                out,
+                "{} {} {} {} {} {}\t",
+                s.size, s.mtime_ns, s.ctime_ns, s.ino, s.dev, e.digest
+            );
+            out.extend_from_slice(rel.as_os_str().as_bytes());
+            out.push(b'\n');
+        }
+        let _ = crate::state::write_atomic(&self.path, &out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::fingerprint::Fingerprinter;
+    use std::time::{Duration, SystemTime};
+
+    fn step_with(files: &[&str]) -> crate::step::Step {
+        let engine = crate::script::engine();
+        let dir = tempfile::tempdir().unwrap();
+        let list = files
+            .iter()
+            .map(|f| format!("{f:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let path = dir.path().join("01_s.rhai");
+        std::fs::write(
+            &path,
+            format!("let step = #{{ files: [{list}] }};\nfn run() {{}}\n"),
+        )
+        .unwrap();
+        crate::step::load_step(&engine, &path).unwrap()
+    }
+
+    fn fingerprint(root: &Path, cache: &HashCache, step: &crate::step::Step) -> String {
+        let config = Config::empty(Path::new("c.yaml"));
+        let fp = Fingerprinter {
+            root,
+            config: &config,
+            prelude_digest: "",
+            exclude: vec![],
+            cache: Some(cache),
+        };
+        fp.step(step).unwrap().combined
+    }
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn unchanged_files_are_not_read_again_and_restored_mtime_is_still_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("ctx")).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..20 {
+            let f = root.join(format!("ctx/f{i}"));
+            std::fs::write(&f, format!("content {i:04}")).unwrap();
+            set_mtime(&f, old);
+        }
+        let step = step_with(&["ctx/"]);
+        let cache_path = root.join("cache");
+        let mut cache = HashCache::load(&cache_path);
+        cache.racy_window_ns = 0;
+        let first = fingerprint(root, &cache, &step);
+        assert_eq!(cache.misses.load(Ordering::Relaxed), 20);
+        cache.save();
+
+        let mut cache = HashCache::load(&cache_path);
+        cache.racy_window_ns = 0;
+        assert_eq!(fingerprint(root, &cache, &step), first);
+        assert_eq!(
+            cache.misses.load(Ordering::Relaxed),
+            0,
+            "stat matched: nothing read"
+        );
+
+        // Same size, mtime restored: only the ctime tells.
+        let f = root.join("ctx/f7");
+        std::fs::write(&f, "content XXXX").unwrap();
+        set_mtime(&f, old);
+        let mut cache = HashCache::load(&cache_path);
+        cache.racy_window_ns = 0;
+        let changed = fingerprint(root, &cache, &step);
+        assert_ne!(changed, first);
+        assert_eq!(cache.misses.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn racily_clean_entries_are_rehashed_and_a_corrupt_cache_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a"), "one").unwrap();
+        let step = step_with(&["a"]);
+        let cache_path = root.join("cache");
+        let cache = HashCache::load(&cache_path);
+        let first = fingerprint(root, &cache, &step);
+        cache.save();
+        // Written just now: within the racy window, so it is read again.
+        let cache = HashCache::load(&cache_path);
+        assert_eq!(fingerprint(root, &cache, &step), first);
+        assert_eq!(cache.misses.load(Ordering::Relaxed), 1);
+
+        std::fs::write(&cache_path, "garbage\n1 2 3\tx\n").unwrap();
+        let cache = HashCache::load(&cache_path);
+        assert_eq!(fingerprint(root, &cache, &step), first);
+        std::fs::remove_file(&cache_path).unwrap();
+        let cache = HashCache::load(&cache_path);
+        assert_eq!(fingerprint(root, &cache, &step), first);
+    }
+}
