@@ -6,13 +6,13 @@ use crate::error::{exit, usage, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
 use crate::fingerprint::{Fingerprint, Fingerprinter};
 use crate::hashcache::HashCache;
-use crate::lock;
 use crate::plan::{self, Action, Decision, PlanOptions};
 use crate::process;
 use crate::report::{self, Console};
 use crate::script;
 use crate::secrets::Masker;
-use crate::state::{LocalStore, State, StateStore};
+use crate::backend;
+use crate::state::{State, StateStore};
 use crate::step::{self, StepSet};
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
@@ -29,7 +29,8 @@ pub struct Project {
     pub steps: StepSet,
     pub masker: Arc<Masker>,
     pub console: Arc<Console>,
-    pub state_path: PathBuf,
+    /// The state location: a local path or az://ACCOUNT/CONTAINER/PATH.
+    pub state_location: String,
 }
 
 impl Project {
@@ -62,19 +63,19 @@ impl Project {
         let prelude = step::load_prelude(&mut engine, &prelude_path)?;
         let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
         tracing::debug!(steps = steps.steps.len(), "steps loaded");
-        let state_path = state_path(cli, &config);
+        let state_location = backend::location(cli.global.state.as_deref(), &config)?;
         Ok(Project {
             config: Arc::new(config),
             engine,
             steps,
             masker,
             console,
-            state_path,
+            state_location,
         })
     }
 
-    fn store(&self) -> LocalStore {
-        LocalStore::new(&self.state_path)
+    fn store(&self) -> Result<Box<dyn StateStore>> {
+        backend::open(&self.state_location)
     }
 
     /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
@@ -114,17 +115,19 @@ impl Project {
     }
 }
 
-fn state_path(cli: &Cli, config: &Config) -> PathBuf {
-    if let Some(p) = &cli.global.state {
-        return p.clone();
+/// The config if its file exists (state commands work without one).
+fn optional_config(cli: &Cli) -> Result<Config> {
+    if cli.global.config.exists() {
+        Config::load(&cli.global.config)
+    } else {
+        Ok(Config::empty(&cli.global.config))
     }
-    if let Some(p) = std::env::var_os("STEPWISE_STATE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = config.get("state.path").and_then(|v| v.as_str()) {
-        return PathBuf::from(p);
-    }
-    Path::new(LOCAL_DIR).join("state.json")
+}
+
+/// The store of the current state location (for commands that load no steps).
+fn current_store(cli: &Cli) -> Result<Box<dyn StateStore>> {
+    let config = optional_config(cli)?;
+    backend::open(&backend::location(cli.global.state.as_deref(), &config)?)
 }
 
 fn init_tracing(verbose: bool) {
@@ -245,13 +248,13 @@ fn plan_command(cli: &Cli) -> Result<i32> {
     let state = if cli.deploy.reset_state {
         State::default()
     } else {
-        p.store().load()?
+        p.store()?.load()?
     };
     let decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
     if cli.global.output == OutputFormat::Json {
         let doc = serde_json::json!({
             "command": "plan",
-            "state": p.state_path.display().to_string(),
+            "state": p.state_location,
             "steps": decisions.iter().map(decision_json).collect::<Vec<_>>(),
             "exit_code": exit::OK,
         });
@@ -310,13 +313,13 @@ fn deploy(cli: &Cli) -> Result<i32> {
     let auto_approve = d.auto_approve || settings.auto_approve;
     let resume = d.resume || settings.resume;
     let opts = plan_options(&p, d, resume)?;
-    let store = p.store();
+    let store = p.store()?;
 
     // The lock is held for the whole run; a dry run writes nothing and takes none.
     let _lock = if dry_run {
         None
     } else {
-        Some(lock::acquire_local(&p.state_path)?)
+        Some(store.lock(cli.global.lock_timeout)?)
     };
     let mut state = store.load()?;
     if d.reset_state {
@@ -367,13 +370,16 @@ fn deploy(cli: &Cli) -> Result<i32> {
     }
     install_signal_handlers();
     let run_id = run_id();
+    state
+        .extra
+        .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
     let runner = Runner {
         engine: &p.engine,
         steps: &p.steps,
         config: p.config.clone(),
         masker: p.masker.clone(),
         console: p.console.clone(),
-        store: &store,
+        store: store.as_ref(),
         dry_run,
         jobs: if dry_run { 1 } else { d.jobs },
         keep_going: d.keep_going,
@@ -503,7 +509,7 @@ fn graph_command(cli: &Cli, format: GraphFormat) -> Result<i32> {
     // Mark what would run when there is a config to decide with.
     let decisions = if has_config {
         let opts = plan_options(&p, &cli.deploy, cli.deploy.resume)?;
-        let state = p.store().load()?;
+        let state = p.store()?.load()?;
         Some(plan::decide(&p.steps, &state, p.fingerprints()?, &opts))
     } else {
         None
@@ -585,14 +591,10 @@ fn steps_command(cli: &Cli) -> Result<i32> {
 }
 
 fn state_command(cli: &Cli, sc: &StateCommand) -> Result<i32> {
+    let lock_timeout = cli.global.lock_timeout;
     match sc {
         StateCommand::Show { step } => {
-            let config = if cli.global.config.exists() {
-                Config::load(&cli.global.config)?
-            } else {
-                Config::empty(&cli.global.config)
-            };
-            let store = LocalStore::new(state_path(cli, &config));
+            let store = current_store(cli)?;
             let state = store.load()?;
             let text = match step {
                 None => state.to_json(),
@@ -611,14 +613,8 @@ fn state_command(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         StateCommand::Reset { names: steps } => {
-            let config = if cli.global.config.exists() {
-                Config::load(&cli.global.config)?
-            } else {
-                Config::empty(&cli.global.config)
-            };
-            let path = state_path(cli, &config);
-            let store = LocalStore::new(&path);
-            let _lock = lock::acquire_local(&path)?;
+            let store = current_store(cli)?;
+            let _lock = store.lock(lock_timeout)?;
             let mut state = store.load()?;
             for s in steps {
                 if !state.steps.contains_key(s) {
@@ -646,5 +642,94 @@ fn state_command(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         StateCommand::ImportLegacy { file } => crate::legacy::import(cli, file),
+        StateCommand::Unlock { force } => {
+            let store = current_store(cli)?;
+            println!("{}", store.unlock(*force)?);
+            Ok(exit::OK)
+        }
+        StateCommand::History => {
+            let store = current_store(cli)?;
+            let versions = store.history()?;
+            if cli.global.output == OutputFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+                return Ok(exit::OK);
+            }
+            if versions.is_empty() {
+                println!("no kept versions of {}", store.location());
+            }
+            for v in versions {
+                println!(
+                    "{}  {}  run {}  changed: {}",
+                    v.id,
+                    v.time,
+                    if v.run.is_empty() { "-" } else { &v.run },
+                    if v.steps_changed.is_empty() {
+                        "-".to_string()
+                    } else {
+                        v.steps_changed.join(", ")
+                    }
+                );
+            }
+            Ok(exit::OK)
+        }
+        StateCommand::Rollback { version } => {
+            let store = current_store(cli)?;
+            let _lock = store.lock(lock_timeout)?;
+            let _current = store.load()?;
+            let mut old = store.version(version)?;
+            old.extra.insert(
+                "run_id".into(),
+                serde_json::Value::String(format!("rollback-to-{version}")),
+            );
+            old.last_updated = crate::state::now();
+            store.save(&old)?;
+            println!(
+                "state {} rolled back to {version}; steps whose recorded hashes differ from the files run again on the next deployment",
+                store.location()
+            );
+            Ok(exit::OK)
+        }
+        StateCommand::Push { destination, force } => {
+            let from = current_store(cli)?;
+            let to = backend::open(destination)?;
+            copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout)
+        }
+        StateCommand::Pull { source, force } => {
+            let from = backend::open(source)?;
+            let to = current_store(cli)?;
+            copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout)
+        }
     }
+}
+
+/// Copies the state between two locations, under both locks; refuses to overwrite a
+/// destination that holds state unless forced.
+fn copy_state(
+    from: &dyn StateStore,
+    to: &dyn StateStore,
+    force: bool,
+    lock_timeout: std::time::Duration,
+) -> Result<i32> {
+    let _from_lock = from.lock(lock_timeout)?;
+    let _to_lock = to.lock(lock_timeout)?;
+    let state = from.load()?;
+    if state.steps.is_empty() {
+        return Err(usage(format!("{} holds no state to copy", from.location())));
+    }
+    let existing = to.load()?;
+    if !existing.steps.is_empty() && !force {
+        return Err(usage(format!(
+            "{} already holds state ({} steps): not overwritten (pass --force; its current version stays in its history)",
+            to.location(),
+            existing.steps.len()
+        )));
+    }
+    to.save(&state)?;
+    println!(
+        "copied state ({} steps) from {} to {}",
+        state.steps.len(),
+        from.location(),
+        to.location()
+    );
+    Ok(exit::OK)
 }

@@ -39,6 +39,10 @@ pub struct GlobalArgs {
     /// Debug logs (also `deployment.verbose` in the config).
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// How long to wait for a state lock held by another run (e.g. `30s`, `5m`; default 0:
+    /// fail at once with exit 3).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub lock_timeout: std::time::Duration,
     /// `json`: one JSON document on stdout instead of the human output.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -125,4 +129,27 @@ pub enum StateCommand {
     },
     /// Convert the original deployment tool's state file.
     ImportLegacy { file: PathBuf },
+    /// Remove an expired or stale lock (`--force`: a live one, after showing its holder).
+    Unlock {
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the kept versions of the state (time, run, steps changed).
+    History,
+    /// Restore a kept version (through the lock; the restore is itself kept in history).
+    Rollback { version: String },
+    /// Copy the current state (`--state`) to another location, e.g. az://ACCOUNT/CONTAINER/PATH.
+    Push {
+        destination: String,
+        /// Overwrite a destination that already holds state.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy state from another location into the current one (`--state`).
+    Pull {
+        source: String,
+        /// Overwrite a current state that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
 }

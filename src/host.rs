@@ -397,7 +397,12 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
     if out.code != 0 {
         return Err(failure(&ctx, &argv, &out));
     }
-    Ok(parse_stdout(&out.stdout).0)
+    // Empty output (`--output none`, `provider register`) is the empty string.
+    Ok(if out.stdout.trim().is_empty() {
+        Dynamic::from(String::new())
+    } else {
+        parse_stdout(&out.stdout).0
+    })
 }
 
 fn exec(args: Array, try_mode: bool) -> HostResult<Dynamic> {
@@ -508,6 +513,8 @@ fn docker_build(spec: RMap) -> HostResult<String> {
 fn read_config(key: &str, default: Option<Dynamic>) -> HostResult<Dynamic> {
     let ctx = current("read_config")?;
     match ctx.config.get(key) {
+        // A key that is present but null (`key:` with no value) takes the default too.
+        Some(Value::Null) if default.is_some() => Ok(default.unwrap_or(Dynamic::UNIT)),
         Some(v) => Ok(json_to_dynamic(v)),
         None => default.ok_or_else(|| {
             err(format!(

@@ -1,6 +1,8 @@
 //! stepwise: idempotent, stateful deployments. See ARCHITECTURE.md for the module map.
 
 pub mod app;
+pub mod backend;
+pub mod blob;
 pub mod cli;
 pub mod config;
 pub mod error;

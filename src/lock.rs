@@ -66,6 +66,35 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
 
 /// Takes the lock of a local state file, failing at once (exit 3) when another run holds it.
 pub fn acquire_local(state_path: &Path) -> Result<LockGuard> {
+    acquire_local_within(state_path, std::time::Duration::ZERO)
+}
+
+/// Takes the lock of a local state file, waiting up to `timeout` for another run to release
+/// it; then fails with exit 3, naming the holder.
+pub fn acquire_local_within(state_path: &Path, timeout: std::time::Duration) -> Result<LockGuard> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut announced = false;
+    loop {
+        match try_acquire_local(state_path) {
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && crate::error::exit_code(&e) == exit::LOCKED =>
+            {
+                if !announced {
+                    eprintln!("{e}\nwaiting up to {} for it...", humantime::format_duration(timeout));
+                    announced = true;
+                }
+                if crate::process::interrupted().is_some() {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
     use fs4::FileExt;
     use std::os::unix::fs::OpenOptionsExt;
     let path = lock_path(state_path);
@@ -90,7 +119,7 @@ pub fn acquire_local(state_path: &Path) -> Result<LockGuard> {
             return Err(Failure::new(
                 exit::LOCKED,
                 format!(
-                    "state {} is locked by another run: {who}\n(wait for it to finish; the lock is released when that process ends)",
+                    "state {} is locked by another run: {who}\n(the lock is released when that process ends, however it ends; wait with --lock-timeout DURATION)",
                     state_path.display()
                 ),
             )
@@ -106,4 +135,40 @@ pub fn acquire_local(state_path: &Path) -> Result<LockGuard> {
     file.write_all(record.as_bytes())?;
     file.sync_all()?;
     Ok(LockGuard { _file: file, path })
+}
+
+/// `state unlock` for a local state: the OS lock cannot outlive its process, so a lock file
+/// whose lock is free is only a stale holder record; a held one is another live run.
+pub fn unlock_local(state_path: &Path, force: bool) -> Result<String> {
+    use fs4::FileExt;
+    let path = lock_path(state_path);
+    let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else {
+        return Ok(format!("state {} is not locked", state_path.display()));
+    };
+    let holder = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
+        .map(|h| h.describe())
+        .unwrap_or_else(|| "unknown holder".into());
+    match FileExt::try_lock(&file) {
+        Ok(()) => {
+            drop(file);
+            std::fs::remove_file(&path)?;
+            Ok(format!("removed a stale lock record ({holder}); no run held it"))
+        }
+        Err(_) if force => {
+            std::fs::remove_file(&path)?;
+            Ok(format!(
+                "removed the lock held by {holder}; that run keeps running until it ends, but a new run can start now"
+            ))
+        }
+        Err(_) => Err(Failure::new(
+            exit::LOCKED,
+            format!(
+                "state {} is locked by a live run: {holder}\n(use `stepwise state unlock --force` to remove it anyway)",
+                state_path.display()
+            ),
+        )
+        .into()),
+    }
 }

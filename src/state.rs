@@ -146,19 +146,114 @@ pub fn now() -> String {
         .unwrap_or_default()
 }
 
-/// Where state lives. Local files today; a blob backend implements the same trait.
+/// One kept version of the state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    /// What `state rollback` takes.
+    pub id: String,
+    /// When it was written (RFC 3339).
+    pub time: String,
+    /// The run that wrote it.
+    pub run: String,
+    /// Steps whose record differs from the version before.
+    pub steps_changed: Vec<String>,
+}
+
+/// How many versions local history keeps.
+pub const HISTORY_KEEP: usize = 50;
+
+/// A held run lock; released when dropped.
+pub trait Lock: Send {}
+impl Lock for crate::lock::LockGuard {}
+
+/// Where state lives: a local file or a blob. Every implementation writes atomically, keeps
+/// each written version in its history, and never overwrites a version it did not read.
 pub trait StateStore: Send + Sync {
     /// For messages: the path or URL.
     fn location(&self) -> String;
     /// The current state (default state when none was written yet).
     fn load(&self) -> Result<State>;
-    /// Replaces the state atomically.
+    /// Replaces the state atomically and keeps the new version in history.
     fn save(&self, state: &State) -> Result<()>;
     /// Keeps a copy of the current state (before a reset); returns where.
     fn backup(&self) -> Result<Option<String>>;
+    /// Takes the run lock, waiting up to `timeout` (exit 3 with the holder afterwards).
+    fn lock(&self, timeout: std::time::Duration) -> Result<Box<dyn Lock>>;
+    /// Removes the lock: an expired or stale one, or (`force`) a live one.
+    fn unlock(&self, force: bool) -> Result<String>;
+    /// Kept versions, newest first.
+    fn history(&self) -> Result<Vec<Version>>;
+    /// The state of a kept version.
+    fn version(&self, id: &str) -> Result<State>;
 }
 
-/// State in a local JSON file.
+/// Steps whose records differ between two states.
+pub fn steps_changed(before: Option<&State>, after: &State) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let empty = BTreeMap::new();
+    let old = before.map(|b| &b.steps).unwrap_or(&empty);
+    for (k, v) in &after.steps {
+        let same = old
+            .get(k)
+            .map(|o| serde_json::to_value(o).ok() == serde_json::to_value(v).ok())
+            .unwrap_or(false);
+        if !same {
+            names.push(k.clone());
+        }
+    }
+    for k in old.keys() {
+        if !after.steps.contains_key(k) {
+            names.push(k.clone());
+        }
+    }
+    names
+}
+
+/// A history file name: sortable time, then the run.
+pub fn version_id(state: &State) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.nanosecond()
+    );
+    let run = state
+        .extra
+        .get("run_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or("manual");
+    format!("{stamp}_{run}")
+}
+
+/// Turns kept versions (id and content, oldest first) into the listing, newest first.
+pub fn describe_versions(mut versions: Vec<(String, State)>) -> Vec<Version> {
+    versions.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
+    let mut prev: Option<State> = None;
+    for (id, st) in versions {
+        out.push(Version {
+            id: id.clone(),
+            time: st.last_updated.clone(),
+            run: st
+                .extra
+                .get("run_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
+            steps_changed: steps_changed(prev.as_ref(), &st),
+        });
+        prev = Some(st);
+    }
+    out.reverse();
+    out
+}
+
+/// State in a local JSON file, history in `history/` beside it.
 pub struct LocalStore {
     pub path: PathBuf,
 }
@@ -166,6 +261,32 @@ pub struct LocalStore {
 impl LocalStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         LocalStore { path: path.into() }
+    }
+
+    fn history_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("history")
+    }
+
+    fn prune_history(&self) {
+        let dir = self.history_dir();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut files: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        if files.len() > HISTORY_KEEP {
+            for f in &files[..files.len() - HISTORY_KEEP] {
+                let _ = std::fs::remove_file(f);
+            }
+        }
     }
 }
 
@@ -183,8 +304,13 @@ impl StateStore for LocalStore {
     }
 
     fn save(&self, state: &State) -> Result<()> {
-        write_atomic(&self.path, state.to_json().as_bytes())
-            .with_context(|| format!("cannot write state {}", self.location()))
+        let json = state.to_json();
+        write_atomic(&self.path, json.as_bytes())
+            .with_context(|| format!("cannot write state {} (the previous state is intact)", self.location()))?;
+        let dir = self.history_dir();
+        let _ = write_atomic(&dir.join(format!("{}.json", version_id(state))), json.as_bytes());
+        self.prune_history();
+        Ok(())
     }
 
     fn backup(&self) -> Result<Option<String>> {
@@ -197,6 +323,51 @@ impl StateStore for LocalStore {
             .with_context(|| format!("cannot read state {}", self.location()))?;
         write_atomic(&dest, &bytes)?;
         Ok(Some(dest.display().to_string()))
+    }
+
+    fn lock(&self, timeout: std::time::Duration) -> Result<Box<dyn Lock>> {
+        Ok(Box::new(crate::lock::acquire_local_within(&self.path, timeout)?))
+    }
+
+    fn unlock(&self, force: bool) -> Result<String> {
+        crate::lock::unlock_local(&self.path, force)
+    }
+
+    fn history(&self) -> Result<Vec<Version>> {
+        let dir = self.history_dir();
+        let mut versions = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                let Some(id) = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".json"))
+                else {
+                    continue;
+                };
+                if let Ok(text) = std::fs::read_to_string(&p) {
+                    if let Ok(st) = State::parse(&p.display().to_string(), &text) {
+                        versions.push((id.to_string(), st));
+                    }
+                }
+            }
+        }
+        Ok(describe_versions(versions))
+    }
+
+    fn version(&self, id: &str) -> Result<State> {
+        if id.contains('/') || id.contains("..") {
+            return Err(usage(format!("bad version {id:?}")));
+        }
+        let p = self.history_dir().join(format!("{id}.json"));
+        let text = std::fs::read_to_string(&p).map_err(|_| {
+            usage(format!(
+                "no version {id} in {} (see `stepwise state history`)",
+                self.history_dir().display()
+            ))
+        })?;
+        State::parse(&p.display().to_string(), &text)
     }
 }
 
