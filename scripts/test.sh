@@ -17,10 +17,28 @@ if [ ! -x "$tools/az-venv/bin/az" ]; then
   "$tools/az-venv/bin/pip" install --quiet --disable-pip-version-check azure-cli
 fi
 export STEPWISE_REAL_AZ="$tools/az-venv/bin/az"
+
+# Azurite, the Azure Storage emulator, for the blob-state tests (about 15 s the first time).
+if [ ! -x "$tools/azurite/node_modules/.bin/azurite-blob" ]; then
+  step "installing Azurite into $tools/azurite"
+  mkdir -p "$tools/azurite"
+  (cd "$tools/azurite" && { [ -f package.json ] || npm init -y >/dev/null; } \
+    && npm install --silent --no-audit --no-fund azurite@3)
+fi
+export STEPWISE_AZURITE_BIN="$tools/azurite/node_modules/.bin/azurite-blob"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$STEPWISE_AZURITE_BIN" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence \
+  --disableTelemetry --silent >/dev/null 2>&1 &
+azurite_pid=$!
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.2
+done
+export STEPWISE_TEST_AZURITE_PORT="$port"
 export AZURE_CONFIG_DIR="$(mktemp -d)"
 export AZURE_CORE_COLLECT_TELEMETRY=no
 export AZURE_CORE_NO_COLOR=1
-trap 'rm -rf "$AZURE_CONFIG_DIR"' EXIT
+trap 'kill "$azurite_pid" 2>/dev/null; rm -rf "$AZURE_CONFIG_DIR"' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -31,6 +49,9 @@ cargo clippy --all-targets --quiet -- -D warnings
 step "tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast --failure-output final
+  step "the core deployment tests again, with the state on blob storage (Azurite)"
+  STEPWISE_TEST_STATE_BACKEND=blob cargo nextest run --no-fail-fast --failure-output final --test core
 else
   cargo test --no-fail-fast
+  STEPWISE_TEST_STATE_BACKEND=blob cargo test --no-fail-fast --test core
 fi

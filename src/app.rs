@@ -1,5 +1,6 @@
 //! The commands: wiring config, steps, state, plan and executor together.
 
+use crate::backend;
 use crate::cli::{Cli, Command, DeployArgs, GraphFormat, OutputFormat, StateCommand};
 use crate::config::Config;
 use crate::error::{exit, usage, Failure};
@@ -11,7 +12,6 @@ use crate::process;
 use crate::report::{self, Console};
 use crate::script;
 use crate::secrets::Masker;
-use crate::backend;
 use crate::state::{State, StateStore};
 use crate::step::{self, StepSet};
 use anyhow::Result;

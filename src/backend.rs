@@ -38,7 +38,10 @@ pub fn location(flag: Option<&Path>, config: &Config) -> Result<String> {
         || std::env::var("AZURE_STATE_STORAGE").is_ok_and(|s| s.eq_ignore_ascii_case("blob"));
     if legacy_blob {
         let get = |key: &str, env: &str, default: Option<&str>| -> Result<String> {
-            if let Some(v) = config.get(&format!("advanced.{key}")).and_then(|v| v.as_str()) {
+            if let Some(v) = config
+                .get(&format!("advanced.{key}"))
+                .and_then(|v| v.as_str())
+            {
                 if !v.is_empty() {
                     return Ok(v.to_string());
                 }

@@ -27,7 +27,9 @@ pub struct BlobLocation {
 impl BlobLocation {
     pub fn parse(url: &str) -> Result<BlobLocation> {
         let rest = url.strip_prefix("az://").ok_or_else(|| {
-            usage(format!("{url}: a blob state location is az://ACCOUNT/CONTAINER/PATH"))
+            usage(format!(
+                "{url}: a blob state location is az://ACCOUNT/CONTAINER/PATH"
+            ))
         })?;
         let mut parts = rest.splitn(3, '/');
         let (account, container, path) = (
@@ -111,7 +113,10 @@ impl LockRecord {
             .map(|t| (t - time::OffsetDateTime::now_utc()).whole_seconds())
             .unwrap_or(0);
         if left > 0 {
-            format!("{}; expires in {left}s unless renewed", self.holder.describe())
+            format!(
+                "{}; expires in {left}s unless renewed",
+                self.holder.describe()
+            )
         } else {
             format!("{}; expired {}s ago", self.holder.describe(), -left)
         }
@@ -202,7 +207,9 @@ impl BlobStore {
                     "AZURE_STORAGE_CONNECTION_STRING has neither AccountKey nor SharedAccessSignature",
                 ));
             }
-        } else if let Ok(key) = std::env::var("AZURE_STORAGE_ACCOUNT_KEY").or_else(|_| std::env::var("AZURE_STORAGE_KEY")) {
+        } else if let Ok(key) = std::env::var("AZURE_STORAGE_ACCOUNT_KEY")
+            .or_else(|_| std::env::var("AZURE_STORAGE_KEY"))
+        {
             builder = builder.with_access_key(&key);
             let endpoint = std::env::var("AZURE_STORAGE_BLOB_ENDPOINT")
                 .unwrap_or_else(|_| format!("https://{}.blob.core.windows.net", loc.account));
@@ -215,15 +222,17 @@ impl BlobStore {
             auth = Auth::Other("a SAS token");
         } else if std::env::var("AZURE_FEDERATED_TOKEN_FILE").is_ok() {
             auth = Auth::Other("workload identity");
-        } else if std::env::var("IDENTITY_ENDPOINT").is_ok() || std::env::var("MSI_ENDPOINT").is_ok() {
+        } else if std::env::var("IDENTITY_ENDPOINT").is_ok()
+            || std::env::var("MSI_ENDPOINT").is_ok()
+        {
             auth = Auth::Other("managed identity");
         } else {
             builder = builder.with_use_azure_cli(true);
             auth = Auth::Other("the Azure CLI's login");
         }
-        let store = builder.build().map_err(|e| {
-            usage(format!("cannot open {}: {e}", loc.url()))
-        })?;
+        let store = builder
+            .build()
+            .map_err(|e| usage(format!("cannot open {}: {e}", loc.url())))?;
         Ok(BlobStore {
             loc,
             store: Arc::new(store),
@@ -247,7 +256,10 @@ impl BlobStore {
     /// A clear message for a storage error.
     fn explain(&self, what: &str, e: &object_store::Error) -> anyhow::Error {
         let text = e.to_string();
-        let hint = if text.contains("403") || text.contains("AuthenticationFailed") || text.contains("AuthorizationFailure") {
+        let hint = if text.contains("403")
+            || text.contains("AuthenticationFailed")
+            || text.contains("AuthorizationFailure")
+        {
             match &self.auth {
                 Auth::SharedKey { .. } => " (the account key was refused: check AZURE_STORAGE_CONNECTION_STRING / the account key)".to_string(),
                 Auth::Other(how) => format!(" (authenticated with {how}; it needs the role Storage Blob Data Contributor on the container)"),
@@ -314,7 +326,12 @@ impl BlobStore {
         r.map_err(|e| self.explain("cannot read", &e))
     }
 
-    fn put(&self, path: &ObjPath, bytes: Vec<u8>, mode: PutMode) -> std::result::Result<Option<String>, object_store::Error> {
+    fn put(
+        &self,
+        path: &ObjPath,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> std::result::Result<Option<String>, object_store::Error> {
         self.rt.block_on(async {
             let opts = PutOptions {
                 mode,
@@ -327,7 +344,11 @@ impl BlobStore {
         })
     }
 
-    fn write_lock(&self, record: &LockRecord, mode: PutMode) -> std::result::Result<Option<String>, object_store::Error> {
+    fn write_lock(
+        &self,
+        record: &LockRecord,
+        mode: PutMode,
+    ) -> std::result::Result<Option<String>, object_store::Error> {
         let bytes = serde_json::to_vec(record).unwrap_or_default();
         self.put(&self.lock_path(), bytes, mode)
     }
@@ -383,7 +404,10 @@ fn percent_decode(s: &str) -> String {
 async fn create_container(endpoint: &str, account: &str, container: &str, key: &str) -> Result<()> {
     use base64::Engine as _;
     use hmac::{Hmac, Mac};
-    let url = format!("{}/{container}?restype=container", endpoint.trim_end_matches('/'));
+    let url = format!(
+        "{}/{container}?restype=container",
+        endpoint.trim_end_matches('/')
+    );
     let date = httpdate(time::OffsetDateTime::now_utc());
     let version = "2021-08-06";
     // The canonical resource is /ACCOUNT/URL-PATH: for a path-style endpoint (the emulator)
@@ -549,7 +573,8 @@ impl StateStore for BlobStore {
         let etag = loop {
             match self.write_lock(&Self::new_record(&holder, lifetime), PutMode::Create) {
                 Ok(e) => break e,
-                Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {}
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }) => {}
                 Err(e) => return Err(self.explain("cannot lock", &e)),
             }
             match self.read_lock()? {
@@ -565,7 +590,8 @@ impl StateStore for BlobStore {
                             eprintln!("took over an expired lock ({})", rec.describe());
                             break e;
                         }
-                        Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::NotFound { .. }) => continue,
+                        Err(object_store::Error::Precondition { .. })
+                        | Err(object_store::Error::NotFound { .. }) => continue,
                         Err(e) => return Err(self.explain("cannot lock", &e)),
                     }
                 }
@@ -583,7 +609,10 @@ impl StateStore for BlobStore {
                         .into());
                     }
                     if !announced {
-                        eprintln!("{msg}\nwaiting up to {}...", humantime::format_duration(timeout));
+                        eprintln!(
+                            "{msg}\nwaiting up to {}...",
+                            humantime::format_duration(timeout)
+                        );
                         announced = true;
                     }
                     std::thread::sleep(Duration::from_millis(500));
@@ -614,13 +643,17 @@ impl StateStore for BlobStore {
                     let rec = BlobStore::new_record(&holder, lifetime);
                     let bytes = serde_json::to_vec(&rec).unwrap_or_default();
                     let opts = PutOptions {
-                        mode: PutMode::Update(UpdateVersion { e_tag: current, version: None }),
+                        mode: PutMode::Update(UpdateVersion {
+                            e_tag: current,
+                            version: None,
+                        }),
                         ..Default::default()
                     };
                     let r = rt.block_on(store.put_opts(&path, PutPayload::from(bytes), opts));
                     match r {
                         Ok(res) => *etag.lock().unwrap_or_else(|e| e.into_inner()) = res.e_tag,
-                        Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::NotFound { .. }) => {
+                        Err(object_store::Error::Precondition { .. })
+                        | Err(object_store::Error::NotFound { .. }) => {
                             eprintln!("warning: the lock on {loc} was removed or taken by another run (state unlock --force?); state writes stay conditional, so nothing is overwritten");
                             return;
                         }
@@ -703,7 +736,10 @@ mod tests {
     #[test]
     fn locations() {
         let l = BlobLocation::parse("az://acct/cont/dir/state.json").unwrap();
-        assert_eq!((l.account.as_str(), l.container.as_str(), l.path.as_str()), ("acct", "cont", "dir/state.json"));
+        assert_eq!(
+            (l.account.as_str(), l.container.as_str(), l.path.as_str()),
+            ("acct", "cont", "dir/state.json")
+        );
         assert!(BlobLocation::parse("az://acct/cont").is_err());
         assert!(BlobLocation::parse("s3://x/y/z").is_err());
     }
@@ -713,7 +749,10 @@ mod tests {
         let cs = ConnectionString::parse("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=abc==;BlobEndpoint=http://127.0.0.1:1/devstoreaccount1/;");
         assert_eq!(cs.account.as_deref(), Some("devstoreaccount1"));
         assert_eq!(cs.key.as_deref(), Some("abc=="));
-        assert_eq!(cs.blob_endpoint.as_deref(), Some("http://127.0.0.1:1/devstoreaccount1"));
+        assert_eq!(
+            cs.blob_endpoint.as_deref(),
+            Some("http://127.0.0.1:1/devstoreaccount1")
+        );
     }
 
     #[test]

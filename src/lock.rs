@@ -81,7 +81,10 @@ pub fn acquire_local_within(state_path: &Path, timeout: std::time::Duration) -> 
                     && crate::error::exit_code(&e) == exit::LOCKED =>
             {
                 if !announced {
-                    eprintln!("{e}\nwaiting up to {} for it...", humantime::format_duration(timeout));
+                    eprintln!(
+                        "{e}\nwaiting up to {} for it...",
+                        humantime::format_duration(timeout)
+                    );
                     announced = true;
                 }
                 if crate::process::interrupted().is_some() {
@@ -142,7 +145,11 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
 pub fn unlock_local(state_path: &Path, force: bool) -> Result<String> {
     use fs4::FileExt;
     let path = lock_path(state_path);
-    let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    else {
         return Ok(format!("state {} is not locked", state_path.display()));
     };
     let holder = std::fs::read_to_string(&path)

@@ -305,10 +305,17 @@ impl StateStore for LocalStore {
 
     fn save(&self, state: &State) -> Result<()> {
         let json = state.to_json();
-        write_atomic(&self.path, json.as_bytes())
-            .with_context(|| format!("cannot write state {} (the previous state is intact)", self.location()))?;
+        write_atomic(&self.path, json.as_bytes()).with_context(|| {
+            format!(
+                "cannot write state {} (the previous state is intact)",
+                self.location()
+            )
+        })?;
         let dir = self.history_dir();
-        let _ = write_atomic(&dir.join(format!("{}.json", version_id(state))), json.as_bytes());
+        let _ = write_atomic(
+            &dir.join(format!("{}.json", version_id(state))),
+            json.as_bytes(),
+        );
         self.prune_history();
         Ok(())
     }
@@ -326,7 +333,9 @@ impl StateStore for LocalStore {
     }
 
     fn lock(&self, timeout: std::time::Duration) -> Result<Box<dyn Lock>> {
-        Ok(Box::new(crate::lock::acquire_local_within(&self.path, timeout)?))
+        Ok(Box::new(crate::lock::acquire_local_within(
+            &self.path, timeout,
+        )?))
     }
 
     fn unlock(&self, force: bool) -> Result<String> {

@@ -178,7 +178,8 @@ fn force_step_force_all_and_unknown_force_step() {
 
 #[test]
 fn reset_state_keeps_a_backup_and_deploys_from_scratch() {
-    let p = three_steps();
+    let mut p = three_steps();
+    p.local_state();
     p.deploy(&[]).assert_code(0);
     let r = p.deploy(&["--reset-state"]);
     r.assert_code(0).assert_contains("state backed up to");
@@ -412,7 +413,8 @@ fn sigterm_exits_143() {
 
 #[test]
 fn a_second_concurrent_run_exits_3_naming_the_holder() {
-    let p = Project::new();
+    let mut p = Project::new();
+    p.local_state();
     p.az_rules(json!([{"args": ["slow"], "sleep": 30}]))
         .step("01_slow.rhai", &step("", r#"az(["slow"]);"#));
     let mut child = p.spawn(&["--auto-approve"]);
@@ -544,7 +546,8 @@ fn host_functions_outside_run_are_errors() {
 
 #[test]
 fn a_corrupt_state_file_stops_the_run_and_is_left_untouched() {
-    let p = three_steps();
+    let mut p = three_steps();
+    p.local_state();
     p.file(
         ".stepwise/state.json",
         "{\"version\": \"2.0\", \"steps\": {\"group\": ",
@@ -649,7 +652,8 @@ fn steps_lists_descriptions_and_dependencies() {
 #[test]
 fn state_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let p = three_steps();
+    let mut p = three_steps();
+    p.local_state();
     p.deploy(&[]).assert_code(0);
     for f in support::walk(&p.path().join(".stepwise")) {
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Project {
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// Where the state lives (environment for the blob backend; empty: local).
+    backend: Vec<(String, String)>,
 }
 
 pub struct Run {
@@ -116,15 +118,34 @@ impl Project {
     pub fn new() -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("steps")).unwrap();
-        let p = Project {
+        let mut p = Project {
             dir,
             env: Vec::new(),
+            backend: Vec::new(),
         };
         p.file(
             "config.yaml",
             "advanced:\n  retry_attempts: 2\n  retry_delay: 0\n",
         );
+        // `STEPWISE_TEST_STATE_BACKEND=blob`: the same tests, with the state on the Azurite
+        // server that scripts/test.sh started.
+        if std::env::var("STEPWISE_TEST_STATE_BACKEND").as_deref() == Ok("blob") {
+            let port = std::env::var("STEPWISE_TEST_AZURITE_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .expect("STEPWISE_TEST_STATE_BACKEND=blob needs STEPWISE_TEST_AZURITE_PORT (scripts/test.sh sets both)");
+            let azurite = Azurite { child: None, port };
+            let location = azurite.new_location();
+            p.on_blob(&azurite, &location);
+        }
         p
+    }
+
+    /// Keeps this project's state in the local file whatever the test backend (for tests of
+    /// the local file itself).
+    pub fn local_state(&mut self) -> &mut Self {
+        self.backend.clear();
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -161,6 +182,18 @@ impl Project {
         self.file("az-rules.json", &rules.to_string())
     }
 
+    /// Puts this project's state on blob storage at `location`.
+    pub fn on_blob(&mut self, azurite: &Azurite, location: &str) -> &mut Self {
+        self.backend = vec![
+            (
+                "AZURE_STORAGE_CONNECTION_STRING".into(),
+                azurite.connection_string(),
+            ),
+            ("STEPWISE_STATE".into(), location.into()),
+        ];
+        self
+    }
+
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.into(), value.into()));
         self
@@ -191,7 +224,7 @@ impl Project {
         if self.exists("az-rules.json") {
             cmd.env("FAKE_AZ_RULES", self.path().join("az-rules.json"));
         }
-        for (k, v) in &self.env {
+        for (k, v) in self.backend.iter().chain(&self.env) {
             cmd.env(k, v);
         }
         cmd
@@ -235,8 +268,11 @@ impl Project {
         let _ = std::fs::remove_file(self.path().join("docker.log"));
     }
 
+    /// The state, wherever it lives (through `stepwise state show`).
     pub fn state(&self) -> Value {
-        serde_json::from_str(&self.read(".stepwise/state.json")).expect("state parses")
+        let r = self.run(&["state", "show"]);
+        assert_eq!(r.code, 0, "state show failed: {}", r.stderr);
+        serde_json::from_str(&r.stdout).expect("state parses")
     }
 
     pub fn status(&self, step: &str) -> String {
@@ -305,4 +341,87 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// A step file with a declaration and a body.
 pub fn step(decl: &str, body: &str) -> String {
     format!("let step = #{{ {decl} }};\nfn run() {{\n{body}\n}}\n")
+}
+
+/// Azurite's well-known development account key (public; it only opens the emulator).
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A real Azurite blob server on a loopback port: the one `scripts/test.sh` started
+/// (`STEPWISE_TEST_AZURITE_PORT`), or one started for this test process.
+pub struct Azurite {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        if let Some(port) = std::env::var("STEPWISE_TEST_AZURITE_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+        {
+            return Azurite { child: None, port };
+        }
+        let bin = std::env::var("STEPWISE_AZURITE_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(".tools/azurite/node_modules/.bin/azurite-blob")
+            });
+        assert!(
+            bin.exists(),
+            "Azurite is not installed at {}: run scripts/test.sh (it installs it with npm)",
+            bin.display()
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new(bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--inMemoryPersistence", "--disableTelemetry", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start azurite");
+        let up = wait_for(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "azurite did not start on port {port}");
+        Azurite {
+            child: Some(child),
+            port,
+        }
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1;",
+            self.port
+        )
+    }
+
+    /// A fresh state location in a container of its own.
+    pub fn new_location(&self) -> String {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!(
+            "az://devstoreaccount1/t{}-{}-{n}/env/state.json",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 1_000_000_000
+        )
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
