@@ -485,7 +485,7 @@ impl Drop for BlobLock {
         let ours = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let store = self.store.clone();
         let path = self.path.clone();
-        let _ = self.rt.block_on(async move {
+        self.rt.block_on(async move {
             if let Ok(meta) = store.head(&path).await {
                 if meta.e_tag == ours {
                     let _ = store.delete(&path).await;
@@ -720,7 +720,7 @@ impl StateStore for BlobStore {
         }
         let path = ObjPath::from(format!("{}/{id}.json", self.history_prefix()));
         match self.get_text(&path)? {
-            Some((text, _)) => State::parse(&path.to_string(), &text),
+            Some((text, _)) => State::parse(path.as_ref(), &text),
             None => Err(usage(format!(
                 "no version {id} in {} (see `stepwise state history`)",
                 self.location()
