@@ -31,6 +31,8 @@ pub struct Project {
     pub console: Arc<Console>,
     /// The state location: a local path or az://ACCOUNT/CONTAINER/PATH.
     pub state_location: String,
+    /// The local hash cache (`.stepwise/hashcache`).
+    pub hash_cache: Arc<HashCache>,
 }
 
 impl Project {
@@ -71,6 +73,7 @@ impl Project {
             masker,
             console,
             state_location,
+            hash_cache: Arc::new(HashCache::load(&Path::new(LOCAL_DIR).join("hashcache"))),
         })
     }
 
@@ -82,13 +85,13 @@ impl Project {
     /// hash cache.
     fn fingerprints(&self) -> Result<Vec<Fingerprint>> {
         let root = Path::new(".");
-        let cache = HashCache::load(&Path::new(LOCAL_DIR).join("hashcache"));
+        let cache = &self.hash_cache;
         let fp = Fingerprinter {
             root,
             config: &self.config,
             prelude_digest: &self.steps.prelude.digest,
             exclude: vec![PathBuf::from(LOCAL_DIR)],
-            cache: Some(&cache),
+            cache: Some(cache),
         };
         let mut out = Vec::with_capacity(self.steps.steps.len());
         for s in &self.steps.steps {
@@ -385,8 +388,10 @@ fn deploy(cli: &Cli) -> Result<i32> {
         keep_going: d.keep_going,
         log_dir: (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id)),
         running: Default::default(),
+        hash_cache: Some(p.hash_cache.clone()),
     };
     let report = runner.run(&decisions, state)?;
+    p.hash_cache.save();
     print_summary(&p.console, &report);
     if dry_run {
         p.console

@@ -84,6 +84,8 @@ pub struct Runner<'a> {
     /// Steps running now: when they started and their host context (for the live view and
     /// heartbeats).
     pub running: Mutex<HashMap<String, (Instant, Arc<StepContext>)>>,
+    /// The local hash cache (image fingerprints use it too).
+    pub hash_cache: Option<Arc<crate::hashcache::HashCache>>,
 }
 
 /// How often a long-running step says it is still running when there is no live view.
@@ -396,6 +398,18 @@ impl Runner<'_> {
             log: Mutex::new(log),
             console: self.console.clone(),
             current_command: Mutex::new(None),
+            forced: decision.forced,
+            previous_images: state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .steps
+                .get(&step.name)
+                .and_then(|r| r.extra.get("images"))
+                .and_then(|v| v.as_object())
+                .cloned()
+                .unwrap_or_default(),
+            images: Mutex::new(Default::default()),
+            hash_cache: self.hash_cache.clone(),
         });
         let started_at = state::now();
         let t0 = Instant::now();
@@ -510,6 +524,20 @@ impl Runner<'_> {
                     rec.status = Status::Failed;
                     rec.error = error.clone();
                 }
+            }
+            // Images built successfully are recorded whatever the outcome, so that a retry
+            // rebuilds only what is missing.
+            let built = ctx.images.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if !built.is_empty() {
+                let mut images = rec
+                    .extra
+                    .get("images")
+                    .and_then(|v| v.as_object())
+                    .cloned()
+                    .unwrap_or_default();
+                images.extend(built);
+                rec.extra
+                    .insert("images".into(), serde_json::Value::Object(images));
             }
             st.steps.insert(step.name.clone(), rec);
             st.last_updated = now;

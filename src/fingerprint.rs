@@ -183,6 +183,58 @@ impl Fingerprinter<'_> {
         }
     }
 
+    /// The digest of a file (relative to the root), through the cache.
+    pub fn file_digest(&self, rel: &Path) -> std::io::Result<String> {
+        self.hash_file(rel)
+    }
+
+    /// The digest of a directory tree as a Docker build context sees it (honouring
+    /// `.dockerignore` and `.gitignore`): over each file's path and content.
+    pub fn tree_digest(&self, rel: &Path) -> Result<String> {
+        let files = self.walk(&self.root.join(rel))?;
+        self.hash_list(&files)
+    }
+
+    /// The digest of the part of a build context that `sources` (context-relative files,
+    /// directories or globs, from the Dockerfile's COPY/ADD) name; all of it when `None`.
+    /// The context's `.dockerignore` applies either way.
+    pub fn context_digest(&self, context: &Path, sources: Option<&[String]>) -> Result<String> {
+        let files = self.walk(&self.root.join(context))?;
+        let Some(sources) = sources else {
+            return self.hash_list(&files);
+        };
+        let mut globs = Vec::new();
+        let mut prefixes = Vec::new();
+        let mut remote = Vec::new();
+        for s in sources {
+            if s.contains("://") || s.starts_with("git@") {
+                remote.push(s.clone());
+            } else if s.contains(['*', '?', '[']) {
+                let g = globset::GlobBuilder::new(s)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| usage(format!("bad COPY source {s:?}: {e}")))?;
+                globs.push(g.compile_matcher());
+            } else {
+                prefixes.push(s.clone());
+            }
+        }
+        let ctx_root = self.root.join(context);
+        let selected: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| {
+                let abs = self.root.join(f);
+                let rel = abs.strip_prefix(&ctx_root).unwrap_or(&abs);
+                crate::dockerfile::matches(&globs, &prefixes, &rel.to_string_lossy())
+            })
+            .collect();
+        let mut digest = self.hash_list(&selected)?;
+        if !remote.is_empty() {
+            digest = sha256_hex(format!("{digest}\n{}", remote.join("\n")).as_bytes());
+        }
+        Ok(digest)
+    }
+
     /// Files under `dir` (absolute), relative to the root, sorted; honours `.gitignore` and
     /// `.dockerignore` inside it. Walks on all cores.
     fn walk(&self, dir: &Path) -> Result<Vec<PathBuf>> {

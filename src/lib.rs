@@ -5,6 +5,7 @@ pub mod backend;
 pub mod blob;
 pub mod cli;
 pub mod config;
+pub mod dockerfile;
 pub mod error;
 pub mod executor;
 pub mod fingerprint;

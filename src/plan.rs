@@ -34,6 +34,8 @@ pub struct Decision {
     /// Why, in words the user reads (at least one).
     pub reasons: Vec<String>,
     pub fingerprint: Fingerprint,
+    /// Forced (`--force-all`, `--force-step`): also rebuilds images whose inputs did not change.
+    pub forced: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -63,6 +65,7 @@ pub fn decide(
                 action,
                 reasons,
                 fingerprint: fp,
+                forced: opts.force_all || opts.force_steps.iter().any(|s| s == &step.name),
             }
         })
         .collect()
