@@ -77,13 +77,13 @@ impl Project {
         })
     }
 
-    fn store(&self) -> Result<Box<dyn StateStore>> {
+    pub(crate) fn store(&self) -> Result<Box<dyn StateStore>> {
         backend::open(&self.state_location)
     }
 
     /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
     /// hash cache.
-    fn fingerprints(&self) -> Result<Vec<Fingerprint>> {
+    pub(crate) fn fingerprints(&self) -> Result<Vec<Fingerprint>> {
         let root = Path::new(".");
         let cache = &self.hash_cache;
         let fp = Fingerprinter {
@@ -156,11 +156,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Plan) => plan_command(&cli),
         Some(Command::Steps) => steps_command(&cli),
         Some(Command::Graph { format }) => graph_command(&cli, *format),
+        Some(Command::Watch { debounce, poll }) => crate::watch::run(
+            &cli,
+            std::time::Duration::from_millis(*debounce),
+            poll.map(std::time::Duration::from_millis),
+        ),
         Some(Command::State(sc)) => state_command(&cli, sc),
     }
 }
 
-fn plan_options(p: &Project, d: &DeployArgs, resume: bool) -> Result<PlanOptions> {
+pub(crate) fn plan_options(p: &Project, d: &DeployArgs, resume: bool) -> Result<PlanOptions> {
     p.check_names("--force-step", &d.force_step)?;
     p.check_names("--only", &d.only)?;
     let mut force_steps = d.force_step.clone();
@@ -191,7 +196,7 @@ fn plan_options(p: &Project, d: &DeployArgs, resume: bool) -> Result<PlanOptions
 }
 
 /// `--only`: the selected steps' needs outside the selection must be up to date.
-fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()> {
+pub(crate) fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()> {
     if only.is_empty() {
         return Ok(());
     }
@@ -213,7 +218,7 @@ fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()
     Ok(())
 }
 
-fn print_plan(console: &Console, decisions: &[Decision]) {
+pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
     let width = decisions.iter().map(|d| d.step.len()).max().unwrap_or(0);
     for d in decisions {
         let mark = match d.action {
@@ -372,26 +377,7 @@ fn deploy(cli: &Cli) -> Result<i32> {
         }
     }
     install_signal_handlers();
-    let run_id = run_id();
-    state
-        .extra
-        .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
-    let runner = Runner {
-        engine: &p.engine,
-        steps: &p.steps,
-        config: p.config.clone(),
-        masker: p.masker.clone(),
-        console: p.console.clone(),
-        store: store.as_ref(),
-        dry_run,
-        jobs: if dry_run { 1 } else { d.jobs },
-        keep_going: d.keep_going,
-        log_dir: (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id)),
-        running: Default::default(),
-        hash_cache: Some(p.hash_cache.clone()),
-    };
-    let report = runner.run(&decisions, state)?;
-    p.hash_cache.save();
+    let report = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
     print_summary(&p.console, &report);
     if dry_run {
         p.console
@@ -412,6 +398,39 @@ fn deploy(cli: &Cli) -> Result<i32> {
     Ok(code)
 }
 
+/// Runs the decided steps (records them in `store`), saves the hash cache; prints the step
+/// lines but not the summary.
+pub(crate) fn execute(
+    p: &Project,
+    d: &DeployArgs,
+    store: &dyn StateStore,
+    decisions: &[Decision],
+    mut state: State,
+    dry_run: bool,
+) -> Result<RunReport> {
+    let run_id = run_id();
+    state
+        .extra
+        .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
+    let runner = Runner {
+        engine: &p.engine,
+        steps: &p.steps,
+        config: p.config.clone(),
+        masker: p.masker.clone(),
+        console: p.console.clone(),
+        store,
+        dry_run,
+        jobs: if dry_run { 1 } else { d.jobs },
+        keep_going: d.keep_going,
+        log_dir: (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id)),
+        running: Default::default(),
+        hash_cache: Some(p.hash_cache.clone()),
+    };
+    let report = runner.run(decisions, state)?;
+    p.hash_cache.save();
+    Ok(report)
+}
+
 fn run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!(
@@ -426,7 +445,7 @@ fn run_id() -> String {
     )
 }
 
-fn print_summary(console: &Console, report: &RunReport) {
+pub(crate) fn print_summary(console: &Console, report: &RunReport) {
     let width = report
         .results
         .iter()
@@ -475,7 +494,7 @@ fn print_summary(console: &Console, report: &RunReport) {
 /// SIGINT/SIGTERM: remember the signal; running commands and scripts see it and stop, the
 /// executor records them `interrupted`. A second signal ends stepwise at once (state writes
 /// are atomic, so nothing is half-written).
-fn install_signal_handlers() {
+pub(crate) fn install_signal_handlers() {
     std::thread::spawn(|| {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -108,6 +108,16 @@ pub enum Command {
     Plan,
     /// List the steps with their description and dependencies.
     Steps,
+    /// Deploy, then watch what the steps depend on and re-run only what changes.
+    Watch {
+        /// Quiet period after a change before acting (milliseconds).
+        #[arg(long, default_value_t = 100, value_name = "MS")]
+        debounce: u64,
+        /// Poll the files every MS milliseconds instead of using OS notifications (also the
+        /// fallback when the OS watch limit is reached, at 500 ms).
+        #[arg(long, value_name = "MS")]
+        poll: Option<u64>,
+    },
     /// Print the step graph (Mermaid or DOT), marking what would run.
     Graph {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]

@@ -209,6 +209,10 @@ impl Runner<'_> {
                                         "needs {}, which was interrupted",
                                         self.steps.steps[j].name
                                     ),
+                                    Node::Blocked => format!(
+                                        "needs {}, which is blocked",
+                                        self.steps.steps[j].name
+                                    ),
                                     _ => {
                                         format!("needs {}, which failed", self.steps.steps[j].name)
                                     }

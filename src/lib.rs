@@ -20,6 +20,7 @@ pub mod script;
 pub mod secrets;
 pub mod state;
 pub mod step;
+pub mod watch;
 
 use clap::Parser;
 

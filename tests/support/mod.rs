@@ -246,6 +246,18 @@ impl Project {
         self.run(&all)
     }
 
+    /// Starts stepwise with stdout and stderr going to the file `out` in the project (read
+    /// it while it runs with `read`).
+    pub fn spawn_logged(&self, args: &[&str], out: &str) -> Child {
+        let f = std::fs::File::create(self.path().join(out)).unwrap();
+        let g = f.try_clone().unwrap();
+        self.command(args)
+            .stdout(Stdio::from(f))
+            .stderr(Stdio::from(g))
+            .spawn()
+            .expect("spawn stepwise")
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdout(Stdio::piped())

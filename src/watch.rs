@@ -1,0 +1,518 @@
+//! `stepwise watch`: deploy, then watch what the selected steps depend on (plus `steps/`,
+//! `prelude.rhai` and the config) and, after each quiet period, re-hash and run only the
+//! steps whose fingerprint changed. Changes that arrive while steps run wait in the channel
+//! and are handled afterwards: a running cloud command is never killed because a file changed.
+
+use crate::app::{self, Project};
+use crate::cli::Cli;
+use crate::error::exit;
+use crate::executor::Outcome;
+use crate::fingerprint::{describe, Fingerprint};
+use crate::plan::{self, Action};
+use crate::process;
+use anyhow::Result;
+use notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{new_debouncer_opt, DebounceEventResult, RecommendedCache};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Directories whose changes never matter.
+const IGNORED_DIRS: &[&str] = &[crate::app::LOCAL_DIR, ".git", "target", "node_modules"];
+
+/// What to watch: directories (recursive) and single files (through their parent directory,
+/// so that editors' write-and-rename saves are seen).
+#[derive(Debug, Default)]
+struct WatchSet {
+    dirs: BTreeSet<PathBuf>,
+    files: BTreeSet<PathBuf>,
+    /// Each watched directory's `.gitignore` and `.dockerignore`: what they exclude is not
+    /// watched (it is not hashed either).
+    ignores: Vec<(PathBuf, ignore::gitignore::Gitignore)>,
+}
+
+impl PartialEq for WatchSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.dirs == other.dirs && self.files == other.files
+    }
+}
+
+impl WatchSet {
+    fn of(p: &Project, cli: &Cli) -> WatchSet {
+        let mut set = WatchSet::default();
+        let selected =
+            |name: &str| cli.deploy.only.is_empty() || cli.deploy.only.iter().any(|o| o == name);
+        for s in p.steps.steps.iter().filter(|s| selected(&s.name)) {
+            for entry in &s.files {
+                let entry = interpolate(p, entry);
+                let base: PathBuf = entry
+                    .split('/')
+                    .take_while(|part| !part.contains(['*', '?', '[', '{']))
+                    .collect();
+                let is_glob = entry.contains(['*', '?', '[', '{']);
+                let path = if base.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    base
+                };
+                if is_glob || path.is_dir() {
+                    set.dirs.insert(path);
+                } else {
+                    set.files.insert(path);
+                }
+            }
+        }
+        set.dirs.insert(cli.global.steps.clone());
+        let prelude = cli
+            .global
+            .steps
+            .parent()
+            .map(|d| d.join("prelude.rhai"))
+            .unwrap_or_else(|| PathBuf::from("prelude.rhai"));
+        set.files.insert(prelude);
+        set.files.insert(cli.global.config.clone());
+        for d in &set.dirs {
+            let mut b = ignore::gitignore::GitignoreBuilder::new(d);
+            for name in [".gitignore", ".dockerignore"] {
+                let f = d.join(name);
+                if f.is_file() {
+                    let _ = b.add(f);
+                }
+            }
+            if let Ok(g) = b.build() {
+                set.ignores.push((clean(d), g));
+            }
+        }
+        set
+    }
+
+    /// Does a changed path concern us?
+    fn concerns(&self, root: &Path, path: &Path) -> bool {
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        if rel
+            .components()
+            .any(|c| IGNORED_DIRS.iter().any(|d| c.as_os_str() == *d))
+        {
+            return false;
+        }
+        let rel = clean(rel);
+        let ignored = self.ignores.iter().any(|(d, g)| {
+            rel.strip_prefix(d).is_ok_and(|inner| {
+                g.matched_path_or_any_parents(inner, path.is_dir())
+                    .is_ignore()
+            })
+        });
+        if ignored && !self.files.iter().any(|f| clean(f) == rel) {
+            return false;
+        }
+        self.files.iter().any(|f| clean(f) == rel)
+            || self.dirs.iter().any(|d| {
+                let d = clean(d);
+                d.as_os_str().is_empty() || rel.starts_with(&d)
+            })
+    }
+}
+
+fn clean(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+fn interpolate(p: &Project, entry: &str) -> String {
+    let mut out = entry.to_string();
+    while let Some(start) = out.find("${") {
+        let Some(end) = out[start..].find('}') else {
+            break;
+        };
+        let key = out[start + 2..start + end]
+            .trim()
+            .trim_start_matches("config.")
+            .to_string();
+        let value = p
+            .config
+            .get(&key)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        out.replace_range(start..start + end + 1, &value);
+    }
+    out
+}
+
+/// The OS file watcher, debounced.
+type Watcher = notify_debouncer_full::Debouncer<notify::RecommendedWatcher, RecommendedCache>;
+
+fn is_limit(e: &notify::Error) -> bool {
+    matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+        || matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
+}
+
+/// The OS watcher, or `None` when watch must poll (asked with `--poll`, or the OS watch limit
+/// is reached).
+fn start_watcher(
+    set: &WatchSet,
+    debounce: Duration,
+    poll: Option<Duration>,
+    tx: mpsc::Sender<DebounceEventResult>,
+) -> Result<Option<Watcher>> {
+    let native = || -> notify::Result<Watcher> {
+        let tx = tx.clone();
+        let d = new_debouncer_opt::<_, notify::RecommendedWatcher, RecommendedCache>(
+            debounce,
+            None,
+            move |r| {
+                let _ = tx.send(r);
+            },
+            RecommendedCache::new(),
+            notify::Config::default(),
+        )?;
+        let mut w = d;
+        add_paths(&mut w, set)?;
+        Ok(w)
+    };
+    if poll.is_some() {
+        return Ok(None);
+    }
+    match native() {
+        Ok(w) => Ok(Some(w)),
+        Err(e) if is_limit(&e) => {
+            eprintln!(
+                "warning: the system's file watch limit is reached (fs.inotify.max_user_watches): falling back to polling every {} ms (raise the limit, or choose the interval with --poll MS)",
+                POLL_FALLBACK.as_millis()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot watch files: {e}")),
+    }
+}
+
+/// The polling interval when the OS watch limit is reached.
+const POLL_FALLBACK: Duration = Duration::from_millis(500);
+
+fn add_paths(w: &mut Watcher, set: &WatchSet) -> notify::Result<()> {
+    for d in &set.dirs {
+        if d.is_dir() {
+            w.watch(d, RecursiveMode::Recursive)?;
+        }
+    }
+    let mut parents = BTreeSet::new();
+    for f in &set.files {
+        let parent = f
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !set
+            .dirs
+            .iter()
+            .any(|d| clean(parent).starts_with(clean(d)) && d.is_dir())
+        {
+            parents.insert(parent.to_path_buf());
+        }
+    }
+    for p in parents {
+        if p.is_dir() {
+            w.watch(&p, RecursiveMode::NonRecursive)?;
+        }
+    }
+    Ok(())
+}
+
+/// Changed paths in a batch that concern us (creations, modifications, removals, renames;
+/// never reads, so hashing a file does not start a new cycle).
+fn relevant(root: &Path, set: &WatchSet, batch: &DebounceEventResult) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let Ok(events) = batch else {
+        return out;
+    };
+    for e in events {
+        let counts = matches!(
+            e.kind,
+            EventKind::Create(_)
+                | EventKind::Remove(_)
+                | EventKind::Modify(notify::event::ModifyKind::Data(_))
+                | EventKind::Modify(notify::event::ModifyKind::Name(_))
+                | EventKind::Modify(notify::event::ModifyKind::Any)
+                // what the polling watcher reports for a write
+                | EventKind::Modify(notify::event::ModifyKind::Metadata(
+                    notify::event::MetadataKind::WriteTime
+                ))
+                | EventKind::Access(notify::event::AccessKind::Close(
+                    notify::event::AccessMode::Write
+                ))
+        );
+        if !counts {
+            continue;
+        }
+        for p in &e.paths {
+            if set.concerns(root, p) {
+                out.insert(p.strip_prefix(root).unwrap_or(p).to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32> {
+    let root = std::env::current_dir()?;
+    let mut project = Project::load(cli, true)?;
+    app::install_signal_handlers();
+    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
+    let mut set = WatchSet::of(&project, cli);
+    // Kept alive for the whole watch; replaced when the set of watched paths changes. None:
+    // polling (our own re-fingerprinting, which compares stats to the nanosecond).
+    let mut watcher = start_watcher(&set, debounce, poll, tx.clone())?;
+    let poll_every = poll.unwrap_or(POLL_FALLBACK);
+    // Fingerprint of each step at the last cycle, to run only what changed since.
+    let mut last: HashMap<String, Fingerprint> = HashMap::new();
+    let mut first = true;
+    let mut changed: BTreeSet<String> = BTreeSet::new();
+    // After a script or config error: no cycle until the next change.
+    let mut broken = false;
+    loop {
+        let t0 = Instant::now();
+        let cycle = if broken {
+            Ok(String::new())
+        } else {
+            cycle(&project, cli, &mut last, first)
+        };
+        first = false;
+        match cycle {
+            Ok(line) if line.is_empty() => {}
+            Ok(line) => {
+                let what = if changed.is_empty() {
+                    "start".to_string()
+                } else {
+                    changed.iter().cloned().collect::<Vec<_>>().join(", ")
+                };
+                project.console.line(&format!(
+                    "[watch] {what}: {line} ({})",
+                    crate::report::duration(t0.elapsed())
+                ));
+            }
+            Err(e) => {
+                let code = crate::error::exit_code(&e);
+                if code == exit::LOCKED {
+                    project.console.error(&format!("{e}"));
+                } else {
+                    project.console.error(&format!("{e:#}"));
+                }
+            }
+        }
+        if process::interrupted().is_some() {
+            return Ok(interrupted_code());
+        }
+        if !broken {
+            project
+                .console
+                .line("[watch] waiting for changes (Ctrl+C to stop)");
+        }
+        broken = false;
+        // Wait for relevant changes; what arrived during the run is already queued.
+        changed.clear();
+        if watcher.is_none() {
+            match poll_changes(cli, &mut project, &last, poll_every)? {
+                Some(c) => {
+                    changed = c;
+                    set = WatchSet::of(&project, cli);
+                    continue;
+                }
+                None => return Ok(interrupted_code()),
+            }
+        }
+        loop {
+            if process::interrupted().is_some() {
+                return Ok(interrupted_code());
+            }
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(batch) => {
+                    if let Err(errors) = &batch {
+                        for e in errors {
+                            project.console.warn(&format!("file watch: {e}"));
+                        }
+                    }
+                    let paths = |b: &DebounceEventResult| {
+                        relevant(&root, &set, b)
+                            .into_iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                    };
+                    changed.extend(paths(&batch));
+                    // Take whatever else is queued before acting.
+                    while let Ok(more) = rx.try_recv() {
+                        changed.extend(paths(&more));
+                    }
+                    if !changed.is_empty() {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(exit::OK),
+            }
+        }
+        // Reload steps and config; an error is shown and watch waits for the fix.
+        match Project::load(cli, true) {
+            Ok(p) => {
+                project = p;
+                let new_set = WatchSet::of(&project, cli);
+                if new_set != set {
+                    set = new_set;
+                    watcher = start_watcher(&set, debounce, poll, tx.clone())?;
+                }
+            }
+            Err(e) => {
+                project.console.error(&format!(
+                    "{e:#}\n[watch] fix it and save: watch goes on with the last good steps and config"
+                ));
+                broken = true;
+                continue;
+            }
+        }
+    }
+}
+
+fn interrupted_code() -> i32 {
+    match process::interrupted() {
+        Some(libc::SIGTERM) => exit::SIGTERM,
+        Some(_) => exit::SIGINT,
+        None => exit::OK,
+    }
+}
+
+/// Polling: every `every`, reload the steps and config and re-fingerprint (the hash cache
+/// makes that a `stat` per file, compared to the nanosecond, ctime included); returns the
+/// dependencies that changed since the last cycle, or `None` when interrupted.
+fn poll_changes(
+    cli: &Cli,
+    project: &mut Project,
+    last: &HashMap<String, Fingerprint>,
+    every: Duration,
+) -> Result<Option<BTreeSet<String>>> {
+    let mut last_error: Option<String> = None;
+    loop {
+        let wake = Instant::now() + every;
+        while Instant::now() < wake {
+            if process::interrupted().is_some() {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let reloaded = Project::load(cli, true).and_then(|p| {
+            let fps = p.fingerprints()?;
+            Ok((p, fps))
+        });
+        let (p, fps) = match reloaded {
+            Ok(x) => x,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if last_error.as_ref() != Some(&msg) {
+                    project.console.error(&format!(
+                        "{msg}\n[watch] fix it and save: watch goes on with the last good steps and config"
+                    ));
+                    last_error = Some(msg);
+                }
+                continue;
+            }
+        };
+        let mut changed = BTreeSet::new();
+        if last_error.is_some() {
+            changed.insert("fixed steps or config".to_string());
+        }
+        for (s, fp) in p.steps.steps.iter().zip(&fps) {
+            match last.get(&s.name) {
+                None => {
+                    changed.insert(format!("step {}", s.name));
+                }
+                Some(old) => {
+                    for (k, v) in &fp.dependencies {
+                        if old.dependencies.get(k) != Some(v) {
+                            changed.insert(describe(k));
+                        }
+                    }
+                    for k in old.dependencies.keys() {
+                        if !fp.dependencies.contains_key(k) {
+                            changed.insert(describe(k));
+                        }
+                    }
+                }
+            }
+        }
+        *project = p;
+        if !changed.is_empty() {
+            return Ok(Some(changed));
+        }
+    }
+}
+
+/// One cycle: lock, load state, fingerprint, decide, run what changed. Returns the line that
+/// says what happened.
+fn cycle(
+    p: &Project,
+    cli: &Cli,
+    last: &mut HashMap<String, Fingerprint>,
+    first: bool,
+) -> Result<String> {
+    let opts = app::plan_options(p, &cli.deploy, false)?;
+    let store = p.store()?;
+    let _lock = store.lock(cli.global.lock_timeout)?;
+    let state = store.load()?;
+    let mut decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
+    if !first {
+        // After the first cycle, a step runs only when its fingerprint changed since the
+        // last cycle: a step that failed and is unchanged waits for an edit.
+        for d in decisions.iter_mut() {
+            if d.action == Action::Run
+                && last.get(&d.step).map(|f| &f.combined) == Some(&d.fingerprint.combined)
+            {
+                d.action = Action::Pending;
+                d.reasons = vec!["unchanged since the last attempt".into()];
+            }
+        }
+    }
+    for d in &decisions {
+        last.insert(d.step.clone(), d.fingerprint.clone());
+    }
+    app::check_only(p, &decisions, &opts.only)?;
+    let to_run: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d.action == Action::Run)
+        .map(|d| d.step.as_str())
+        .collect();
+    if to_run.is_empty() {
+        return Ok("nothing changed, nothing ran".to_string());
+    }
+    if first {
+        app::print_plan(&p.console, &decisions);
+    }
+    let report = app::execute(p, &cli.deploy, store.as_ref(), &decisions, state, false)?;
+    let names = |o: Outcome| -> Vec<String> {
+        report
+            .results
+            .iter()
+            .filter(|r| r.outcome == o)
+            .map(|r| r.step.clone())
+            .collect()
+    };
+    let mut parts = vec![format!("ran {}", list(&names(Outcome::Ran)))];
+    for (o, label) in [
+        (Outcome::Failed, "failed"),
+        (Outcome::Blocked, "blocked"),
+        (Outcome::Interrupted, "interrupted"),
+    ] {
+        let n = names(o);
+        if !n.is_empty() {
+            parts.push(format!("{label} {}", list(&n)));
+        }
+    }
+    let skipped = report.results.len() - to_run.len();
+    parts.push(format!("{skipped} skipped"));
+    Ok(parts.join("; "))
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "nothing".into()
+    } else {
+        v.join(", ")
+    }
+}
