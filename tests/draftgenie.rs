@@ -1,0 +1,956 @@
+//! The real DraftGenie deployment (the 14 steps in steps/, prelude.rhai, examples/ and
+//! config.example.yaml) against the stateful fake az (`FAKE_AZ_STATE`): what a first, a
+//! second and a forced deployment run, what a changed config key or source file re-runs,
+//! resuming after a failure, secrets, the graph, plan and dry run on a fresh checkout, and
+//! `state import-legacy`.
+
+mod support;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+use support::{Project, Run};
+
+const GEMINI: &str = "gem-TEST-secret-4711abc";
+const JWT: &str = "jwt-TEST-secret-0815xyz";
+const RABBIT: &str = "rabbit-TEST-secret-2342qq";
+
+/// The 14 steps, in order.
+const STEPS: [&str; 14] = [
+    "check_prerequisites",
+    "create_resource_group",
+    "create_monitoring",
+    "create_container_registry",
+    "create_key_vault",
+    "create_databases",
+    "store_secrets",
+    "create_container_apps_env",
+    "build_and_push_images",
+    "deploy_infrastructure_services",
+    "deploy_application_services",
+    "configure_environment_variables",
+    "run_migrations",
+    "verify_deployment",
+];
+
+const APP_NAMES: [&str; 5] = [
+    "api-gateway",
+    "speaker-service",
+    "draft-service",
+    "rag-service",
+    "evaluation-service",
+];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// `text` with `from` replaced by `to`, which must occur.
+#[track_caller]
+fn replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not found");
+    text.replacen(from, to, 1)
+}
+
+/// A checkout of the deployment: steps, prelude, example app and config.example.yaml as it
+/// is in the repository. The fakes are on PATH; the fake az keeps its resources in
+/// `azure.json` inside the project.
+fn checkout() -> Project {
+    let mut p = Project::new();
+    copy_dir(&repo().join("steps"), &p.path().join("steps"));
+    copy_dir(&repo().join("examples"), &p.path().join("examples"));
+    std::fs::copy(repo().join("prelude.rhai"), p.path().join("prelude.rhai")).unwrap();
+    std::fs::copy(
+        repo().join("config.example.yaml"),
+        p.path().join("config.example.yaml"),
+    )
+    .unwrap();
+    std::fs::remove_file(p.path().join("config.yaml")).unwrap();
+    let azure = p.path().join("azure.json").display().to_string();
+    p.env("FAKE_AZ_STATE", &azure);
+    p
+}
+
+/// A checkout with `config.yaml`: the example config with test secrets and no retry delay.
+fn draftgenie() -> Project {
+    let p = checkout();
+    let mut cfg = p.read("config.example.yaml");
+    cfg = replace(&cfg, "retry_delay: 5 ", "retry_delay: 0 ");
+    cfg = replace(
+        &cfg,
+        "gemini_api_key: ''",
+        &format!("gemini_api_key: '{GEMINI}'"),
+    );
+    cfg = replace(&cfg, "jwt_secret: ''", &format!("jwt_secret: '{JWT}'"));
+    cfg = replace(
+        &cfg,
+        "rabbitmq_password: ''",
+        &format!("rabbitmq_password: '{RABBIT}'"),
+    );
+    p.config(&cfg);
+    p
+}
+
+/// The fake az's resource model.
+fn azure(p: &Project) -> Value {
+    serde_json::from_str(&p.read("azure.json")).expect("azure.json parses")
+}
+
+/// The command words of an az call (the items before the first option).
+fn words(argv: &[String]) -> Vec<&str> {
+    argv.iter()
+        .take_while(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect()
+}
+
+fn starts(argv: &[String], prefix: &[&str]) -> bool {
+    argv.len() >= prefix.len() && argv.iter().zip(prefix).all(|(a, b)| a == b)
+}
+
+/// The value after `flag` in an argv.
+fn flag<'a>(argv: &'a [String], name: &str) -> Option<&'a str> {
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .map(String::as_str)
+}
+
+/// The items after `flag`, up to the next option.
+fn items_after<'a>(argv: &'a [String], name: &str) -> Vec<&'a str> {
+    match argv.iter().position(|a| a == name) {
+        None => Vec::new(),
+        Some(i) => argv[i + 1..]
+            .iter()
+            .take_while(|a| !a.starts_with("--"))
+            .map(String::as_str)
+            .collect(),
+    }
+}
+
+fn show(calls: &[Vec<String>]) -> String {
+    calls
+        .iter()
+        .map(|c| format!("  az {}", c.join(" ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Calls that only read: show / exists / list style, and the version.
+fn is_read_only(argv: &[String]) -> bool {
+    let w = words(argv);
+    if w.is_empty() {
+        return argv.first().map(String::as_str) == Some("--version");
+    }
+    let verb = *w.last().unwrap();
+    matches!(
+        verb,
+        "show" | "exists" | "list" | "list-keys" | "get-shared-keys" | "show-deleted"
+    )
+}
+
+/// The steps whose summary line says `✓ ran`, checked against the expected set.
+#[track_caller]
+fn assert_ran(r: &Run, expected: &[&str]) {
+    assert_eq!(r.ran(), expected, "\n--- stdout\n{}", r.stdout);
+}
+
+#[test]
+fn first_deployment_creates_everything_then_nothing_runs_and_a_forced_one_creates_nothing() {
+    let p = draftgenie();
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert_ran(&r, &STEPS);
+    for s in STEPS {
+        assert_eq!(p.status(s), "completed", "{s}");
+    }
+    let calls = p.az_calls();
+    let has = |prefix: &[&str]| calls.iter().filter(|c| starts(c, prefix)).count();
+    let one = |prefix: &[&str]| {
+        assert_eq!(
+            has(prefix),
+            1,
+            "expected one `az {}`:\n{}",
+            prefix.join(" "),
+            show(&calls)
+        )
+    };
+
+    // The resource group: `group exists` is read (it prints false), then the group is created.
+    let exists_at = calls
+        .iter()
+        .position(|c| starts(c, &["group", "exists"]))
+        .expect("group exists");
+    let create_at = calls
+        .iter()
+        .position(|c| starts(c, &["group", "create", "--name", "draftgenie-prod-rg"]))
+        .expect("group create");
+    assert!(exists_at < create_at);
+    one(&["group", "create"]);
+    one(&["acr", "create"]);
+    one(&["keyvault", "create"]);
+    one(&["monitor", "log-analytics", "workspace", "create"]);
+    one(&["monitor", "app-insights", "component", "create"]);
+    one(&["redis", "create"]);
+    one(&["containerapp", "env", "create"]);
+    one(&["postgres", "flexible-server", "db", "create"]);
+    // PostgreSQL: --sku-name is the config's postgresql.sku (the original read a key that
+    // does not exist).
+    one(&["postgres", "flexible-server", "create"]);
+    let pg = calls
+        .iter()
+        .find(|c| starts(c, &["postgres", "flexible-server", "create"]))
+        .unwrap();
+    assert_eq!(flag(pg, "--sku-name"), Some("Standard_B1ms"));
+    assert_eq!(flag(pg, "--tier"), Some("Burstable"));
+    assert!(pg.contains(&"--yes".to_string()));
+    // Every provider registered.
+    assert_eq!(has(&["provider", "register"]), 7);
+
+    // The container apps: the five services, RabbitMQ and Qdrant, each created once.
+    let created: Vec<&str> = calls
+        .iter()
+        .filter(|c| words(c) == ["containerapp", "create"])
+        .map(|c| flag(c, "--name").unwrap())
+        .collect();
+    let mut expected: Vec<&str> = APP_NAMES.to_vec();
+    expected.extend(["rabbitmq", "qdrant"]);
+    assert_eq!(
+        created.iter().copied().collect::<BTreeSet<_>>(),
+        expected.iter().copied().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(created.len(), 7, "{created:?}");
+
+    // Environment variables: ONE --env-vars / --set-env-vars followed by all the items.
+    for c in calls.iter().filter(|c| c[0] == "containerapp") {
+        for f in ["--env-vars", "--set-env-vars"] {
+            let n = c.iter().filter(|a| *a == f).count();
+            assert!(n <= 1, "{f} more than once: az {}", c.join(" "));
+            if n == 1 {
+                let items = items_after(c, f);
+                assert!(
+                    !items.is_empty() && items.iter().all(|i| i.contains('=')),
+                    "{f} items: az {}",
+                    c.join(" ")
+                );
+            }
+        }
+    }
+    for name in APP_NAMES {
+        let create = calls
+            .iter()
+            .find(|c| words(c) == ["containerapp", "create"] && flag(c, "--name") == Some(name))
+            .unwrap();
+        let items = items_after(create, "--env-vars");
+        for var in ["PORT=", "NODE_ENV=", "ENVIRONMENT=", "SERVICE_NAME="] {
+            assert!(
+                items.iter().any(|i| i.starts_with(var)),
+                "{name}: {var} in {items:?}"
+            );
+        }
+        // configure_environment_variables sets every service's full environment, including
+        // the evaluation service (the original targeted `eval-service`).
+        let update = calls
+            .iter()
+            .find(|c| {
+                words(c) == ["containerapp", "update"]
+                    && flag(c, "--name") == Some(name)
+                    && c.contains(&"--set-env-vars".to_string())
+            })
+            .unwrap_or_else(|| panic!("no env update of {name}"));
+        assert!(items_after(update, "--set-env-vars").len() >= 8);
+    }
+    for c in &calls {
+        assert!(
+            !c.iter().any(|a| a.contains("eval-service")),
+            "eval-service: az {}",
+            c.join(" ")
+        );
+    }
+
+    // The images: five builds from their Dockerfiles in the build context, five pushes.
+    let docker = p.docker_calls();
+    let builds: Vec<&Vec<String>> = docker.iter().filter(|c| c[0] == "build").collect();
+    let pushes: Vec<&Vec<String>> = docker.iter().filter(|c| c[0] == "push").collect();
+    assert_eq!(builds.len(), 5, "{docker:?}");
+    assert_eq!(pushes.len(), 5, "{docker:?}");
+    for name in APP_NAMES {
+        let tag = format!("draftgenieacr.azurecr.io/{name}:latest");
+        let b = builds
+            .iter()
+            .find(|b| flag(b, "-t") == Some(tag.as_str()))
+            .unwrap_or_else(|| panic!("no build of {tag}: {docker:?}"));
+        assert_eq!(
+            flag(b, "-f"),
+            Some(format!("examples/draftgenie/docker/Dockerfile.{name}").as_str())
+        );
+        assert_eq!(b.last().unwrap(), "examples/draftgenie");
+        assert!(pushes.iter().any(|p| p[1] == tag));
+    }
+    // The fake Azure holds what was created.
+    let model = azure(&p);
+    let resources = model["resources"].as_object().unwrap();
+    let before: BTreeSet<String> = resources.keys().cloned().collect();
+    assert!(before.contains("group||draftgenie-prod-rg"));
+    assert!(before.contains("containerapp||evaluation-service"));
+    let kv_before = model["secrets"].clone();
+    for s in [
+        "GEMINI-API-KEY",
+        "JWT-SECRET",
+        "RABBITMQ-PASSWORD",
+        "POSTGRES-PASSWORD",
+        "DATABASE-URL",
+        "REDIS-URL",
+    ] {
+        assert!(
+            kv_before["draftgenie-kv"][s].is_string(),
+            "{s} in Key Vault"
+        );
+    }
+    // Outputs that later steps read.
+    let state = p.state();
+    assert_eq!(
+        state["steps"]["create_container_registry"]["outputs"]["login_server"],
+        "draftgenieacr.azurecr.io"
+    );
+    assert!(state["steps"]["create_container_apps_env"]["outputs"]["default_domain"].is_string());
+
+    // A second deployment: every step skipped, no az, no docker.
+    p.clear_calls();
+    let r = p.deploy(&[]);
+    r.assert_code(0)
+        .assert_contains("Plan: 0 to run, 14 up to date")
+        .assert_contains("Nothing to do.");
+    assert!(p.az_calls().is_empty(), "{}", show(&p.az_calls()));
+    assert!(p.docker_calls().is_empty());
+
+    // A forced redeployment where everything exists: every step runs, nothing is created,
+    // deleted or recovered, no Key Vault secret is rewritten, the database and cache are not
+    // modified. What does change is idempotent by design: CLI extensions and resource
+    // providers (no-ops when present), `acr login` (local credentials), the container apps
+    // and migration jobs are updated to the same desired configuration (secrets, registry,
+    // ingress, image by digest, scale, environment), the migration jobs run again, and the
+    // images are rebuilt and pushed (forced).
+    let r = p.deploy(&["--force-all"]);
+    r.assert_code(0);
+    assert_ran(&r, &STEPS);
+    let calls = p.az_calls();
+    let allowed: &[&[&str]] = &[
+        &["extension", "add"],
+        &["provider", "register"],
+        &["account", "show"],
+        &["acr", "login"],
+        &["acr", "credential", "show"],
+        &["acr", "repository", "show"],
+        &["containerapp", "secret", "set"],
+        &["containerapp", "registry", "set"],
+        &["containerapp", "ingress", "enable"],
+        &["containerapp", "update"],
+        &["containerapp", "job", "secret", "set"],
+        &["containerapp", "job", "update"],
+        &["containerapp", "job", "start"],
+        &["containerapp", "job", "execution", "show"],
+    ];
+    let mut changing = Vec::new();
+    for c in &calls {
+        let w = words(c);
+        assert!(
+            !matches!(
+                w.last().copied(),
+                Some("create" | "delete" | "recover" | "purge")
+            ),
+            "forced redeployment ran az {}",
+            c.join(" ")
+        );
+        if is_read_only(c) {
+            continue;
+        }
+        assert!(
+            allowed.iter().any(|a| w == *a),
+            "unexpected change in a forced redeployment: az {}",
+            c.join(" ")
+        );
+        changing.push(w.join(" "));
+    }
+    assert!(!calls
+        .iter()
+        .any(|c| starts(c, &["keyvault", "secret", "set"])));
+    // The same resources, the same Key Vault secrets.
+    let model = azure(&p);
+    let after: BTreeSet<String> = model["resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(kv_before, model["secrets"]);
+    // Container apps were updated, not created: each of the seven once per kind of change.
+    let updates = changing
+        .iter()
+        .filter(|w| *w == "containerapp update")
+        .count();
+    assert_eq!(
+        updates,
+        7 + 5,
+        "7 apps updated + 5 environments set: {changing:?}"
+    );
+    let docker = p.docker_calls();
+    assert_eq!(docker.iter().filter(|c| c[0] == "build").count(), 5);
+}
+
+#[test]
+fn changing_postgresql_sku_reruns_create_databases_only_and_resizes_the_server() {
+    let p = draftgenie();
+    p.deploy(&[]).assert_code(0);
+    let cfg = replace(
+        &p.read("config.yaml"),
+        "sku: Standard_B1ms",
+        "sku: Standard_B2s",
+    );
+    p.config(&cfg);
+    let plan = p.run(&["plan"]);
+    plan.assert_code(0)
+        .assert_contains("config postgresql changed")
+        .assert_contains("Plan: 1 to run, 13 up to date");
+
+    p.clear_calls();
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    // Only create_databases declares postgresql.sku (store_secrets, the environment and the
+    // migrations declare only the postgresql keys that make up DATABASE-URL).
+    assert_ran(&r, &["create_databases"]);
+    assert!(r
+        .summary_of("create_databases")
+        .contains("config postgresql changed"));
+    let calls = p.az_calls();
+    let update = calls
+        .iter()
+        .find(|c| starts(c, &["postgres", "flexible-server", "update"]))
+        .unwrap_or_else(|| panic!("the server was not resized:\n{}", show(&calls)));
+    assert_eq!(flag(update, "--sku-name"), Some("Standard_B2s"));
+    assert!(!calls.iter().any(|c| words(c).last() == Some(&"create")));
+    assert!(!calls.iter().any(|c| starts(c, &["redis", "update"])));
+    assert!(!calls
+        .iter()
+        .any(|c| starts(c, &["keyvault", "secret", "set"])));
+    assert!(p.docker_calls().is_empty());
+    let server = &azure(&p)["resources"]["postgres flexible-server||draftgenie-postgres"];
+    assert_eq!(server["sku"]["name"], "Standard_B2s");
+
+    // And then it is up to date.
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+}
+
+#[test]
+fn changing_a_service_source_file_rebuilds_its_image_and_rolls_out() {
+    let p = draftgenie();
+    p.deploy(&[]).assert_code(0);
+
+    // Files the build context excludes (.dockerignore) change nothing.
+    p.file(
+        "examples/draftgenie/services/api-gateway/node_modules/left-pad/index.js",
+        "module.exports = 1;\n",
+    );
+    p.file("examples/draftgenie/README.md", "edited\n");
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains("Plan: 0 to run, 14 up to date");
+
+    let src = "examples/draftgenie/services/speaker-service/src/index.js";
+    let text = p.read(src) + "\n// a change\n";
+    p.file(src, &text);
+    p.clear_calls();
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    // Every step that declares the build context: the build, the roll-out (images by digest),
+    // the migrations (they ship in the images) and the verification.
+    assert_ran(
+        &r,
+        &[
+            "build_and_push_images",
+            "deploy_application_services",
+            "run_migrations",
+            "verify_deployment",
+        ],
+    );
+    assert!(r
+        .summary_of("build_and_push_images")
+        .contains("directory examples/draftgenie/ changed"));
+    // docker_build fingerprints each image (its Dockerfile and COPY sources): only the
+    // speaker-service image is rebuilt and pushed.
+    let docker = p.docker_calls();
+    let built: Vec<&str> = docker
+        .iter()
+        .filter(|c| c[0] == "build")
+        .map(|c| flag(c, "-t").unwrap())
+        .collect();
+    assert_eq!(built, ["draftgenieacr.azurecr.io/speaker-service:latest"]);
+    assert_eq!(docker.iter().filter(|c| c[0] == "push").count(), 1);
+    let calls = p.az_calls();
+    assert!(
+        !calls.iter().any(|c| words(c).last() == Some(&"create")),
+        "{}",
+        show(&calls)
+    );
+    // The apps were updated with the new images.
+    for name in APP_NAMES {
+        assert!(calls.iter().any(|c| words(c) == ["containerapp", "update"]
+            && flag(c, "--name") == Some(name)
+            && flag(c, "--image").is_some_and(|i| i.contains(name))));
+    }
+}
+
+#[test]
+fn a_failure_in_create_databases_resumes_at_create_databases() {
+    let mut p = draftgenie();
+    let azure_state = p.path().join("azure.json").display().to_string();
+    p.env("FAKE_AZ_FAIL_ON", "redis create");
+    let r = p.deploy(&[]);
+    r.assert_code(1).assert_contains("redis create");
+    assert_eq!(p.status("create_databases"), "failed");
+    assert!(r
+        .with_result("failed")
+        .contains(&"create_databases".to_string()));
+    let state = p.state();
+    let completed_first: Vec<&str> = STEPS
+        .iter()
+        .copied()
+        .filter(|s| state["steps"][*s]["status"] == "completed")
+        .collect();
+    for s in &STEPS[..5] {
+        assert!(
+            completed_first.contains(s),
+            "{s} completed before the failure"
+        );
+    }
+    // The server was created before the cache failed.
+    let pg_creates = |p: &Project| {
+        p.az_calls()
+            .iter()
+            .filter(|c| starts(c, &["postgres", "flexible-server", "create"]))
+            .count()
+    };
+    assert_eq!(pg_creates(&p), 1);
+
+    // Fixed: steps 1-5 are skipped, create_databases runs again, then everything after it.
+    p.clear_env();
+    p.env("FAKE_AZ_STATE", &azure_state);
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    for s in &STEPS[..5] {
+        assert!(
+            r.summary_of(s).contains("skipped") && r.summary_of(s).contains("up to date"),
+            "{s}: {}",
+            r.summary_of(s)
+        );
+    }
+    assert!(r.summary_of("create_databases").contains("failed before"));
+    let expected: Vec<&str> = STEPS
+        .iter()
+        .copied()
+        .filter(|s| !completed_first.contains(s))
+        .collect();
+    assert_eq!(expected[0], "create_databases");
+    assert_ran(&r, &expected);
+    // It reused the server (and its password in Key Vault) and created the cache.
+    assert_eq!(pg_creates(&p), 1);
+    assert!(!p
+        .az_calls()
+        .iter()
+        .any(|c| starts(c, &["postgres", "flexible-server", "update"])));
+    assert!(azure(&p)["resources"]["redis||draftgenie-redis"].is_object());
+    for s in STEPS {
+        assert_eq!(p.status(s), "completed", "{s}");
+    }
+}
+
+#[test]
+fn secrets_never_reach_the_state_the_logs_or_the_output() {
+    let mut p = draftgenie();
+    let mut runs = vec![p.deploy(&[])];
+    runs[0].assert_code(0);
+    // A failure whose message carries secrets (the fake az echoes the command line).
+    p.env("FAKE_AZ_FAIL_ON", "containerapp secret set");
+    let r = p.deploy(&["--force-step", "configure_environment_variables"]);
+    r.assert_code(1);
+    runs.push(r);
+    runs.push(p.run(&["--dry-run", "--force-all"]));
+    runs.push(p.run(&["state", "show"]));
+
+    // Every secret that went to az: configured, generated, and read from Azure.
+    let mut secrets: BTreeSet<String> = [GEMINI, JWT, RABBIT].map(String::from).into();
+    for c in p.az_calls() {
+        for f in [
+            "--value",
+            "--admin-password",
+            "--registry-password",
+            "--password",
+            "--logs-workspace-key",
+        ] {
+            if let Some(v) = flag(&c, f) {
+                secrets.insert(v.to_string());
+            }
+        }
+        for f in ["--secrets"] {
+            for item in items_after(&c, f) {
+                secrets.insert(item.split_once('=').unwrap().1.to_string());
+            }
+        }
+    }
+    for v in azure(&p)["secrets"]["draftgenie-kv"]
+        .as_object()
+        .unwrap()
+        .values()
+    {
+        secrets.insert(v.as_str().unwrap().to_string());
+    }
+    // The Redis key inside REDIS-URL (rediss://:KEY@host...), decoded.
+    let redis_url = azure(&p)["secrets"]["draftgenie-kv"]["REDIS-URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = redis_url["rediss://:".len()..redis_url.find('@').unwrap()].replace("%3D", "=");
+    secrets.insert(key);
+    secrets.retain(|s| s.len() >= 8 && !s.starts_with("secretref:"));
+    assert!(secrets.len() >= 10, "{secrets:?}");
+
+    let mut everything = p.local_files_text();
+    everything.push_str(&serde_json::to_string(&p.state()).unwrap());
+    for r in &runs {
+        everything.push_str(&r.all());
+    }
+    for s in &secrets {
+        assert!(!everything.contains(s.as_str()), "secret {s:?} leaked");
+    }
+    // The masked failure is still informative.
+    assert!(runs[1].all().contains("containerapp secret set"));
+    assert!(runs[1].all().contains("***"));
+}
+
+/// The `needs` edges of the 14 steps.
+fn expected_edges() -> BTreeSet<(String, String)> {
+    let needs: &[(&str, &[&str])] = &[
+        ("create_resource_group", &["check_prerequisites"]),
+        ("create_monitoring", &["create_resource_group"]),
+        ("create_container_registry", &["create_resource_group"]),
+        ("create_key_vault", &["create_resource_group"]),
+        (
+            "create_databases",
+            &["create_resource_group", "create_key_vault"],
+        ),
+        ("store_secrets", &["create_key_vault", "create_databases"]),
+        ("create_container_apps_env", &["create_monitoring"]),
+        ("build_and_push_images", &["create_container_registry"]),
+        (
+            "deploy_infrastructure_services",
+            &["create_container_apps_env", "store_secrets"],
+        ),
+        (
+            "deploy_application_services",
+            &[
+                "build_and_push_images",
+                "store_secrets",
+                "create_container_apps_env",
+                "create_container_registry",
+            ],
+        ),
+        (
+            "configure_environment_variables",
+            &[
+                "deploy_application_services",
+                "deploy_infrastructure_services",
+                "store_secrets",
+                "create_monitoring",
+            ],
+        ),
+        (
+            "run_migrations",
+            &[
+                "build_and_push_images",
+                "store_secrets",
+                "create_container_apps_env",
+                "create_container_registry",
+            ],
+        ),
+        (
+            "verify_deployment",
+            &[
+                "configure_environment_variables",
+                "run_migrations",
+                "deploy_infrastructure_services",
+            ],
+        ),
+    ];
+    needs
+        .iter()
+        .flat_map(|(s, n)| n.iter().map(move |n| (n.to_string(), s.to_string())))
+        .collect()
+}
+
+#[test]
+fn graph_shows_the_needs_of_the_14_steps() {
+    let p = draftgenie();
+    let r = p.run(&["graph"]);
+    r.assert_code(0).assert_contains("flowchart TD");
+    let edges: BTreeSet<(String, String)> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().split_once(" --> "))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(edges, expected_edges());
+    for s in STEPS {
+        assert!(
+            r.stdout.contains(&format!("class {s} run")),
+            "{s} would run"
+        );
+    }
+
+    let r = p.run(&["graph", "--format", "dot"]);
+    r.assert_code(0).assert_contains("digraph stepwise {");
+    for (a, b) in expected_edges() {
+        r.assert_contains(&format!("\"{a}\" -> \"{b}\";"));
+    }
+
+    let r = p.run(&["steps"]);
+    r.assert_code(0);
+    let listed: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(listed, STEPS);
+}
+
+#[test]
+fn plan_and_dry_run_work_on_a_fresh_checkout_without_azure() {
+    let p = checkout();
+    let r = p.run(&["--config", "config.example.yaml", "plan"]);
+    r.assert_code(0)
+        .assert_contains("Plan: 14 to run, 0 up to date");
+    assert_eq!(r.stdout.matches("never ran").count(), 14);
+
+    let r = p.run(&["--config", "config.example.yaml", "--dry-run"]);
+    r.assert_code(0)
+        .assert_contains("would run: az group create --name draftgenie-prod-rg --location eastus")
+        .assert_contains("would run: az postgres flexible-server create")
+        .assert_contains("--sku-name Standard_B1ms")
+        .assert_contains(
+            "would run: docker build -f examples/draftgenie/docker/Dockerfile.evaluation-service",
+        )
+        .assert_contains("would run: az containerapp create --name evaluation-service")
+        .assert_contains("Dry run: no command ran and no state was written.")
+        .assert_not_contains("eval-service ");
+    assert_ran(&r, &STEPS);
+    // Nothing ran: no az, docker or curl call, no fake Azure, no state.
+    for log in ["az.log", "docker.log", "curl.log", "azure.json"] {
+        assert!(!p.exists(log), "{log} exists");
+    }
+    assert!(!p.exists(".stepwise/state.json"));
+
+    // As the README says: copy the example to config.yaml and plan.
+    p.file("config.yaml", &p.read("config.example.yaml"));
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains("Plan: 14 to run");
+    assert!(!p.exists("az.log"));
+}
+
+// ------------------------------------------------------------------ state import-legacy
+
+/// The original tool's state file (a copy of the shared reference example).
+fn legacy_file() -> String {
+    std::fs::read_to_string(
+        repo().join("tests/fixtures/legacy/azure-deployment-state-v1.example.json"),
+    )
+    .unwrap()
+}
+
+/// A DraftGenie project whose config names the resources of the legacy file (its resource
+/// group is `draftgenie-rg`), with the legacy file as `legacy.json`, and a local state file
+/// whatever backend the tests use (import-legacy writes a local file).
+fn legacy_project() -> Project {
+    let mut p = draftgenie();
+    let cfg = replace(
+        &p.read("config.yaml"),
+        "resource_group: draftgenie-prod-rg",
+        "resource_group: draftgenie-rg",
+    );
+    p.config(&cfg);
+    p.file("legacy.json", &legacy_file());
+    p.env("STEPWISE_STATE", ".stepwise/state.json");
+    p
+}
+
+#[test]
+fn import_legacy_marks_completed_steps_up_to_date_and_keeps_the_failed_one() {
+    let p = legacy_project();
+    let r = p.run(&["state", "import-legacy", "legacy.json"]);
+    r.assert_code(0)
+        .assert_contains("completed    create_resource_group")
+        .assert_contains("failed       build_and_push_images")
+        .assert_contains("Docker daemon not running")
+        .assert_contains("login_server=draftgenieacr.azurecr.io")
+        .assert_contains("container_registry.admin_password")
+        .assert_contains("redis.primary_key")
+        .assert_contains("8 completed, 1 to run again");
+
+    let plan = p.run(&["plan"]);
+    plan.assert_code(0)
+        .assert_contains("Plan: 6 to run, 8 up to date");
+    let line = |s: &str| {
+        plan.stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(s))
+            .unwrap_or_else(|| panic!("{s} in plan:\n{}", plan.stdout))
+            .to_string()
+    };
+    for s in &STEPS[..8] {
+        let l = line(s);
+        assert!(l.contains("skip") && l.contains("up to date"), "{l}");
+    }
+    assert!(line("build_and_push_images").contains("failed before"));
+    for s in &STEPS[9..] {
+        assert!(line(s).contains("never ran"), "{}", line(s));
+    }
+
+    // Outputs the steps read; no secret of the legacy file.
+    let state_text = p.read(".stepwise/state.json");
+    let state: Value = serde_json::from_str(&state_text).unwrap();
+    assert_eq!(state["version"], "2.0");
+    let outputs = |s: &str| state["steps"][s]["outputs"].clone();
+    assert_eq!(
+        outputs("create_container_registry")["login_server"],
+        "draftgenieacr.azurecr.io"
+    );
+    assert_eq!(
+        outputs("create_container_apps_env")["default_domain"],
+        "gentleforest-322351b3.eastus.azurecontainerapps.io"
+    );
+    assert_eq!(
+        outputs("create_databases")["redis_host"],
+        "draftgenie-redis.redis.cache.windows.net"
+    );
+    assert_eq!(outputs("create_databases")["redis_ssl_port"], 6380);
+    assert_eq!(
+        outputs("create_key_vault")["vault_uri"],
+        "https://draftgenie-kv.vault.azure.net/"
+    );
+    assert_eq!(state["steps"]["build_and_push_images"]["status"], "failed");
+    for needle in [
+        "REDACTED",
+        "***",
+        "\"admin_password\"",
+        "\"primary_key\"",
+        "\"connection_string\"",
+        "\"instrumentation_key\"",
+        "postgresql://",
+        "rediss://",
+    ] {
+        assert!(
+            !state_text.contains(needle),
+            "{needle} in the imported state"
+        );
+    }
+    // Non-secret values are kept for reference.
+    assert_eq!(
+        state["imported_from"]["resources"]["container_registry"]["admin_username"],
+        "draftgenieacr"
+    );
+    // The imported hashes are those a deployment computes: it runs exactly the other six.
+    let deploy_plan = p.run(&["--dry-run"]);
+    deploy_plan.assert_code(0);
+    assert_ran(
+        &deploy_plan,
+        &[
+            "build_and_push_images",
+            "deploy_infrastructure_services",
+            "deploy_application_services",
+            "configure_environment_variables",
+            "run_migrations",
+            "verify_deployment",
+        ],
+    );
+}
+
+#[test]
+fn import_legacy_refuses_a_recorded_state_and_skips_renamed_resources() {
+    let mut p = legacy_project();
+    // A state that records steps is not overwritten.
+    p.run(&["state", "import-legacy", "legacy.json"])
+        .assert_code(0);
+    let before = p.read(".stepwise/state.json");
+    let r = p.run(&["state", "import-legacy", "legacy.json"]);
+    r.assert_code(2)
+        .assert_contains("already records 9 step(s)")
+        .assert_contains("stepwise state reset");
+    assert_eq!(p.read(".stepwise/state.json"), before);
+
+    // After `state reset`, with the example config: its resource group (draftgenie-prod-rg)
+    // is not the legacy one (draftgenie-rg), so no step counts as done.
+    p.run(&["state", "reset"]).assert_code(0);
+    p.file("config.yaml", &p.read("config.example.yaml"));
+    let r = p.run(&["state", "import-legacy", "legacy.json"]);
+    r.assert_code(0)
+        .assert_contains("not imported create_resource_group")
+        .assert_contains(
+            "\"draftgenie-rg\" but config azure.resource_group is \"draftgenie-prod-rg\"",
+        )
+        .assert_contains("0 completed, 1 to run again (failed or interrupted), 8 not imported");
+    let plan = p.run(&["plan"]);
+    plan.assert_code(0)
+        .assert_contains("Plan: 14 to run, 0 up to date");
+
+    // A renamed registry only affects its step.
+    p.run(&["state", "reset"]).assert_code(0);
+    let cfg = replace(
+        &p.read("config.yaml"),
+        "resource_group: draftgenie-prod-rg",
+        "resource_group: draftgenie-rg",
+    );
+    let cfg = replace(&cfg, "name: draftgenieacr ", "name: draftgenieacr2 ");
+    p.file("config.yaml", &cfg);
+    let r = p.run(&["state", "import-legacy", "legacy.json"]);
+    r.assert_code(0)
+        .assert_contains("not imported create_container_registry")
+        .assert_contains("7 completed, 1 to run again (failed or interrupted), 1 not imported");
+
+    // Importing in place: the old-format file where the state goes is backed up and replaced.
+    p.clear_env();
+    p.env("STEPWISE_STATE", "old/state.json");
+    p.file("old/state.json", &legacy_file());
+    p.run(&["plan"])
+        .assert_code(2)
+        .assert_contains("import-legacy");
+    let r = p.run(&["state", "import-legacy", "old/state.json"]);
+    r.assert_code(0).assert_contains("backed up to");
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains("7 up to date");
+
+    // Not a legacy file.
+    p.file("new.json", "{\"version\": \"2.0\", \"steps\": {}}");
+    p.run(&["state", "import-legacy", "new.json"])
+        .assert_code(2)
+        .assert_contains("already stepwise's format");
+    p.file("bad.json", "{\"version\": ");
+    p.run(&["state", "import-legacy", "bad.json"])
+        .assert_code(2)
+        .assert_contains("bad.json:1:");
+}
