@@ -155,8 +155,21 @@ pub fn load_step(engine: &Engine, path: &Path) -> Result<Step> {
     })?;
     let text =
         std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {file}: {e}")))?;
+    parse_step(engine, &file, order, name, &text)
+}
+
+/// Reads a step's declaration from its text without running anything (`file` names it in
+/// messages).
+pub fn parse_step(
+    engine: &Engine,
+    file: &str,
+    order: u32,
+    name: String,
+    text: &str,
+) -> Result<Step> {
+    let file = file.to_string();
     let mut ast = engine
-        .compile(&text)
+        .compile(text)
         .map_err(|e| usage(script::parse_error(&file, &e)))?;
     ast.set_source(file.clone());
 
