@@ -1,0 +1,336 @@
+//! Every `az` command the 14 DraftGenie steps run, checked against the REAL Azure CLI.
+//!
+//! The steps run against the stateful fake az (a first deployment; a forced redeployment where
+//! everything exists; a forced one that takes the other branches: a soft-deleted Key Vault,
+//! a registry without its admin user, a resized PostgreSQL server and Redis cache, a new
+//! PostgreSQL password). Each distinct recorded argv is then given to the real CLI, without a
+//! login: the CLI parses the arguments before it needs an account, so a malformed command
+//! fails with a parse error (exit 2: `unrecognized arguments`, `the following arguments are
+//! required`, `invalid choice`; or exit 1 `Failed to parse ...` for the newer AAZ commands)
+//! while a well-formed one asks for `az login` (exit 1).
+//!
+//! The real CLI: `STEPWISE_REAL_AZ` (scripts/test.sh sets it), else
+//! `.tools/az-venv/bin/az`; without it the test fails and says to run scripts/test.sh.
+//!
+//! Not checkable offline: `az monitor app-insights ...` belongs to the `application-insights`
+//! extension, which is not part of the CLI and is installed from the network (step 1 runs
+//! `az extension add`); without it the CLI does not know the command group at all. These
+//! commands are reported, and the test asserts that they are the only unchecked ones.
+
+mod support;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use support::Project;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+#[track_caller]
+fn replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not found");
+    text.replacen(from, to, 1)
+}
+
+/// The real Azure CLI, or a failure that says how to get it.
+fn real_az() -> PathBuf {
+    let candidates = [
+        std::env::var_os("STEPWISE_REAL_AZ").map(PathBuf::from),
+        Some(repo().join(".tools/az-venv/bin/az")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        if c.is_file() {
+            return c;
+        }
+    }
+    panic!(
+        "the real Azure CLI is not installed (STEPWISE_REAL_AZ is not set and {} does not exist): run scripts/test.sh, which installs it into .tools/az-venv",
+        repo().join(".tools/az-venv/bin/az").display()
+    );
+}
+
+/// Records the az commands of the DraftGenie steps in three deployments.
+fn record_commands() -> Vec<Vec<String>> {
+    let mut p = Project::new();
+    copy_dir(&repo().join("steps"), &p.path().join("steps"));
+    copy_dir(&repo().join("examples"), &p.path().join("examples"));
+    std::fs::copy(repo().join("prelude.rhai"), p.path().join("prelude.rhai")).unwrap();
+    let mut cfg = std::fs::read_to_string(repo().join("config.example.yaml")).unwrap();
+    cfg = replace(&cfg, "retry_delay: 5 ", "retry_delay: 0 ");
+    cfg = replace(&cfg, "gemini_api_key: ''", "gemini_api_key: 'gem-test-1'");
+    p.config(&cfg);
+    let azure = p.path().join("azure.json");
+    p.env("FAKE_AZ_STATE", &azure.display().to_string());
+
+    // 1. First deployment: everything is created.
+    p.deploy(&[]).assert_code(0);
+    // 2. Forced redeployment: everything exists (show, then update).
+    p.deploy(&["--force-all"]).assert_code(0);
+    // 3. Forced, taking the other branches: the Key Vault is soft-deleted (recover), the
+    //    registry's admin user is off (acr update), the database and cache are resized and
+    //    the PostgreSQL password is set from the config (flexible-server update, redis update).
+    let mut model: Value = serde_json::from_str(&std::fs::read_to_string(&azure).unwrap()).unwrap();
+    let resources = model["resources"].as_object_mut().unwrap();
+    assert!(resources.remove("keyvault||draftgenie-kv").is_some());
+    resources["acr||draftgenieacr"]["adminUserEnabled"] = json!(false);
+    std::fs::write(&azure, model.to_string()).unwrap();
+    p.az_rules(json!([
+        {"args": ["keyvault", "show-deleted"], "stdout": "{\"name\": \"draftgenie-kv\"}"},
+        {"args": ["keyvault", "recover"],
+         "stdout": "{\"name\": \"draftgenie-kv\", \"properties\": {\"vaultUri\": \"https://draftgenie-kv.vault.azure.net/\"}}"}
+    ]));
+    let mut cfg = p.read("config.yaml");
+    cfg = replace(&cfg, "sku: Standard_B1ms", "sku: Standard_D2s_v3");
+    cfg = replace(&cfg, "tier: Burstable", "tier: GeneralPurpose");
+    cfg = replace(&cfg, "storage_size: 32", "storage_size: 64");
+    cfg = replace(
+        &cfg,
+        "admin_password: ''",
+        "admin_password: 'Pg-test-Passw0rd'",
+    );
+    cfg = replace(
+        &cfg,
+        "sku: Basic                     # Basic | Standard | Premium\n  vm_size: c0",
+        "sku: Standard                  # Basic | Standard | Premium\n  vm_size: c1",
+    );
+    p.config(&cfg);
+    p.deploy(&["--force-all"]).assert_code(0);
+
+    let calls = p.az_calls();
+    for needed in [
+        &["keyvault", "recover"][..],
+        &["acr", "update"],
+        &["postgres", "flexible-server", "update"],
+        &["redis", "update"],
+        &["containerapp", "create"],
+        &["containerapp", "update"],
+        &["containerapp", "job", "create"],
+        &["containerapp", "job", "update"],
+    ] {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.len() >= needed.len() && c[..needed.len()] == *needed),
+            "az {} was not recorded",
+            needed.join(" ")
+        );
+    }
+    // Distinct command lines, in first-seen order.
+    let mut seen = BTreeSet::new();
+    calls
+        .into_iter()
+        .filter(|c| seen.insert(c.clone()))
+        .collect()
+}
+
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// Runs the real CLI with `argv` (no shell), offline, killed after `limit`.
+fn run_real(az: &Path, config_dir: &Path, argv: &[String], limit: Duration) -> Outcome {
+    let t0 = Instant::now();
+    let mut child = Command::new(az)
+        .args(argv)
+        .env("AZURE_CONFIG_DIR", config_dir)
+        .env("AZURE_CORE_COLLECT_TELEMETRY", "no")
+        .env("AZURE_CORE_NO_COLOR", "1")
+        .env("AZURE_CORE_ONLY_SHOW_ERRORS", "no")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the real az");
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut s);
+        s
+    });
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Outcome {
+        code,
+        stderr: reader.join().unwrap_or_default(),
+        elapsed: t0.elapsed(),
+    }
+}
+
+/// Messages of the CLI's argument parsing (argparse, and the AAZ commands' own parser).
+const PARSE_ERRORS: &[&str] = &[
+    "unrecognized arguments",
+    "the following arguments are required",
+    "invalid choice",
+    "Failed to parse",
+    "expected one argument",
+    "not allowed with argument",
+    "argument value cannot be blank",
+    "is not a valid value",
+    "usage error",
+    "InvalidArgumentValue",
+];
+
+/// Exit-1 messages that come after parsing succeeded.
+const ACCEPTED_1: &[(&str, &str)] = &[
+    ("az login", "asks for az login"),
+    (
+        "Unable to get extension index",
+        "tries to download the extension (no network here)",
+    ),
+    (
+        "Cannot connect to the Docker daemon",
+        "acr login needs a Docker daemon",
+    ),
+    ("DOCKER_COMMAND_ERROR", "acr login needs a Docker daemon"),
+];
+
+/// The CLI does not know a command group that an extension provides.
+const UNKNOWN_GROUP: &str = "is misspelled or not recognized by the system";
+
+#[test]
+fn every_az_command_of_the_steps_is_accepted_by_the_real_azure_cli() {
+    let az = real_az();
+    let commands = record_commands();
+    assert!(commands.len() > 50, "only {} commands", commands.len());
+
+    let config_dir = tempfile::tempdir().unwrap();
+    // The first call creates the CLI's configuration and command index: once, before the
+    // parallel calls (which would otherwise race on creating those files).
+    let warm = run_real(
+        &az,
+        config_dir.path(),
+        &["--version".to_string()],
+        Duration::from_secs(300),
+    );
+    assert_eq!(warm.code, Some(0), "az --version: {}", warm.stderr);
+
+    let t0 = Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Outcome>>> =
+        Mutex::new((0..commands.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= commands.len() {
+                    break;
+                }
+                let o = run_real(
+                    &az,
+                    config_dir.path(),
+                    &commands[i],
+                    Duration::from_secs(120),
+                );
+                results.lock().unwrap()[i] = Some(o);
+            });
+        }
+    });
+    let results: Vec<Outcome> = results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+
+    let mut failures = Vec::new();
+    let mut unchecked = Vec::new();
+    let mut tally: std::collections::BTreeMap<String, usize> = Default::default();
+    for (argv, o) in commands.iter().zip(&results) {
+        let line = format!("az {}", argv.join(" "));
+        let first_error = o
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("ERROR"))
+            .unwrap_or_else(|| o.stderr.lines().next().unwrap_or(""))
+            .to_string();
+        let parse_error = PARSE_ERRORS.iter().find(|m| o.stderr.contains(*m));
+        match (o.code, parse_error) {
+            (_, Some(m)) => failures.push(format!(
+                "{line}\n    -> exit {:?}, {m}: {first_error}",
+                o.code
+            )),
+            (Some(2), None) if o.stderr.contains(UNKNOWN_GROUP) => {
+                unchecked.push(format!("{line}\n    -> {first_error}"));
+                *tally
+                    .entry("unchecked (extension command group unknown offline)".into())
+                    .or_default() += 1;
+            }
+            (Some(0), None) => *tally.entry("exit 0".into()).or_default() += 1,
+            (Some(3), None) => *tally.entry("exit 3".into()).or_default() += 1,
+            (Some(1), None) => match ACCEPTED_1.iter().find(|(m, _)| o.stderr.contains(m)) {
+                Some((_, why)) => *tally.entry(format!("exit 1, {why}")).or_default() += 1,
+                None => failures.push(format!(
+                    "{line}\n    -> exit 1, unexpected: {}",
+                    o.stderr.trim()
+                )),
+            },
+            (code, None) => failures.push(format!(
+                "{line}\n    -> exit {code:?} after {:?}: {}",
+                o.elapsed,
+                o.stderr.trim()
+            )),
+        }
+    }
+
+    println!(
+        "{} distinct az commands checked against {} in {:?}:",
+        commands.len(),
+        az.display(),
+        t0.elapsed()
+    );
+    for (k, n) in &tally {
+        println!("  {n:4}  {k}");
+    }
+    if !unchecked.is_empty() {
+        println!("Could not be checked offline (the application-insights extension is installed from the network):");
+        for u in &unchecked {
+            println!("  {u}");
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "the real Azure CLI rejects {} command(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Only the application-insights extension's commands may be unchecked.
+    for u in &unchecked {
+        assert!(
+            u.starts_with("az monitor app-insights "),
+            "unexpectedly unknown to the CLI: {u}"
+        );
+    }
+    // Most commands were checked for real (login asked, i.e. parsed).
+    let asked_login = tally.get("exit 1, asks for az login").copied().unwrap_or(0);
+    assert!(asked_login * 10 >= commands.len() * 8, "{tally:?}");
+}
