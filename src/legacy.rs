@@ -146,7 +146,8 @@ pub fn import(cli: &Cli, file: &Path) -> Result<i32> {
     let state_path = state_path(cli, &project.config);
     if state_path.to_string_lossy().starts_with("az://") {
         return Err(usage(format!(
-            "state import-legacy writes a local state file, and the state is {} (blob storage): run it with --state .stepwise/state.json",
+            "state import-legacy writes a local state file, and the state is {} (blob storage): import into a local file with --state .stepwise/state.json, then copy it with `stepwise state push {}`",
+            state_path.display(),
             state_path.display()
         )));
     }
