@@ -83,7 +83,7 @@ impl Project {
 
     /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
     /// hash cache.
-    pub(crate) fn fingerprints(&self) -> Result<Vec<Fingerprint>> {
+    pub(crate) fn fingerprints(&self, secret_salt: Option<&str>) -> Result<Vec<Fingerprint>> {
         let root = Path::new(".");
         let cache = &self.hash_cache;
         let fp = Fingerprinter {
@@ -92,6 +92,7 @@ impl Project {
             prelude_digest: &self.steps.prelude.digest,
             exclude: vec![PathBuf::from(LOCAL_DIR)],
             cache: Some(cache),
+            secret_salt,
         };
         let mut out = Vec::with_capacity(self.steps.steps.len());
         for s in &self.steps.steps {
@@ -258,7 +259,7 @@ fn plan_command(cli: &Cli) -> Result<i32> {
     } else {
         p.store()?.load()?
     };
-    let decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
+    let decisions = plan::decide(&p.steps, &state, p.fingerprints(state.salt())?, &opts);
     if cli.global.output == OutputFormat::Json {
         let doc = serde_json::json!({
             "command": "plan",
@@ -343,7 +344,8 @@ fn deploy(cli: &Cli) -> Result<i32> {
         }
         state = State::default();
     }
-    let decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
+    let salt = state.secret_salt();
+    let decisions = plan::decide(&p.steps, &state, p.fingerprints(Some(&salt))?, &opts);
     check_only(&p, &decisions, &opts.only)?;
     print_plan(&p.console, &decisions);
     let json = cli.global.output == OutputFormat::Json;
@@ -534,7 +536,12 @@ fn graph_command(cli: &Cli, format: GraphFormat) -> Result<i32> {
     let decisions = if has_config {
         let opts = plan_options(&p, &cli.deploy, cli.deploy.resume)?;
         let state = p.store()?.load()?;
-        Some(plan::decide(&p.steps, &state, p.fingerprints()?, &opts))
+        Some(plan::decide(
+            &p.steps,
+            &state,
+            p.fingerprints(state.salt())?,
+            &opts,
+        ))
     } else {
         None
     };

@@ -46,6 +46,8 @@ pub struct AdvancedSettings {
     pub retry_delay: f64,
     /// Seconds after which a command is killed.
     pub operation_timeout: f64,
+    /// May step declarations name paths outside the project root (`..`, absolute)?
+    pub allow_paths_outside_root: bool,
 }
 
 impl Default for AdvancedSettings {
@@ -54,6 +56,7 @@ impl Default for AdvancedSettings {
             retry_attempts: 3,
             retry_delay: 5.0,
             operation_timeout: 600.0,
+            allow_paths_outside_root: false,
         }
     }
 }
@@ -149,6 +152,26 @@ impl Config {
         }
         let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
         SECRET_KEY_WORDS.iter().any(|w| last.contains(w))
+    }
+
+    /// Does the value at `key` hold a secret (the key itself is secret, or a key under it)?
+    pub fn has_secret(&self, key: &str) -> bool {
+        fn walk(v: &Value, key: &str, inherited: bool) -> bool {
+            let secret = inherited || Config::is_secret_key(key);
+            match v {
+                Value::Object(m) => m
+                    .iter()
+                    .any(|(k, c)| walk(c, &format!("{key}.{k}"), secret)),
+                Value::Array(a) => a.iter().any(|c| walk(c, key, secret)),
+                Value::String(s) => secret && !s.is_empty(),
+                Value::Number(_) => secret,
+                _ => false,
+            }
+        }
+        match self.get(key) {
+            Some(v) => walk(v, key, false),
+            None => false,
+        }
     }
 
     /// Registers every secret string value in the config with `masker`.

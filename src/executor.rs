@@ -546,7 +546,21 @@ impl Runner<'_> {
             st.steps.insert(step.name.clone(), rec);
             st.last_updated = now;
             if let Err(e) = self.store.save(&st) {
-                save_error = Some(e);
+                let code = match crate::error::exit_code(&e) {
+                    crate::error::exit::USAGE => crate::error::exit::STEP_FAILED,
+                    other => other,
+                };
+                save_error = Some(
+                    crate::error::Failure::new(
+                        code,
+                        format!(
+                            "step `{}` {} but its result could not be recorded: {e:#}",
+                            step.name,
+                            outcome.as_str()
+                        ),
+                    )
+                    .into(),
+                );
             }
         }
         StepRecordUpdate {

@@ -64,6 +64,26 @@ pub struct Fingerprinter<'a> {
     pub exclude: Vec<PathBuf>,
     /// The local hash cache, if any.
     pub cache: Option<&'a HashCache>,
+    /// The salt of secret config values (kept in the state, so that every machine sharing it
+    /// computes the same digests). None: secret values are hashed with an empty salt.
+    pub secret_salt: Option<&'a str>,
+}
+
+/// The digest of a config value that holds a secret: Argon2id with the state's salt, slow on
+/// purpose, so that a low-entropy secret cannot be guessed from a shared state by hashing
+/// candidates.
+pub fn secret_digest(salt: &str, canonical: &str) -> String {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    // OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
+    let params = Params::new(19 * 1024, 2, 1, Some(32)).expect("valid argon2 parameters");
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let mut salt_bytes = format!("stepwise-secret-salt:{salt}").into_bytes();
+    salt_bytes.resize(salt_bytes.len().max(16), 0);
+    let mut out = [0u8; 32];
+    argon
+        .hash_password_into(canonical.as_bytes(), &salt_bytes, &mut out)
+        .expect("argon2 hashes");
+    format!("argon2id:{}", hex::encode(out))
 }
 
 impl Fingerprinter<'_> {
@@ -76,10 +96,13 @@ impl Fingerprinter<'_> {
         fp.dependencies
             .insert(PRELUDE.to_string(), self.prelude_digest.to_string());
         for key in &step.config {
-            fp.dependencies.insert(
-                format!("config:{key}"),
-                sha256_hex(self.config.canonical(key).as_bytes()),
-            );
+            let canonical = self.config.canonical(key);
+            let digest = if self.config.has_secret(key) {
+                secret_digest(self.secret_salt.unwrap_or(""), &canonical)
+            } else {
+                sha256_hex(canonical.as_bytes())
+            };
+            fp.dependencies.insert(format!("config:{key}"), digest);
         }
         for pattern in &step.files {
             let expanded = self.interpolate(step, pattern)?;
@@ -129,9 +152,9 @@ impl Fingerprinter<'_> {
     fn check_inside_root(&self, step: &Step, pattern: &str, path: &str) -> Result<()> {
         let p = Path::new(path);
         let escapes = p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir));
-        if escapes {
+        if escapes && !self.config.settings.advanced.allow_paths_outside_root {
             return Err(usage(format!(
-                "{}:{}: step `{}`: files entry {pattern:?} ({path}) is outside the project root",
+                "{}:{}: step `{}`: files entry {pattern:?} ({path}) is outside the project root (set advanced.allow_paths_outside_root: true to allow it)",
                 step.file, step.decl_line, step.name
             )));
         }

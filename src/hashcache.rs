@@ -237,6 +237,7 @@ mod tests {
             prelude_digest: "",
             exclude: vec![],
             cache: Some(cache),
+            secret_salt: None,
         };
         fp.step(step).unwrap().combined
     }

@@ -406,6 +406,23 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
     if out.code != 0 {
         return Err(failure(&ctx, &argv, &out));
     }
+    // JSON was asked for and what came looks like JSON but is not: say so, quoting it.
+    let text = out.stdout.trim();
+    if !chooses_output
+        && (text.starts_with('{') || text.starts_with('['))
+        && serde_json::from_str::<Value>(text).is_err()
+    {
+        let quoted: String = text.chars().take(300).collect();
+        return Err(err(ctx.masker.mask(&format!(
+            "{} printed output that is not valid JSON{}: {quoted}",
+            show_command(&argv),
+            if text.chars().count() > 300 {
+                " (first 300 characters)"
+            } else {
+                ""
+            }
+        ))));
+    }
     // Empty output (`--output none`, `provider register`) is the empty string.
     Ok(if out.stdout.trim().is_empty() {
         Dynamic::from(String::new())
@@ -540,6 +557,7 @@ impl BuildSpec {
             prelude_digest: "",
             exclude: vec![std::path::PathBuf::from(crate::app::LOCAL_DIR)],
             cache: ctx.hash_cache.as_deref(),
+            secret_salt: None,
         };
         let dockerfile = fp
             .file_digest(std::path::Path::new(&self.dockerfile))

@@ -23,8 +23,7 @@ use crate::app::{Project, LOCAL_DIR};
 use crate::cli::Cli;
 use crate::config::Config;
 use crate::error::{exit, usage};
-use crate::fingerprint::{Fingerprint, Fingerprinter};
-use crate::hashcache::HashCache;
+use crate::fingerprint::Fingerprint;
 use crate::state::{LocalStore, State, StateStore, StepRecord};
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
@@ -171,7 +170,9 @@ pub fn import(cli: &Cli, file: &Path) -> Result<i32> {
         }
     }
 
-    let fingerprints = fingerprints(&project)?;
+    let mut state = State::default();
+    let salt = state.secret_salt();
+    let fingerprints = project.fingerprints(Some(&salt))?;
     let masker = &project.masker;
     let resources = resources(&legacy);
     let mut dropped = Vec::new();
@@ -218,7 +219,6 @@ pub fn import(cli: &Cli, file: &Path) -> Result<i32> {
     }
 
     let now = crate::state::now();
-    let mut state = State::default();
     let mut lines = Vec::new();
     let mut counts = (0, 0, 0, 0); // completed, failed/interrupted, not imported, unknown
                                    // In the project's step order; unknown names last.
@@ -444,29 +444,6 @@ fn state_path(cli: &Cli, config: &Config) -> PathBuf {
         return PathBuf::from(p);
     }
     Path::new(LOCAL_DIR).join("state.json")
-}
-
-/// Every step's fingerprint, computed as a deployment computes it (the same root, exclusions
-/// and hash cache as the private `app::Project::fingerprints`).
-fn fingerprints(project: &Project) -> Result<Vec<Fingerprint>> {
-    let cache = HashCache::load(&Path::new(LOCAL_DIR).join("hashcache"));
-    let fp = Fingerprinter {
-        root: Path::new("."),
-        config: &project.config,
-        prelude_digest: &project.steps.prelude.digest,
-        exclude: vec![PathBuf::from(LOCAL_DIR)],
-        cache: Some(&cache),
-    };
-    let mut out = Vec::with_capacity(project.steps.steps.len());
-    for s in &project.steps.steps {
-        let f = fp.step(s)?;
-        for w in &f.warnings {
-            eprintln!("warning: {w}");
-        }
-        out.push(f);
-    }
-    cache.save();
-    Ok(out)
 }
 
 /// `resources` merged with `created_resources` (the old tool wrote both).

@@ -26,6 +26,11 @@ use clap::Parser;
 
 /// The program: parses the command line, runs it, prints errors, returns the exit code.
 pub fn main() -> i32 {
+    // A file size limit (`ulimit -f`) must fail a write with EFBIG (the state stays intact),
+    // not kill the process.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -131,6 +131,25 @@ impl State {
         s
     }
 
+    /// The salt of secret config digests, if the state has one.
+    pub fn salt(&self) -> Option<&str> {
+        self.extra.get("secret_salt").and_then(|v| v.as_str())
+    }
+
+    /// The salt of secret config digests, created (random) on first use and kept in the state
+    /// so that every machine sharing it computes the same digests.
+    pub fn secret_salt(&mut self) -> String {
+        if let Some(s) = self.salt() {
+            return s.to_string();
+        }
+        use rand::Rng;
+        let bytes: [u8; 16] = rand::rng().random();
+        let salt = hex::encode(bytes);
+        self.extra
+            .insert("secret_salt".into(), Value::String(salt.clone()));
+        salt
+    }
+
     pub fn outputs(&self, step: &str) -> Map<String, Value> {
         self.steps
             .get(step)
@@ -296,6 +315,17 @@ impl StateStore for LocalStore {
     }
 
     fn load(&self) -> Result<State> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "warning: state file {} is readable or writable by other users (mode {mode:04o}); run: chmod 600 {}",
+                    self.location(),
+                    self.location()
+                );
+            }
+        }
         match std::fs::read_to_string(&self.path) {
             Ok(text) => State::parse(&self.location(), &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),

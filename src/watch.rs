@@ -265,6 +265,8 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
     let poll_every = poll.unwrap_or(POLL_FALLBACK);
     // Fingerprint of each step at the last cycle, to run only what changed since.
     let mut last: HashMap<String, Fingerprint> = HashMap::new();
+    // The state's salt for secret config digests, as the last cycle read it.
+    let mut salt = String::new();
     let mut first = true;
     let mut changed: BTreeSet<String> = BTreeSet::new();
     // After a script or config error: no cycle until the next change.
@@ -274,7 +276,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
         let cycle = if broken {
             Ok(String::new())
         } else {
-            cycle(&project, cli, &mut last, first)
+            cycle(&project, cli, &mut last, &mut salt, first)
         };
         first = false;
         match cycle {
@@ -311,7 +313,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
         // Wait for relevant changes; what arrived during the run is already queued.
         changed.clear();
         if watcher.is_none() {
-            match poll_changes(cli, &mut project, &last, poll_every)? {
+            match poll_changes(cli, &mut project, &last, &salt, poll_every)? {
                 Some(c) => {
                     changed = c;
                     set = WatchSet::of(&project, cli);
@@ -386,6 +388,7 @@ fn poll_changes(
     cli: &Cli,
     project: &mut Project,
     last: &HashMap<String, Fingerprint>,
+    salt: &str,
     every: Duration,
 ) -> Result<Option<BTreeSet<String>>> {
     let mut last_error: Option<String> = None;
@@ -398,7 +401,7 @@ fn poll_changes(
             std::thread::sleep(Duration::from_millis(20));
         }
         let reloaded = Project::load(cli, true).and_then(|p| {
-            let fps = p.fingerprints()?;
+            let fps = p.fingerprints(Some(salt))?;
             Ok((p, fps))
         });
         let (p, fps) = match reloaded {
@@ -450,13 +453,16 @@ fn cycle(
     p: &Project,
     cli: &Cli,
     last: &mut HashMap<String, Fingerprint>,
+    salt_out: &mut String,
     first: bool,
 ) -> Result<String> {
     let opts = app::plan_options(p, &cli.deploy, false)?;
     let store = p.store()?;
     let _lock = store.lock(cli.global.lock_timeout)?;
-    let state = store.load()?;
-    let mut decisions = plan::decide(&p.steps, &state, p.fingerprints()?, &opts);
+    let mut state = store.load()?;
+    let salt = state.secret_salt();
+    salt_out.clone_from(&salt);
+    let mut decisions = plan::decide(&p.steps, &state, p.fingerprints(Some(&salt))?, &opts);
     if !first {
         // After the first cycle, a step runs only when its fingerprint changed since the
         // last cycle: a step that failed and is unchanged waits for an edit.
