@@ -15,20 +15,20 @@
 //!   imported as completed (it runs: its steps check what exists before creating); a
 //!   different resource group means nothing is imported as completed.
 //!
-//! It refuses (exit 2) to overwrite a state that already records steps: `stepwise state reset`
-//! first (it keeps a backup). A state file that is itself an old-format file (importing in
-//! place) is backed up and replaced.
+//! It writes wherever a deployment keeps its state (a local file or blob storage, resolved as
+//! a deployment resolves it), under the state lock. It refuses (exit 2) to overwrite a state
+//! that already records steps: `stepwise state reset` first (it keeps a backup). A local state
+//! file that is itself an old-format file (importing in place) is backed up and replaced.
 
-use crate::app::{Project, LOCAL_DIR};
+use crate::app::Project;
 use crate::cli::Cli;
-use crate::config::Config;
 use crate::error::{exit, usage};
 use crate::fingerprint::Fingerprint;
-use crate::state::{LocalStore, State, StateStore, StepRecord};
+use crate::state::{State, StepRecord};
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A value of the old file that becomes an output of one of our steps:
 /// (resource, field names to try in order, step, output key).
@@ -142,21 +142,14 @@ const NAMES: &[(&str, &str, &str, &str)] = &[
 pub fn import(cli: &Cli, file: &Path) -> Result<i32> {
     let legacy = read_legacy(file)?;
     let project = Project::load(cli, true)?;
-    let state_path = state_path(cli, &project.config);
-    if state_path.to_string_lossy().starts_with("az://") {
-        return Err(usage(format!(
-            "state import-legacy writes a local state file, and the state is {} (blob storage): import into a local file with --state .stepwise/state.json, then copy it with `stepwise state push {}`",
-            state_path.display(),
-            state_path.display()
-        )));
-    }
-    let store = LocalStore::new(&state_path);
-    let _lock = crate::lock::acquire_local(&state_path)?;
+    let location = project.state_location.clone();
+    let store = crate::backend::open(&location)?;
+    let _lock = store.lock(cli.global.lock_timeout)?;
 
-    // Refuse to overwrite a state that records steps; an old-format file in place is replaced
-    // (after a backup).
+    // Refuse to overwrite a state that records steps; an old-format local file in place is
+    // replaced (after a backup).
     let mut backup = None;
-    if is_legacy_file(&state_path) {
+    if !crate::backend::is_blob(&location) && is_legacy_file(Path::new(&location)) {
         backup = store.backup()?;
     } else {
         let current = store.load()?;
@@ -429,21 +422,6 @@ fn is_legacy_file(path: &Path) -> bool {
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .and_then(|v| v.get("version").map(plain))
         .is_some_and(|v| v.split('.').next() == Some("1"))
-}
-
-/// The state location, resolved as a deployment resolves it (`--state`, `STEPWISE_STATE`,
-/// config `state.path`, `.stepwise/state.json`). A copy of the private `app::state_path`.
-fn state_path(cli: &Cli, config: &Config) -> PathBuf {
-    if let Some(p) = &cli.global.state {
-        return p.clone();
-    }
-    if let Some(p) = std::env::var_os("STEPWISE_STATE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = config.get("state.path").and_then(|v| v.as_str()) {
-        return PathBuf::from(p);
-    }
-    Path::new(LOCAL_DIR).join("state.json")
 }
 
 /// `resources` merged with `created_resources` (the old tool wrote both).

@@ -954,3 +954,36 @@ fn import_legacy_refuses_a_recorded_state_and_skips_renamed_resources() {
         .assert_code(2)
         .assert_contains("bad.json:1:");
 }
+
+#[test]
+fn import_legacy_writes_the_state_where_deployments_keep_it_on_blob_storage() {
+    let azurite = support::Azurite::start();
+    let mut p = draftgenie();
+    let cfg = replace(
+        &p.read("config.yaml"),
+        "resource_group: draftgenie-prod-rg",
+        "resource_group: draftgenie-rg",
+    );
+    p.config(&cfg);
+    p.file("legacy.json", &legacy_file());
+    let location = azurite.new_location();
+    p.on_blob(&azurite, &location);
+
+    let r = p.run(&["state", "import-legacy", "legacy.json"]);
+    r.assert_code(0)
+        .assert_contains(&format!("into {location}"))
+        .assert_contains("8 completed");
+    assert!(!p.exists(".stepwise/state.json"), "nothing written locally");
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains("Plan: 6 to run, 8 up to date");
+    let state = p.state();
+    assert_eq!(
+        state["steps"]["create_container_registry"]["outputs"]["login_server"],
+        "draftgenieacr.azurecr.io"
+    );
+    // The blob state now records steps: a second import is refused.
+    p.run(&["state", "import-legacy", "legacy.json"])
+        .assert_code(2)
+        .assert_contains("stepwise state reset");
+}
