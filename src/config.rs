@@ -108,6 +108,9 @@ impl Config {
         let root: Value = if text.trim().is_empty() {
             Value::Object(Default::default())
         } else {
+            // YAML's own value type refuses duplicate keys (a JSON value would keep the last
+            // one silently).
+            serde_norway::from_str::<serde_norway::Value>(text).map_err(located)?;
             serde_norway::from_str(text).map_err(located)?
         };
         if !root.is_object() {

@@ -192,6 +192,12 @@ impl Fingerprinter<'_> {
                 step.name, step.file, step.decl_line
             ))
         })?;
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(usage(format!(
+                "step `{}` ({}:{}): declared file {entry} is not a regular file or directory (a FIFO, socket or device cannot be hashed)",
+                step.name, step.file, step.decl_line
+            )));
+        }
         if meta.is_dir() {
             let files = self.walk(&path)?;
             Ok((format!("dir:{trimmed}/"), self.hash_list(&files)?))

@@ -73,6 +73,16 @@ pub fn runtime_error(default_file: &str, err: &EvalAltResult) -> String {
             format!("too many operations (more than {MAX_OPERATIONS}): a runaway loop?")
         }
         EvalAltResult::ErrorTerminated(value, _) => value.to_string(),
+        EvalAltResult::ErrorStackOverflow(_) => format!(
+            "too many nested function calls (more than {MAX_CALL_LEVELS}): infinite recursion?"
+        ),
+        EvalAltResult::ErrorTooManyModules(_) => {
+            "`import` is not allowed in steps: put shared functions in prelude.rhai".to_string()
+        }
+        EvalAltResult::ErrorDataTooLarge(what, _) => format!(
+            "{what} too large (limits: strings {} KiB, arrays {MAX_ARRAY_SIZE} items, maps {MAX_MAP_SIZE} entries)",
+            MAX_STRING_SIZE / 1024
+        ),
         other => {
             // Rhai's Display appends " (line L, position P)"; we print the location ourselves.
             let s = other.to_string();

@@ -227,6 +227,16 @@ impl Project {
         for (k, v) in self.backend.iter().chain(&self.env) {
             cmd.env(k, v);
         }
+        if self.exists("bin") {
+            // The project's own fakes come first.
+            let path = format!(
+                "{}:{}:{}",
+                self.path().join("bin").display(),
+                fixtures_bin().display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            cmd.env("PATH", path);
+        }
         cmd
     }
 
@@ -328,9 +338,11 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
-            if p.is_dir() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
                 out.extend(walk(&p));
-            } else {
+            } else if ft.is_file() {
+                // regular files only: reading a FIFO would block
                 out.push(p);
             }
         }
@@ -436,4 +448,21 @@ impl Drop for Azurite {
             let _ = c.wait();
         }
     }
+}
+
+/// Every file of a project except what runs produce anyway (logs, hash cache, fake logs), with
+/// its content: to show that a refused run changed nothing.
+pub fn snapshot(p: &Project) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walk(p.path())
+        .into_iter()
+        .filter_map(|f| {
+            let rel = f.strip_prefix(p.path()).ok()?.to_string_lossy().to_string();
+            let skip = rel.starts_with(".stepwise/logs")
+                || rel.starts_with(".stepwise/history")
+                || rel == ".stepwise/hashcache"
+                || rel.ends_with(".log")
+                || rel == ".stepwise/state.json.lock";
+            (!skip).then(|| (rel, std::fs::read(&f).unwrap_or_default()))
+        })
+        .collect()
 }

@@ -1,0 +1,827 @@
+//! Proof that nothing is lost: bad input, disk trouble, hanging commands, secrets, and the
+//! secret digests. (Crashes and concurrency: tests/faults.rs.)
+
+mod support;
+use serde_json::json;
+use support::{snapshot, step, Project};
+
+/// A deployed three-step project: `a` (config x), `b` (files data/, needs a), `c` (needs b).
+fn deployed() -> Project {
+    let mut p = Project::new();
+    p.local_state();
+    p.config("x: 1\nadvanced:\n  retry_delay: 0\n  retry_attempts: 1\n")
+        .file("data/one.txt", "1\n")
+        .step("01_a.rhai", &step(r#"config: ["x"]"#, r#"az(["a"]);"#))
+        .step(
+            "02_b.rhai",
+            &step(r#"needs: ["a"], files: ["data/"]"#, r#"az(["b"]);"#),
+        )
+        .step("03_c.rhai", &step(r#"needs: ["b"]"#, r#"az(["c"]);"#));
+    p.deploy(&[]).assert_code(0);
+    p
+}
+
+type Setup = fn(&Project);
+
+struct Case {
+    name: &'static str,
+    setup: Setup,
+    args: &'static [&'static str],
+    code: i32,
+    /// Every one of these appears in the output.
+    says: &'static [&'static str],
+}
+
+const RUN: &[&str] = &["--auto-approve"];
+
+fn script(p: &Project, body: &str) {
+    p.step(
+        "03_c.rhai",
+        &format!("let step = #{{ needs: [\"b\"] }};\nfn run() {{\n{body}\n}}\n"),
+    );
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        // --- config
+        Case {
+            name: "yaml syntax",
+            setup: |p| {
+                p.config("x: [1, 2\nadvanced: {}\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["config.yaml:"],
+        },
+        Case {
+            name: "yaml bad indentation",
+            setup: |p| {
+                p.config("x: 1\n  y: 2\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["config.yaml:2:"],
+        },
+        Case {
+            name: "yaml duplicate key",
+            setup: |p| {
+                p.config("x: 1\nx: 2\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["config.yaml:", "duplicate"],
+        },
+        Case {
+            name: "config is a list",
+            setup: |p| {
+                p.config("- a\n- b\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["must be a mapping"],
+        },
+        Case {
+            name: "retry_attempts wrong type",
+            setup: |p| {
+                p.config("x: 1\nadvanced:\n  retry_attempts: three\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["config.yaml:3:", "retry_attempts"],
+        },
+        Case {
+            name: "dry_run wrong type",
+            setup: |p| {
+                p.config("x: 1\ndeployment:\n  dry_run: maybe\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["config.yaml:3:", "dry_run"],
+        },
+        Case {
+            name: "operation_timeout wrong type",
+            setup: |p| {
+                p.config("x: 1\nadvanced:\n  operation_timeout: [1]\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["config.yaml:3:", "operation_timeout"],
+        },
+        Case {
+            name: "state.path wrong type",
+            setup: |p| {
+                p.config("x: 1\nstate:\n  path: 5\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["state.path must be"],
+        },
+        Case {
+            name: "missing config file",
+            setup: |_| {},
+            args: &["--auto-approve", "--config", "nope.yaml"],
+            code: 2,
+            says: &["config file nope.yaml not found"],
+        },
+        Case {
+            name: "files entry uses a missing key",
+            setup: |p| {
+                p.step(
+                    "03_c.rhai",
+                    &step(r#"needs: ["b"], files: ["${docker.nope}/"]"#, ""),
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai:1:", "docker.nope", "is missing"],
+        },
+        // --- scripts
+        Case {
+            name: "syntax error",
+            setup: |p| script(p, "let x = ;"),
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai:3:", "syntax error"],
+        },
+        Case {
+            name: "unknown function",
+            setup: |p| script(p, "    frobnicate(1);"),
+            args: RUN,
+            code: 1,
+            says: &["steps/03_c.rhai:3:", "frobnicate"],
+        },
+        Case {
+            name: "wrong argument type",
+            setup: |p| script(p, "    az(\"group list\");"),
+            args: RUN,
+            code: 1,
+            says: &["steps/03_c.rhai:3:", "az"],
+        },
+        Case {
+            name: "map as an az argument",
+            setup: |p| script(p, "    az([\"a\", #{k: 1}]);"),
+            args: RUN,
+            code: 1,
+            says: &["steps/03_c.rhai:3:", "argument 2 is map"],
+        },
+        Case {
+            name: "runtime error",
+            setup: |p| script(p, "    throw \"boom here\";"),
+            args: RUN,
+            code: 1,
+            says: &["steps/03_c.rhai:3:", "boom here"],
+        },
+        Case {
+            name: "runaway loop",
+            setup: |p| script(p, "    let i = 0;\n    loop { i += 1; }"),
+            args: RUN,
+            code: 1,
+            says: &["steps/03_c.rhai", "too many operations"],
+        },
+        Case {
+            name: "huge string",
+            setup: |p| script(p, "    let s = \"xxxxxxxx\";\n    loop { s += s; }"),
+            args: RUN,
+            code: 1,
+            says: &["steps/03_c.rhai: ", "string too large"],
+        },
+        Case {
+            name: "infinite recursion",
+            setup: |p| {
+                p.step("03_c.rhai", "let step = #{ needs: [\"b\"] };\nfn f(n) { f(n + 1) }\nfn run() {\n    f(0);\n}\n");
+            },
+            args: RUN,
+            code: 1,
+            says: &["steps/03_c.rhai", "infinite recursion"],
+        },
+        Case {
+            name: "eval is disabled",
+            setup: |p| script(p, "    eval(\"1\");"),
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai:3:", "syntax error"],
+        },
+        Case {
+            name: "no module loading",
+            setup: |p| script(p, "    import \"os\" as os;"),
+            args: RUN,
+            code: 1,
+            says: &["steps/03_c.rhai", "`import` is not allowed"],
+        },
+        Case {
+            name: "missing config key at run time",
+            setup: |p| script(p, "    read_config(\"nope.key\");"),
+            args: RUN,
+            code: 1,
+            says: &[
+                "steps/03_c.rhai:3:",
+                "config key `nope.key` not found",
+                "step `c`",
+            ],
+        },
+        // --- declarations
+        Case {
+            name: "non-literal declaration",
+            setup: |p| {
+                p.step(
+                    "03_c.rhai",
+                    "let step = #{ needs: [\"b\"] + [] };\nfn run() {}\n",
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai:1:", "must be a literal"],
+        },
+        Case {
+            name: "unknown declaration key",
+            setup: |p| {
+                p.step(
+                    "03_c.rhai",
+                    "let step = #{ needs: [\"b\"], nedds: [] };\nfn run() {}\n",
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai:1:", "nedds"],
+        },
+        Case {
+            name: "declaration value of the wrong type",
+            setup: |p| {
+                p.step("03_c.rhai", "let step = #{ needs: \"b\" };\nfn run() {}\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai:1:", "bad `step` declaration"],
+        },
+        Case {
+            name: "duplicate step name",
+            setup: |p| {
+                p.step("04_c.rhai", &step("", ""));
+            },
+            args: RUN,
+            code: 2,
+            says: &["duplicate step name `c`"],
+        },
+        Case {
+            name: "unknown needs",
+            setup: |p| {
+                p.step("03_c.rhai", &step(r#"needs: ["zz"]"#, ""));
+            },
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai:1:", "unknown step `zz`"],
+        },
+        Case {
+            name: "cycle",
+            setup: |p| {
+                p.step("01_a.rhai", &step(r#"config: ["x"], needs: ["c"]"#, ""));
+            },
+            args: RUN,
+            code: 2,
+            says: &["dependency cycle: a -> c -> b -> a"],
+        },
+        Case {
+            name: "needs itself",
+            setup: |p| {
+                p.step("03_c.rhai", &step(r#"needs: ["c"]"#, ""));
+            },
+            args: RUN,
+            code: 2,
+            says: &["needs itself"],
+        },
+        Case {
+            name: "missing run",
+            setup: |p| {
+                p.step(
+                    "03_c.rhai",
+                    "let step = #{ needs: [\"b\"] };\nfn start() {}\n",
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["missing `fn run()"],
+        },
+        Case {
+            name: "no declaration",
+            setup: |p| {
+                p.step("03_c.rhai", "fn run() {}\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai: no declaration"],
+        },
+        Case {
+            name: "top-level statement",
+            setup: |p| {
+                p.step("03_c.rhai", "let step = #{};\naz([\"x\"]);\nfn run() {}\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["steps/03_c.rhai:2:", "top level"],
+        },
+        Case {
+            name: "bad step file name",
+            setup: |p| {
+                p.step("cleanup.rhai", &step("", ""));
+            },
+            args: RUN,
+            code: 2,
+            says: &["cleanup.rhai: a step file must be named NN_name.rhai"],
+        },
+        // --- state
+        Case {
+            name: "state truncated",
+            setup: |p| {
+                let t = p.read(".stepwise/state.json");
+                p.file(".stepwise/state.json", &t[..t.len() / 2]);
+            },
+            args: RUN,
+            code: 2,
+            says: &[".stepwise/state.json:", "not valid JSON", "left untouched"],
+        },
+        Case {
+            name: "state not JSON",
+            setup: |p| {
+                p.file(".stepwise/state.json", "steps: yes\n");
+            },
+            args: RUN,
+            code: 2,
+            says: &["not valid JSON"],
+        },
+        Case {
+            name: "state wrong types",
+            setup: |p| {
+                p.file(
+                    ".stepwise/state.json",
+                    "{\"version\": \"2.0\", \"steps\": []}",
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["wrong shape"],
+        },
+        Case {
+            name: "state unknown status",
+            setup: |p| {
+                p.file(
+                    ".stepwise/state.json",
+                    "{\"version\": \"2.0\", \"steps\": {\"a\": {\"status\": \"running\"}}}",
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["wrong shape", "running"],
+        },
+        Case {
+            name: "state from a newer version",
+            setup: |p| {
+                p.file(
+                    ".stepwise/state.json",
+                    "{\"version\": \"3.1\", \"steps\": {}}",
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["newer than this stepwise"],
+        },
+        Case {
+            name: "state of the original tool",
+            setup: |p| {
+                p.file(
+                    ".stepwise/state.json",
+                    "{\"version\": \"1.0\", \"steps\": {}}",
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["import-legacy"],
+        },
+        Case {
+            name: "state without version",
+            setup: |p| {
+                p.file(".stepwise/state.json", "{\"steps\": {}}");
+            },
+            args: RUN,
+            code: 2,
+            says: &["no `version`"],
+        },
+        // --- CLI
+        Case {
+            name: "unknown flag",
+            setup: |_| {},
+            args: &["--frobnicate"],
+            code: 2,
+            says: &["--frobnicate"],
+        },
+        Case {
+            name: "unknown --force-step",
+            setup: |_| {},
+            args: &["--auto-approve", "--force-step", "zz"],
+            code: 2,
+            says: &["--force-step zz: no such step", "a, b, c"],
+        },
+        Case {
+            name: "unknown --only",
+            setup: |_| {},
+            args: &["--auto-approve", "--only", "zz"],
+            code: 2,
+            says: &["--only zz: no such step"],
+        },
+        Case {
+            name: "--jobs not a number",
+            setup: |_| {},
+            args: &["--jobs", "many"],
+            code: 2,
+            says: &["--jobs"],
+        },
+        Case {
+            name: "--lock-timeout not a duration",
+            setup: |_| {},
+            args: &["--lock-timeout", "soon"],
+            code: 2,
+            says: &["--lock-timeout"],
+        },
+        Case {
+            name: "--with-dependents alone",
+            setup: |_| {},
+            args: &["--auto-approve", "--with-dependents"],
+            code: 2,
+            says: &["--with-dependents goes with --force-step"],
+        },
+        Case {
+            name: "rollback to an unknown version",
+            setup: |_| {},
+            args: &["state", "rollback", "v0"],
+            code: 2,
+            says: &["no version v0"],
+        },
+        Case {
+            name: "unknown state step",
+            setup: |_| {},
+            args: &["state", "show", "zz"],
+            code: 2,
+            says: &["no step `zz` in state"],
+        },
+        Case {
+            name: "bad state location",
+            setup: |_| {},
+            args: &["--auto-approve", "--state", "s3://bucket/state.json"],
+            code: 2,
+            says: &["unsupported state location"],
+        },
+        Case {
+            name: "bad blob location",
+            setup: |_| {},
+            args: &["--auto-approve", "--state", "az://account-only"],
+            code: 2,
+            says: &["az://ACCOUNT/CONTAINER/PATH"],
+        },
+        // --- dependency paths
+        Case {
+            name: "missing declared file",
+            setup: |p| {
+                p.step(
+                    "03_c.rhai",
+                    &step(r#"needs: ["b"], files: ["docker/Dockerfile.api"]"#, ""),
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["step `c`", "docker/Dockerfile.api does not exist"],
+        },
+        Case {
+            name: "symlink loop",
+            setup: |p| {
+                std::os::unix::fs::symlink("loop-b", p.path().join("loop-a")).unwrap();
+                std::os::unix::fs::symlink("loop-a", p.path().join("loop-b")).unwrap();
+                p.step("03_c.rhai", &step(r#"needs: ["b"], files: ["loop-a"]"#, ""));
+            },
+            args: RUN,
+            code: 2,
+            says: &["step `c`", "loop-a cannot be read"],
+        },
+        Case {
+            name: "a FIFO as a dependency",
+            setup: |p| {
+                let path = std::ffi::CString::new(p.path().join("pipe").to_str().unwrap()).unwrap();
+                unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
+                p.step("03_c.rhai", &step(r#"needs: ["b"], files: ["pipe"]"#, ""));
+            },
+            args: RUN,
+            code: 2,
+            says: &["step `c`", "pipe is not a regular file"],
+        },
+        Case {
+            name: "path outside the root",
+            setup: |p| {
+                p.step(
+                    "03_c.rhai",
+                    &step(r#"needs: ["b"], files: ["../secrets.txt"]"#, ""),
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["outside the project root", "allow_paths_outside_root"],
+        },
+        Case {
+            name: "absolute path",
+            setup: |p| {
+                p.step(
+                    "03_c.rhai",
+                    &step(r#"needs: ["b"], files: ["/etc/passwd"]"#, ""),
+                );
+            },
+            args: RUN,
+            code: 2,
+            says: &["outside the project root"],
+        },
+    ]
+}
+
+#[test]
+fn malformed_inputs_give_located_errors_documented_codes_and_change_nothing() {
+    let cases = cases();
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let p = deployed();
+        (case.setup)(&p);
+        let before = snapshot(&p);
+        let state_before: serde_json::Value =
+            serde_json::from_str(&p.read(".stepwise/state.json")).unwrap_or(json!(null));
+        p.clear_calls();
+        let r = p.run(case.args);
+        let all = r.all();
+        let mut problems = Vec::new();
+        if r.code != case.code {
+            problems.push(format!("exit {} (expected {})", r.code, case.code));
+        }
+        for s in case.says {
+            if !all.contains(s) {
+                problems.push(format!("does not say {s:?}"));
+            }
+        }
+        if case.code == 2 {
+            // Refused before anything ran: every file as it was, no az call.
+            let after = snapshot(&p);
+            if after != before {
+                let changed: Vec<&String> = after
+                    .keys()
+                    .chain(before.keys())
+                    .filter(|k| after.get(*k) != before.get(*k))
+                    .collect();
+                problems.push(format!("files changed: {changed:?}"));
+            }
+            if !p.az_calls().is_empty() {
+                problems.push("az was called".into());
+            }
+        } else {
+            // A step failed: it is recorded failed with the message; nothing else changed.
+            let state_after: serde_json::Value =
+                serde_json::from_str(&p.read(".stepwise/state.json")).unwrap();
+            if state_after["steps"]["c"]["status"] != "failed" {
+                problems.push("step c not recorded failed".into());
+            }
+            for s in ["a", "b"] {
+                if state_after["steps"][s] != state_before["steps"][s] {
+                    problems.push(format!("record of {s} changed"));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}: {}\n--- output\n{}",
+                case.name,
+                problems.join("; "),
+                all
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn config_values_with_shell_metacharacters_reach_az_as_one_argument_each() {
+    let p = Project::new();
+    let nasty = [
+        "a b",
+        "$(id)",
+        "`id`",
+        "x; rm -rf /",
+        "a|b",
+        "a&&b",
+        "'q'",
+        "\"dq\"",
+        "*",
+        "~",
+        "a\nb",
+        "$HOME",
+    ];
+    let yaml: String = nasty
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("  v{i}: {}\n", serde_json::to_string(v).unwrap()))
+        .collect();
+    p.config(&format!("vals:\n{yaml}"));
+    let body: String = (0..nasty.len())
+        .map(|i| format!("\"--v{i}\", read_config(\"vals.v{i}\"), "))
+        .collect();
+    p.step(
+        "01_a.rhai",
+        &step(r#"config: ["vals"]"#, &format!("az([{body}]);")),
+    );
+    p.deploy(&[]).assert_code(0);
+    let call = &p.az_calls()[0];
+    for (i, v) in nasty.iter().enumerate() {
+        assert_eq!(call[2 * i], format!("--v{i}"));
+        assert_eq!(call[2 * i + 1], *v, "value {i} arrived changed");
+    }
+    assert_eq!(call.len(), 2 * nasty.len() + 2);
+}
+
+#[test]
+fn a_hanging_command_is_killed_at_the_operation_timeout() {
+    let p = Project::new();
+    p.config("advanced:\n  operation_timeout: 1\n  retry_delay: 0\n")
+        .az_rules(json!([{"args": ["hang"], "sleep": 60}]))
+        .step("01_a.rhai", &step("", r#"az(["hang"]);"#));
+    let t0 = std::time::Instant::now();
+    let r = p.deploy(&[]);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t0.elapsed()
+    );
+    r.assert_code(1)
+        .assert_contains("az hang --output json: timed out after 1s and was killed");
+    assert_eq!(p.status("a"), "failed");
+}
+
+#[test]
+fn output_that_is_not_json_where_json_is_expected_is_quoted_masked() {
+    let p = Project::new();
+    p.config("secrets:\n  k: tok-5551234\n")
+        .az_rules(json!([{"args": ["acr", "show"], "stdout": "{\"loginServer\": \"x\", \"token\": \"tok-5551234\" <truncated"}]))
+        .step("01_a.rhai", &step(r#"config: ["secrets"]"#, r#"let r = az(["acr", "show"]); log(r.loginServer);"#));
+    let r = p.deploy(&[]);
+    r.assert_code(1)
+        .assert_contains("az acr show --output json printed output that is not valid JSON")
+        .assert_contains("\"token\": \"***\" <truncated")
+        .assert_not_contains("tok-5551234");
+}
+
+#[test]
+fn a_read_only_state_folder_gives_a_clear_error_and_keeps_the_previous_state() {
+    let p = deployed();
+    let before = p.read(".stepwise/state.json");
+    p.config("x: 2\nadvanced:\n  retry_delay: 0\n");
+    let dir = p.path().join(".stepwise");
+    let ok = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&dir)
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "chattr +i is needed for this test (e2fsprogs)"
+    );
+    let r = p.deploy(&[]);
+    let _ = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(&dir)
+        .status();
+    r.assert_code(1)
+        .assert_contains("step `a` ran but its result could not be recorded")
+        .assert_contains("cannot write state .stepwise/state.json (the previous state is intact)");
+    assert_eq!(p.read(".stepwise/state.json"), before);
+    // once writable again, the next run records it
+    p.deploy(&[]).assert_code(0);
+    assert_eq!(p.status("a"), "completed");
+}
+
+#[test]
+fn hitting_the_file_size_limit_while_writing_state_keeps_the_previous_state() {
+    let p = deployed();
+    let before = p.read(".stepwise/state.json");
+    // A step whose outputs make the state larger than the limit.
+    p.step(
+        "03_c.rhai",
+        &step(
+            r#"needs: ["b"]"#,
+            r#"let s = "0123456789abcdef"; for i in 0..11 { s += s; } output("big", s);"#,
+        ),
+    );
+    let limit_blocks = before.len() / 512 + 8; // well under the new size (32 KiB of output)
+    let cmd = format!(
+        "ulimit -f {limit_blocks}; exec {} --auto-approve",
+        support::bin().display()
+    );
+    let mut c = p.command(&[]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .current_dir(p.path())
+        .envs(
+            c.get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .output()
+        .unwrap();
+    let _ = &mut c;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not be recorded"), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert_eq!(p.read(".stepwise/state.json"), before);
+    assert!(
+        !support::walk(&p.path().join(".stepwise"))
+            .iter()
+            .any(|f| f.to_string_lossy().contains(".tmp-")),
+        "a temporary file was left behind"
+    );
+}
+
+#[test]
+fn secret_config_values_are_stored_as_salted_slow_hashes() {
+    let p = Project::new();
+    p.config("secrets:\n  pw: hunter2\nplain: 1\n")
+        .step("01_a.rhai", &step(r#"config: ["secrets", "plain"]"#, ""));
+    p.deploy(&[]).assert_code(0);
+    let state = p.state();
+    let digest = state["steps"]["a"]["dependencies"]["config:secrets"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(digest.starts_with("argon2id:"), "{digest}");
+    let salt = state["secret_salt"].as_str().unwrap();
+    assert_eq!(salt.len(), 32);
+    // not the plain SHA-256 of the value
+    use sha2::Digest;
+    let plain = hex::encode(sha2::Sha256::digest(br#"{"pw":"hunter2"}"#));
+    assert!(!p.read(".stepwise/state.json").contains(&plain));
+    assert!(!p.read(".stepwise/state.json").contains("hunter2"));
+    // the same salt next time: up to date; a changed secret runs again
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+    p.config("secrets:\n  pw: hunter3\nplain: 1\n");
+    let r = p.deploy(&[]);
+    assert_eq!(r.ran(), ["a"]);
+    assert!(r.summary_of("a").contains("config secrets changed"));
+    assert!(!state["steps"]["a"]["dependencies"]["config:plain"]
+        .as_str()
+        .unwrap()
+        .starts_with("argon2id:"));
+}
+
+#[test]
+fn a_state_file_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = deployed();
+    std::fs::set_permissions(
+        p.path().join(".stepwise/state.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains("warning: state file .stepwise/state.json is readable or writable by other users (mode 0644)");
+}
+
+#[test]
+fn paths_outside_the_root_are_allowed_only_when_the_config_says_so() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("shared.txt"), "x").unwrap();
+    let p = Project::new();
+    let decl = format!(
+        "files: [{:?}]",
+        outside.path().join("shared.txt").display().to_string()
+    );
+    p.step("01_a.rhai", &step(&decl, ""));
+    p.deploy(&[])
+        .assert_code(2)
+        .assert_contains("outside the project root");
+    p.config("advanced:\n  allow_paths_outside_root: true\n");
+    p.deploy(&[]).assert_code(0);
+}
+
+#[test]
+fn non_utf8_file_names_are_hashed_and_their_changes_seen() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new();
+    p.file("ctx/ok.txt", "x")
+        .step("01_a.rhai", &step(r#"files: ["ctx/"]"#, ""));
+    let name = std::ffi::OsStr::from_bytes(b"ctx/caf\xe9.txt");
+    std::fs::write(p.path().join(name), "latin-1 name").unwrap();
+    p.deploy(&[]).assert_code(0);
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+    std::fs::write(p.path().join(name), "changed").unwrap();
+    assert_eq!(p.deploy(&[]).ran(), ["a"]);
+}
