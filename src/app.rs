@@ -8,7 +8,6 @@ use crate::executor::{Outcome, RunReport, Runner};
 use crate::fingerprint::{Fingerprint, Fingerprinter};
 use crate::hashcache::HashCache;
 use crate::plan::{self, Action, Decision, PlanOptions};
-use crate::process;
 use crate::report::{self, Console};
 use crate::script;
 use crate::secrets::Masker;
@@ -93,6 +92,7 @@ impl Project {
             exclude: vec![PathBuf::from(LOCAL_DIR)],
             cache: Some(cache),
             secret_salt,
+            memo: Default::default(),
         };
         let mut out = Vec::with_capacity(self.steps.steps.len());
         for s in &self.steps.steps {
@@ -378,7 +378,6 @@ fn deploy(cli: &Cli) -> Result<i32> {
             .into());
         }
     }
-    install_signal_handlers();
     let report = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
     print_summary(&p.console, &report);
     if dry_run {
@@ -491,42 +490,6 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport) {
         },
         report::duration(report.wall)
     ));
-}
-
-/// SIGINT/SIGTERM: remember the signal; running commands and scripts see it and stop, the
-/// executor records them `interrupted`. A second signal ends stepwise at once (state writes
-/// are atomic, so nothing is half-written).
-pub(crate) fn install_signal_handlers() {
-    std::thread::spawn(|| {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(_) => return,
-        };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            loop {
-                let sig = tokio::select! {
-                    _ = int.recv() => libc::SIGINT,
-                    _ = term.recv() => libc::SIGTERM,
-                };
-                if process::interrupted().is_some() {
-                    eprintln!("second signal: exiting now");
-                    std::process::exit(if sig == libc::SIGTERM { exit::SIGTERM } else { exit::SIGINT });
-                }
-                process::INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
-                eprintln!("interrupted: stopping running commands and recording state (signal again to exit at once)");
-            }
-        });
-    });
 }
 
 fn graph_command(cli: &Cli, format: GraphFormat) -> Result<i32> {

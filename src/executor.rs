@@ -15,7 +15,6 @@ use anyhow::Result;
 use rhai::{CallFnOptions, Dynamic, Engine, Scope};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -134,6 +133,8 @@ impl Runner<'_> {
     }
 
     pub fn run(&self, decisions: &[Decision], state: State) -> Result<RunReport> {
+        // Steps are about to run: a signal is now handled (steps recorded, state saved).
+        process::DEFER_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
         let started = Instant::now();
         let n = self.steps.steps.len();
         let state = Arc::new(Mutex::new(state));
@@ -172,9 +173,10 @@ impl Runner<'_> {
         let (tx, rx) = mpsc::channel::<(usize, StepRecordUpdate)>();
         let mut running = 0usize;
         let mut stop_starting = false;
-        let done = AtomicBool::new(false);
+        // Dropping `done` wakes the ticker at once (a sleeping ticker would delay the end).
+        let (done, done_rx) = mpsc::channel::<()>();
         std::thread::scope(|scope| -> Result<()> {
-            scope.spawn(|| self.ticker(&done));
+            scope.spawn(move || self.ticker(done_rx));
             let result = (|| -> Result<()> {
                 loop {
                     if process::interrupted().is_some() {
@@ -292,7 +294,7 @@ impl Runner<'_> {
                 }
                 Ok(())
             })();
-            done.store(true, Ordering::SeqCst);
+            drop(done);
             result
         })?;
         // Steps never started (after a failure or an interrupt).
@@ -323,11 +325,12 @@ impl Runner<'_> {
     }
 
     /// Keeps the live view current, or prints a heartbeat for long-running steps.
-    fn ticker(&self, done: &AtomicBool) {
+    fn ticker(&self, done: mpsc::Receiver<()>) {
         let interval = heartbeat_interval();
         let mut last_beat: HashMap<String, Instant> = HashMap::new();
-        while !done.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(100));
+        while let Err(mpsc::RecvTimeoutError::Timeout) =
+            done.recv_timeout(Duration::from_millis(100))
+        {
             let running: Vec<(String, Instant, Arc<StepContext>)> = self
                 .running
                 .lock()

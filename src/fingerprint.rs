@@ -67,7 +67,13 @@ pub struct Fingerprinter<'a> {
     /// The salt of secret config values (kept in the state, so that every machine sharing it
     /// computes the same digests). None: secret values are hashed with an empty salt.
     pub secret_salt: Option<&'a str>,
+    /// Entries already hashed by this fingerprinter (several steps often share a build
+    /// context): expanded entry → (dependency key, digest, warnings).
+    pub memo: Memo,
 }
+
+/// See [`Fingerprinter::memo`].
+pub type Memo = Mutex<std::collections::HashMap<String, (String, String, Vec<String>)>>;
 
 /// The digest of a config value that holds a secret: Argon2id with the state's salt, slow on
 /// purpose, so that a low-entropy secret cannot be guessed from a shared state by hashing
@@ -107,7 +113,31 @@ impl Fingerprinter<'_> {
         for pattern in &step.files {
             let expanded = self.interpolate(step, pattern)?;
             self.check_inside_root(step, pattern, &expanded)?;
-            let (key, digest) = self.hash_entry(step, &expanded, &mut fp.warnings)?;
+            let memoized = self
+                .memo
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&expanded)
+                .cloned();
+            let (key, digest, warnings) = match memoized {
+                Some(m) => m,
+                None => {
+                    let mut warnings = Vec::new();
+                    let (key, digest) = self.hash_entry(step, &expanded, &mut warnings)?;
+                    let m = (key, digest, warnings);
+                    self.memo
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(expanded.clone(), m.clone());
+                    m
+                }
+            };
+            // The warning names the step: say it for each step that declares the entry.
+            fp.warnings.extend(warnings.into_iter().map(|w| {
+                w.split_once(": ")
+                    .map(|(_, rest)| format!("step `{}`: {rest}", step.name))
+                    .unwrap_or(w)
+            }));
             fp.dependencies.insert(key, digest);
         }
         fp.combined = combine(&fp.dependencies);

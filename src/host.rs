@@ -558,6 +558,7 @@ impl BuildSpec {
             exclude: vec![std::path::PathBuf::from(crate::app::LOCAL_DIR)],
             cache: ctx.hash_cache.as_deref(),
             secret_salt: None,
+            memo: Default::default(),
         };
         let dockerfile = fp
             .file_digest(std::path::Path::new(&self.dockerfile))

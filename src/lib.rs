@@ -31,6 +31,7 @@ pub fn main() -> i32 {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    process::install_signal_handlers();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -9,6 +9,59 @@ use std::time::{Duration, Instant};
 /// running command and script watches it.
 pub static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
+/// While steps run (or watch is on), a first SIGINT/SIGTERM is recorded and handled (running
+/// commands stopped, steps recorded `interrupted`, state saved); otherwise it ends stepwise at
+/// once with the signal's exit code, since nothing is in flight.
+pub static DEFER_SIGNALS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Installs the SIGINT/SIGTERM handling, before anything else runs (so that no signal meets
+/// the default disposition). A second signal ends stepwise at once: state writes are atomic,
+/// so nothing is half-written.
+pub fn install_signal_handlers() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    // Register now, on this thread, so that the handlers exist before `main` goes on.
+    let streams = {
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    let (Ok(mut int), Ok(mut term)) = streams else {
+        return;
+    };
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            loop {
+                let sig = tokio::select! {
+                    _ = int.recv() => libc::SIGINT,
+                    _ = term.recv() => libc::SIGTERM,
+                };
+                let code = if sig == libc::SIGTERM {
+                    crate::error::exit::SIGTERM
+                } else {
+                    crate::error::exit::SIGINT
+                };
+                if !DEFER_SIGNALS.load(Ordering::SeqCst) {
+                    std::process::exit(code);
+                }
+                if interrupted().is_some() {
+                    eprintln!("second signal: exiting now");
+                    std::process::exit(code);
+                }
+                INTERRUPTED.store(sig, Ordering::SeqCst);
+                eprintln!("interrupted: stopping running commands and recording state (signal again to exit at once)");
+            }
+        });
+    });
+}
+
 /// The signal that interrupted the run, if any.
 pub fn interrupted() -> Option<i32> {
     match INTERRUPTED.load(Ordering::SeqCst) {

@@ -342,9 +342,11 @@ impl StateStore for LocalStore {
             )
         })?;
         let dir = self.history_dir();
-        let _ = write_atomic(
+        // History copies need no fsync: the state itself was just written durably.
+        let _ = write_replace(
             &dir.join(format!("{}.json", version_id(state))),
             json.as_bytes(),
+            false,
         );
         self.prune_history();
         Ok(())
@@ -425,6 +427,12 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Writes `bytes` to `path` so that a reader sees either the old or the new content, never a
 /// part: write a temporary file beside it (mode 0600), fsync, rename over, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_replace(path, bytes, true)
+}
+
+/// Like [`write_atomic`]; `durable: false` skips the fsyncs (for caches and copies whose loss
+/// in a power cut costs only time).
+pub fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
@@ -434,7 +442,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "state".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -443,12 +453,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         std::fs::rename(&tmp, path)?;
-        let d = dir.unwrap_or(Path::new("."));
-        if let Ok(dh) = std::fs::File::open(d) {
-            let _ = dh.sync_all();
+        if durable {
+            let d = dir.unwrap_or(Path::new("."));
+            if let Ok(dh) = std::fs::File::open(d) {
+                let _ = dh.sync_all();
+            }
         }
         Ok(())
     })();

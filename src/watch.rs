@@ -256,7 +256,8 @@ fn relevant(root: &Path, set: &WatchSet, batch: &DebounceEventResult) -> BTreeSe
 pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32> {
     let root = std::env::current_dir()?;
     let mut project = Project::load(cli, true)?;
-    app::install_signal_handlers();
+    // From now on a signal is handled here (state saved), not by exiting at once.
+    process::DEFER_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
     let (tx, rx) = mpsc::channel::<DebounceEventResult>();
     let mut set = WatchSet::of(&project, cli);
     // Kept alive for the whole watch; replaced when the set of watched paths changes. None:
