@@ -825,3 +825,110 @@ fn non_utf8_file_names_are_hashed_and_their_changes_seen() {
     std::fs::write(p.path().join(name), "changed").unwrap();
     assert_eq!(p.deploy(&[]).ran(), ["a"]);
 }
+
+fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..(c.len() + 1) {
+            out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+        }
+    }
+    out
+}
+
+fn url(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn secrets_audit_no_secret_in_any_byte_stepwise_writes() {
+    let mut p = Project::new();
+    p.local_state();
+    let cfg_secret = "cfg:S3cret/Value+1";
+    let env_secret = "env-S3cret&Value 2";
+    let fn_secret = "fn-S3cret?Value=3";
+    let az_secret = "az-PrimaryKey==4";
+    let pw_secret = "pw-AdminPassword-5";
+    p.env("DEPLOY_TOKEN", env_secret);
+    p.config(&format!(
+        "secrets:\n  api_key: {cfg_secret:?}\npostgresql:\n  admin_password: {pw_secret:?}\n  sku: B1\nadvanced:\n  retry_delay: 0\n  retry_attempts: 1\n"
+    ))
+    .az_rules(json!([
+        {"args": ["redis", "list-keys"], "stdout": format!("{{\"primaryKey\": \"{az_secret}\"}}")},
+        // a command that echoes encoded forms of a known secret
+        {"args": ["echo"], "stdout": format!("{{\"b64\": \"{}\", \"url\": \"{}\", \"plain\": \"{cfg_secret}\"}}", b64(cfg_secret), url(cfg_secret))},
+        {"args": ["fail"], "exit": 2, "stderr": format!("bad value {pw_secret} for --password")}
+    ]))
+    .step(
+        "01_use.rhai",
+        &step(
+            r#"config: ["secrets", "postgresql"]"#,
+            r#"let k = read_config("secrets.api_key");
+               let t = env_secret("DEPLOY_TOKEN");
+               let f = secret("fn-S3cret?Value=3");
+               let keys = az(["redis", "list-keys", "--name", "r"]);
+               az(["echo"]);
+               log(`using ${k} ${t} ${f} ${keys.primaryKey} ${read_config("postgresql.admin_password")}`);
+               az(["keyvault", "secret", "set", "--value", k]);
+               az(["keyvault", "secret", "set", "--value", keys.primaryKey]);
+               output("host", "redis.example");"#,
+        ),
+    )
+    .step(
+        "02_fail.rhai",
+        &step(
+            r#"needs: ["use"], config: ["postgresql"]"#,
+            r#"az(["fail", "--password", read_config("postgresql.admin_password")]);"#,
+        ),
+    );
+    let mut written = String::new();
+    for args in [
+        vec!["--auto-approve", "--verbose"],
+        vec!["--auto-approve", "--output", "json"],
+        vec!["--dry-run", "--verbose"],
+        vec!["--auto-approve", "--force-all"],
+        vec!["plan", "--output", "json"],
+        vec!["state", "show"],
+        vec!["state", "history"],
+    ] {
+        let r = p.run(&args);
+        written.push_str(&r.stdout);
+        written.push_str(&r.stderr);
+    }
+    assert!(written.contains("***"), "nothing was masked?");
+    for f in support::walk(&p.path().join(".stepwise")) {
+        written.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
+    }
+    // the commands really got the values
+    let calls = p.az_calls();
+    assert!(calls.iter().any(|c| c.contains(&cfg_secret.to_string())));
+    assert!(calls.iter().any(|c| c.contains(&az_secret.to_string())));
+    let mut leaks = Vec::new();
+    for s in [cfg_secret, env_secret, fn_secret, az_secret, pw_secret] {
+        for (form, v) in [
+            ("plain", s.to_string()),
+            ("base64", b64(s)),
+            ("url-encoded", url(s)),
+        ] {
+            if written.contains(&v) {
+                leaks.push(format!("{s} ({form})"));
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "secrets found in what stepwise wrote: {leaks:?}"
+    );
+}
