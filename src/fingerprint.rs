@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The dependency key of the step's own script.
 pub const SCRIPT: &str = "script";
@@ -232,7 +232,7 @@ impl Fingerprinter<'_> {
             let files = self.walk(&path)?;
             Ok((format!("dir:{trimmed}/"), self.hash_list(&files)?))
         } else {
-            let digest = self.hash_file(Path::new(trimmed)).map_err(|e| {
+            let digest = self.file_digest(Path::new(trimmed)).map_err(|e| {
                 usage(format!(
                     "step `{}` ({}:{}): cannot read {entry}: {e}",
                     step.name, step.file, step.decl_line
@@ -242,9 +242,9 @@ impl Fingerprinter<'_> {
         }
     }
 
-    /// The digest of a file (relative to the root), through the cache.
+    /// The digest of a file (relative to the root), through the cache, as hex.
     pub fn file_digest(&self, rel: &Path) -> std::io::Result<String> {
-        self.hash_file(rel)
+        self.hash_file(rel).map(hex::encode)
     }
 
     /// The digest of a directory tree as a Docker build context sees it (honouring
@@ -279,10 +279,10 @@ impl Fingerprinter<'_> {
             }
         }
         let ctx_root = self.root.join(context);
-        let selected: Vec<PathBuf> = files
+        let selected: Vec<WalkedFile> = files
             .into_iter()
             .filter(|f| {
-                let abs = self.root.join(f);
+                let abs = self.root.join(&f.rel);
                 let rel = abs.strip_prefix(&ctx_root).unwrap_or(&abs);
                 crate::dockerfile::matches(&globs, &prefixes, &rel.to_string_lossy())
             })
@@ -294,64 +294,41 @@ impl Fingerprinter<'_> {
         Ok(digest)
     }
 
-    /// Files under `dir` (absolute), relative to the root, sorted; honours `.gitignore` and
-    /// `.dockerignore` inside it. Walks on all cores.
-    fn walk(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        let root = self.root.to_path_buf();
-        let exclude: Vec<PathBuf> = self.exclude.iter().map(|e| root.join(e)).collect();
-        let files: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    /// Files under `dir` (root-relative or absolute), relative to the root, sorted by bytes,
+    /// with their `lstat`; honours `.gitignore` and `.dockerignore` in `dir` and below (the
+    /// deepest match decides, `!` re-includes), skips `.git` and the excluded folders. Walks
+    /// directories in parallel; each entry is stat'ed relative to its open directory (no path
+    /// lookup from the root), which is most of the cost of a no-op run.
+    fn walk(&self, dir: &Path) -> Result<Vec<WalkedFile>> {
+        let exclude: Vec<PathBuf> = self.exclude.iter().map(|e| self.root.join(e)).collect();
+        let out: Mutex<Vec<WalkedFile>> = Mutex::new(Vec::new());
         let error: Mutex<Option<String>> = Mutex::new(None);
-        ignore::WalkBuilder::new(dir)
-            .hidden(false)
-            .parents(false)
-            .git_ignore(true)
-            .git_global(false)
-            .git_exclude(false)
-            .require_git(false)
-            .ignore(false)
-            .add_custom_ignore_filename(".dockerignore")
-            .follow_links(false)
-            .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .filter_entry(move |e| {
-                let name = e.file_name();
-                name != ".git" && !exclude.iter().any(|x| e.path() == x.as_path())
-            })
-            .build_parallel()
-            .run(|| {
-                let files = &files;
-                let error = &error;
-                let root = &root;
-                Box::new(move |entry| {
-                    let entry = match entry {
-                        Ok(e) => e,
-                        Err(e) => {
-                            *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                            return ignore::WalkState::Quit;
-                        }
-                    };
-                    if let Some(ft) = entry.file_type() {
-                        if ft.is_file() || ft.is_symlink() {
-                            let rel = entry
-                                .path()
-                                .strip_prefix(root)
-                                .unwrap_or(entry.path())
-                                .to_path_buf();
-                            files.lock().unwrap_or_else(|p| p.into_inner()).push(rel);
-                        }
-                    }
-                    ignore::WalkState::Continue
-                })
-            });
+        let ctx = WalkCtx {
+            root: self.root,
+            exclude: &exclude,
+            out: &out,
+            error: &error,
+        };
+        rayon::scope(|s| walk_dir(s, &ctx, dir.to_path_buf(), Arc::new(Vec::new())));
         if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(usage(format!("cannot walk {}: {e}", dir.display())));
         }
-        let mut files = files.into_inner().unwrap_or_else(|p| p.into_inner());
-        files.sort();
+        let mut files = out.into_inner().unwrap_or_else(|p| p.into_inner());
+        // By bytes: deterministic, and much cheaper than `Path`'s component-wise order.
+        {
+            use std::os::unix::ffi::OsStrExt;
+            files.sort_unstable_by(|a, b| {
+                a.rel
+                    .as_os_str()
+                    .as_bytes()
+                    .cmp(b.rel.as_os_str().as_bytes())
+            });
+        }
         Ok(files)
     }
 
     /// Files matching a glob (relative to the root), sorted.
-    fn glob(&self, step: &Step, pattern: &str) -> Result<Vec<PathBuf>> {
+    fn glob(&self, step: &Step, pattern: &str) -> Result<Vec<WalkedFile>> {
         let matcher = globset::GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
@@ -377,39 +354,54 @@ impl Fingerprinter<'_> {
         Ok(self
             .walk(&start)?
             .into_iter()
-            .filter(|p| matcher.is_match(p))
+            .filter(|f| matcher.is_match(&f.rel))
             .collect())
     }
 
     /// Digest over (relative path, file digest) of each file.
-    fn hash_list(&self, files: &[PathBuf]) -> Result<String> {
-        let digests: Vec<String> = files
+    fn hash_list(&self, files: &[WalkedFile]) -> Result<String> {
+        let digests: Vec<crate::hashcache::Digest> = files
             .par_iter()
             .map(|f| {
-                self.hash_file(f)
-                    .map_err(|e| usage(format!("cannot read {}: {e}", f.display())))
+                self.hash_file_with(&f.rel, Some(&f.meta))
+                    .map_err(|e| usage(format!("cannot read {}: {e}", f.rel.display())))
             })
             .collect::<Result<_>>()?;
         let mut h = Sha256::new();
         for d in digests {
-            h.update(d.as_bytes());
-            h.update([b'\n']);
+            h.update(d);
         }
         Ok(hex::encode(h.finalize()))
     }
 
     /// SHA-256 of a file's relative path and content (a symlink: of its target path).
-    fn hash_file(&self, rel: &Path) -> std::io::Result<String> {
+    fn hash_file(&self, rel: &Path) -> std::io::Result<crate::hashcache::Digest> {
+        self.hash_file_with(rel, None)
+    }
+
+    /// Like `hash_file`, with the file's `lstat` when the walk already has it.
+    fn hash_file_with(
+        &self,
+        rel: &Path,
+        meta: Option<&std::fs::Metadata>,
+    ) -> std::io::Result<crate::hashcache::Digest> {
         use std::os::unix::ffi::OsStrExt;
         let abs = self.root.join(rel);
-        let mut h = Sha256::new();
-        h.update(rel.as_os_str().as_bytes());
-        h.update([0]);
-        let meta = std::fs::symlink_metadata(&abs)?;
-        let stamp = Stamp::of(&meta);
+        let owned;
+        let meta = match meta {
+            Some(m) => m,
+            None => {
+                owned = std::fs::symlink_metadata(&abs)?;
+                &owned
+            }
+        };
+        let stamp = Stamp::of(meta);
         if let Some(d) = self.cache.and_then(|c| c.get(rel, &stamp)) {
             return Ok(d);
         }
+        let mut h = Sha256::new();
+        h.update(rel.as_os_str().as_bytes());
+        h.update([0]);
         if meta.file_type().is_symlink() {
             h.update(b"symlink\0");
             h.update(std::fs::read_link(&abs)?.as_os_str().as_bytes());
@@ -424,10 +416,109 @@ impl Fingerprinter<'_> {
                 h.update(&buf[..n]);
             }
         }
-        let digest = hex::encode(h.finalize());
+        let digest: crate::hashcache::Digest = h.finalize().into();
         if let Some(c) = self.cache {
-            c.put(rel, stamp, &digest);
+            c.put(rel, stamp, digest);
         }
         Ok(digest)
     }
+}
+
+/// A file found by a walk: its root-relative path and its `lstat`.
+pub struct WalkedFile {
+    pub rel: PathBuf,
+    pub meta: std::fs::Metadata,
+}
+
+struct WalkCtx<'a> {
+    root: &'a Path,
+    exclude: &'a [PathBuf],
+    out: &'a Mutex<Vec<WalkedFile>>,
+    error: &'a Mutex<Option<String>>,
+}
+
+/// Is `path` excluded by the ignore files of its folder or a folder above (deepest first)?
+fn ignored(matchers: &[ignore::gitignore::Gitignore], path: &Path, is_dir: bool) -> bool {
+    for g in matchers.iter().rev() {
+        match g.matched(path, is_dir) {
+            ignore::Match::Ignore(_) => return true,
+            ignore::Match::Whitelist(_) => return false,
+            ignore::Match::None => {}
+        }
+    }
+    false
+}
+
+fn walk_dir<'s>(
+    scope: &rayon::Scope<'s>,
+    ctx: &'s WalkCtx<'s>,
+    dir: PathBuf,
+    parents: Arc<Vec<ignore::gitignore::Gitignore>>,
+) {
+    let fail = |e: String| {
+        let mut slot = ctx.error.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    };
+    let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&dir) {
+        Ok(rd) => match rd.collect::<std::io::Result<_>>() {
+            Ok(v) => v,
+            Err(e) => return fail(format!("{}: {e}", dir.display())),
+        },
+        Err(e) => return fail(format!("{}: {e}", dir.display())),
+    };
+    let mut matchers = parents;
+    let ignore_files: Vec<PathBuf> = entries
+        .iter()
+        .filter(|e| e.file_name() == ".gitignore" || e.file_name() == ".dockerignore")
+        .map(|e| e.path())
+        .collect();
+    if !ignore_files.is_empty() {
+        let mut b = ignore::gitignore::GitignoreBuilder::new(&dir);
+        for f in ignore_files {
+            if let Some(e) = b.add(&f) {
+                return fail(format!("{}: {e}", f.display()));
+            }
+        }
+        match b.build() {
+            Ok(g) => {
+                let mut v = (*matchers).clone();
+                v.push(g);
+                matchers = Arc::new(v);
+            }
+            Err(e) => return fail(format!("{}: {e}", dir.display())),
+        }
+    }
+    let mut found = Vec::new();
+    for e in entries {
+        if e.file_name() == ".git" {
+            continue;
+        }
+        let path = e.path();
+        if ctx.exclude.iter().any(|x| x == &path) {
+            continue;
+        }
+        let ft = match e.file_type() {
+            Ok(ft) => ft,
+            Err(err) => return fail(format!("{}: {err}", path.display())),
+        };
+        if ignored(&matchers, &path, ft.is_dir()) {
+            continue;
+        }
+        if ft.is_dir() {
+            let m = matchers.clone();
+            scope.spawn(move |s| walk_dir(s, ctx, path, m));
+        } else if ft.is_file() || ft.is_symlink() {
+            // relative to the open directory: no lookup of the whole path
+            let meta = match e.metadata() {
+                Ok(m) => m,
+                Err(err) => return fail(format!("{}: {err}", path.display())),
+            };
+            let rel = path.strip_prefix(ctx.root).unwrap_or(&path).to_path_buf();
+            found.push(WalkedFile { rel, meta });
+        }
+    }
+    ctx.out
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(found);
 }

@@ -8,6 +8,8 @@
 //! restores the mtime still changes the ctime, which is compared too.
 
 use std::collections::HashMap;
+#[allow(unused_imports)]
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -40,19 +42,27 @@ impl Stamp {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Cache entries by path bytes.
+type Entries = HashMap<Box<[u8]>, Entry>;
+
+/// A raw SHA-256.
+pub type Digest = [u8; 32];
+
+#[derive(Debug)]
 struct Entry {
     stamp: Stamp,
-    digest: String,
+    digest: Digest,
     /// Seen in this run (entries not seen are dropped when saving).
-    seen: bool,
+    seen: AtomicBool,
     /// Hashed in this run: trusted for the rest of the run whatever its mtime.
     fresh: bool,
 }
 
 pub struct HashCache {
     path: PathBuf,
-    entries: RwLock<HashMap<PathBuf, Entry>>,
+    /// Keyed by the path's bytes: hashing and comparing bytes is much cheaper than `Path`'s
+    /// component-wise equality, and this is the hot path of a no-op run.
+    entries: RwLock<HashMap<Box<[u8]>, Entry>>,
     /// When the loaded cache was written (ns since the epoch).
     written_ns: i128,
     dirty: AtomicBool,
@@ -95,7 +105,7 @@ impl HashCache {
         }
     }
 
-    fn decode(bytes: &[u8]) -> Option<(i128, HashMap<PathBuf, Entry>)> {
+    fn decode(bytes: &[u8]) -> Option<(i128, Entries)> {
         let mut r = Reader { b: bytes, at: 0 };
         if r.take(16)? != MAGIC {
             return None;
@@ -111,15 +121,15 @@ impl HashCache {
                 ino: r.u64()?,
                 dev: r.u64()?,
             };
-            let digest = hex::encode(r.take(32)?);
+            let digest: Digest = r.take(32)?.try_into().ok()?;
             let len = r.u32()? as usize;
-            let rel = PathBuf::from(std::ffi::OsStr::from_bytes(r.take(len)?));
+            let rel: Box<[u8]> = r.take(len)?.into();
             map.insert(
                 rel,
                 Entry {
                     stamp,
                     digest,
-                    seen: false,
+                    seen: AtomicBool::new(false),
                     fresh: false,
                 },
             );
@@ -128,7 +138,7 @@ impl HashCache {
     }
 
     /// The cached digest of `rel` if its stat still matches and the entry is not racy.
-    pub fn get(&self, rel: &Path, stamp: &Stamp) -> Option<String> {
+    pub fn get(&self, rel: &Path, stamp: &Stamp) -> Option<Digest> {
         let hit = self.lookup(rel, stamp);
         if hit.is_none() {
             self.misses.fetch_add(1, Ordering::Relaxed);
@@ -136,33 +146,26 @@ impl HashCache {
         hit
     }
 
-    fn lookup(&self, rel: &Path, stamp: &Stamp) -> Option<String> {
-        {
-            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-            let e = entries.get(rel)?;
-            let racy = e.stamp.mtime_ns >= self.written_ns - self.racy_window_ns
-                || e.stamp.ctime_ns >= self.written_ns - self.racy_window_ns;
-            if e.stamp != *stamp || (racy && !e.fresh) {
-                return None;
-            }
-            if e.seen {
-                return Some(e.digest.clone());
-            }
+    fn lookup(&self, rel: &Path, stamp: &Stamp) -> Option<Digest> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let e = entries.get(rel.as_os_str().as_bytes())?;
+        let racy = e.stamp.mtime_ns >= self.written_ns - self.racy_window_ns
+            || e.stamp.ctime_ns >= self.written_ns - self.racy_window_ns;
+        if e.stamp != *stamp || (racy && !e.fresh) {
+            return None;
         }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        let e = entries.get_mut(rel)?;
-        e.seen = true;
-        Some(e.digest.clone())
+        e.seen.store(true, Ordering::Relaxed);
+        Some(e.digest)
     }
 
-    pub fn put(&self, rel: &Path, stamp: Stamp, digest: &str) {
+    pub fn put(&self, rel: &Path, stamp: Stamp, digest: Digest) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         entries.insert(
-            rel.to_path_buf(),
+            rel.as_os_str().as_bytes().into(),
             Entry {
                 stamp,
-                digest: digest.to_string(),
-                seen: true,
+                digest,
+                seen: AtomicBool::new(true),
                 fresh: true,
             },
         );
@@ -173,35 +176,31 @@ impl HashCache {
     /// racy entries should be confirmed. Errors are ignored: the cache is only an optimisation.
     pub fn save(&self) {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let dropped = entries.values().any(|e| !e.seen);
+        let seen = |e: &Entry| e.seen.load(Ordering::Relaxed);
+        let dropped = entries.values().any(|e| !seen(e));
         let racy = entries.values().any(|e| {
-            e.seen
+            seen(e)
                 && e.stamp.mtime_ns.max(e.stamp.ctime_ns) >= self.written_ns - self.racy_window_ns
         });
         if !self.dirty.load(Ordering::Relaxed) && !dropped && !racy {
             return;
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let seen: Vec<(&PathBuf, &Entry)> = entries.iter().filter(|(_, e)| e.seen).collect();
-        let mut out = Vec::with_capacity(48 + seen.len() * 140);
+        let kept: Vec<(&Box<[u8]>, &Entry)> = entries.iter().filter(|(_, e)| seen(e)).collect();
+        let mut out = Vec::with_capacity(48 + kept.len() * 140);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&now.to_le_bytes());
-        out.extend_from_slice(&(seen.len() as u64).to_le_bytes());
-        for (rel, e) in seen {
+        out.extend_from_slice(&(kept.len() as u64).to_le_bytes());
+        for (rel, e) in kept {
             let s = e.stamp;
             out.extend_from_slice(&s.size.to_le_bytes());
             out.extend_from_slice(&s.mtime_ns.to_le_bytes());
             out.extend_from_slice(&s.ctime_ns.to_le_bytes());
             out.extend_from_slice(&s.ino.to_le_bytes());
             out.extend_from_slice(&s.dev.to_le_bytes());
-            let mut digest = [0u8; 32];
-            if hex::decode_to_slice(&e.digest, &mut digest).is_err() {
-                continue;
-            }
-            out.extend_from_slice(&digest);
-            let p = rel.as_os_str().as_bytes();
-            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            out.extend_from_slice(p);
+            out.extend_from_slice(&e.digest);
+            out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+            out.extend_from_slice(rel);
         }
         // An optimisation only: atomic (never half-read), but not worth an fsync.
         let _ = crate::state::write_replace(&self.path, &out, false);
