@@ -379,7 +379,7 @@ fn deploy(cli: &Cli) -> Result<i32> {
         }
     }
     let report = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
-    print_summary(&p.console, &report);
+    print_summary(&p.console, &report, dry_run);
     if dry_run {
         p.console
             .line("Dry run: no command ran and no state was written.");
@@ -446,7 +446,7 @@ fn run_id() -> String {
     )
 }
 
-pub(crate) fn print_summary(console: &Console, report: &RunReport) {
+pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool) {
     let width = report
         .results
         .iter()
@@ -460,6 +460,7 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport) {
     ));
     for r in &report.results {
         let result = match r.outcome {
+            Outcome::Ran if dry_run => console.paint(report::GREEN, &format!("{:11}", "✓ dry run")),
             Outcome::Ran => console.paint(report::GREEN, &format!("{:11}", "✓ ran")),
             Outcome::Skipped => console.paint(report::DIM, &format!("{:11}", "· skipped")),
             Outcome::Failed => console.paint(report::RED, &format!("{:11}", "✗ failed")),
@@ -479,8 +480,9 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport) {
     }
     let count = |o| report.results.iter().filter(|r| r.outcome == o).count();
     console.line(&format!(
-        "{} ran, {} skipped, {} failed, {} blocked{} in {}",
+        "{} {}, {} skipped, {} failed, {} blocked{} in {}",
         count(Outcome::Ran),
+        if dry_run { "would run" } else { "ran" },
         count(Outcome::Skipped),
         count(Outcome::Failed),
         count(Outcome::Blocked),

@@ -455,9 +455,10 @@ impl Runner<'_> {
         let dur = report::duration(elapsed);
         match outcome {
             Outcome::Ran => self.console.line(&format!(
-                "{} {} ran ({reason}) {}",
+                "{} {} {} ({reason}) {}",
                 self.console.paint(report::GREEN, "✓"),
                 step.name,
+                if self.dry_run { "would run" } else { "ran" },
                 self.console.paint(report::DIM, &dur)
             )),
             Outcome::Interrupted => self.console.line(&format!(

@@ -272,3 +272,33 @@ fn local_lock_waits_with_lock_timeout_and_unlock_reports() {
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
     p.run(&["state", "unlock"]).assert_code(0);
 }
+
+#[test]
+fn a_live_run_renews_its_lock_beyond_the_lifetime() {
+    let az = Azurite::start();
+    let loc = az.new_location();
+    let mut p = slow_project(&az, &loc, 4.0);
+    p.env("STEPWISE_LOCK_LIFETIME", "1.5");
+    let child = p.spawn(&["--auto-approve"]);
+    assert!(wait_for(Duration::from_secs(20), || support::walk(
+        &p.path().join(".stepwise/logs")
+    )
+    .iter()
+    .any(|f| std::fs::read_to_string(f)
+        .unwrap_or_default()
+        .contains("$ az slow"))));
+    // well past one lifetime, the lock is still held (renewed), not expired
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut other = Project::new();
+    other.on_blob(&az, &loc);
+    other.env("STEPWISE_LOCK_LIFETIME", "1.5");
+    other.step("01_x.rhai", &step("", r#"az(["x"]);"#));
+    other
+        .deploy(&[])
+        .assert_code(3)
+        .assert_contains("expires in")
+        .assert_not_contains("took over");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+    // released at the end: the other run proceeds at once
+    other.deploy(&[]).assert_code(0);
+}

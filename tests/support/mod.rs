@@ -66,9 +66,14 @@ impl Run {
             .unwrap_or("")
             .to_string()
     }
-    /// Steps that ran, by the summary table.
+    /// Steps that ran (in a dry run: would run), by the summary table.
     pub fn ran(&self) -> Vec<String> {
-        self.with_result("✓ ran")
+        let ran = self.with_result("✓ ran");
+        if ran.is_empty() {
+            self.with_result("✓ dry run")
+        } else {
+            ran
+        }
     }
     /// Steps whose RESULT column says `result` (ran, skipped, failed, blocked, interrupted,
     /// pending).
