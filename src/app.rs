@@ -452,7 +452,8 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
         .iter()
         .map(|r| r.step.len())
         .max()
-        .unwrap_or(4);
+        .unwrap_or(0)
+        .max(4);
     console.line("");
     console.line(&format!(
         "  {:width$}  {:11}  {:>8}  REASON",
