@@ -433,15 +433,9 @@ pub(crate) fn execute(
 }
 
 fn run_id() -> String {
-    let now = time::OffsetDateTime::now_utc();
     format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
+        "{}-{}",
+        crate::state::compact_now(false),
         std::process::id()
     )
 }

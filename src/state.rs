@@ -228,19 +228,29 @@ pub fn steps_changed(before: Option<&State>, after: &State) -> Vec<String> {
     names
 }
 
-/// A history file name: sortable time, then the run.
-pub fn version_id(state: &State) -> String {
+/// The current UTC time as a compact, sortable stamp: `20261126T113149Z`, or with
+/// nanoseconds `20261126T113149.123456789Z`.
+pub fn compact_now(nanos: bool) -> String {
     let now = time::OffsetDateTime::now_utc();
-    let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z",
+    let frac = if nanos {
+        format!(".{:09}", now.nanosecond())
+    } else {
+        String::new()
+    };
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}{frac}Z",
         now.year(),
         u8::from(now.month()),
         now.day(),
         now.hour(),
         now.minute(),
-        now.second(),
-        now.nanosecond()
-    );
+        now.second()
+    )
+}
+
+/// A history file name: sortable time, then the run.
+pub fn version_id(state: &State) -> String {
+    let stamp = compact_now(true);
     let run = state
         .extra
         .get("run_id")

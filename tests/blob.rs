@@ -64,13 +64,7 @@ fn two_concurrent_runs_one_fails_with_the_holder_then_one_waits_and_nothing_is_l
     second.step("01_other.rhai", &step("", r#"az(["other"]);"#));
 
     let child = first.spawn(&["--auto-approve"]);
-    assert!(wait_for(Duration::from_secs(20), || support::walk(
-        &first.path().join(".stepwise/logs")
-    )
-    .iter()
-    .any(|f| std::fs::read_to_string(f)
-        .unwrap_or_default()
-        .contains("$ az slow"))));
+    assert!(support::wait_started(&first, "$ az slow"));
     // at once: exit 3 naming the holder
     let r = second.deploy(&[]);
     r.assert_code(3)
@@ -95,13 +89,7 @@ fn a_killed_run_leaves_a_lock_that_expires_and_the_next_run_proceeds() {
     let mut p = slow_project(&az, &loc, 30.0);
     p.env("STEPWISE_LOCK_LIFETIME", "2");
     let mut child = p.spawn(&["--auto-approve"]);
-    assert!(wait_for(Duration::from_secs(20), || support::walk(
-        &p.path().join(".stepwise/logs")
-    )
-    .iter()
-    .any(|f| std::fs::read_to_string(f)
-        .unwrap_or_default()
-        .contains("$ az slow"))));
+    assert!(support::wait_started(&p, "$ az slow"));
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
     // held (not yet expired): refused at once
@@ -122,13 +110,7 @@ fn a_write_based_on_a_stale_version_is_rejected_and_overwrites_nothing() {
     // Run A reads the state, then waits in its step.
     let a = slow_project(&az, &loc, 3.0);
     let child = a.spawn(&["--auto-approve"]);
-    assert!(wait_for(Duration::from_secs(20), || support::walk(
-        &a.path().join(".stepwise/logs")
-    )
-    .iter()
-    .any(|f| std::fs::read_to_string(f)
-        .unwrap_or_default()
-        .contains("$ az slow"))));
+    assert!(support::wait_started(&a, "$ az slow"));
     // Someone forces the lock away and run B writes the state meanwhile.
     let mut b = Project::new();
     b.on_blob(&az, &loc);
@@ -280,13 +262,7 @@ fn a_live_run_renews_its_lock_beyond_the_lifetime() {
     let mut p = slow_project(&az, &loc, 4.0);
     p.env("STEPWISE_LOCK_LIFETIME", "1.5");
     let child = p.spawn(&["--auto-approve"]);
-    assert!(wait_for(Duration::from_secs(20), || support::walk(
-        &p.path().join(".stepwise/logs")
-    )
-    .iter()
-    .any(|f| std::fs::read_to_string(f)
-        .unwrap_or_default()
-        .contains("$ az slow"))));
+    assert!(support::wait_started(&p, "$ az slow"));
     // well past one lifetime, the lock is still held (renewed), not expired
     std::thread::sleep(Duration::from_millis(2500));
     let mut other = Project::new();

@@ -43,16 +43,10 @@ const STEPS: &[(&str, &str)] = &[
 /// A project whose fake az (a shell script, fast) records each finished call in done.log.
 fn project(sleep: &str) -> Project {
     let mut p = Project::new();
-    p.file(
-        "bin/az",
-        "#!/bin/sh\nsleep \"$FAKE_SLEEP\"\nprintf '%s\\n' \"$1\" >> \"$FAKE_DONE_LOG\"\necho '{}'\n",
+    support::shell_az(
+        &p,
+        "sleep \"$FAKE_SLEEP\"\nprintf '%s\\n' \"$1\" >> \"$FAKE_DONE_LOG\"\necho '{}'\n",
     );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        p.path().join("bin/az"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
     let done = p.path().join("done.log").display().to_string();
     p.env("FAKE_DONE_LOG", &done).env("FAKE_SLEEP", sleep);
     for (file, decl) in STEPS {
@@ -172,16 +166,10 @@ fn sigkill_at_random_points_of_50_blob_deployments_loses_nothing() {
 fn cancel_many(sig: i32, expected: i32) {
     let mut p = Project::new();
     p.local_state();
-    p.file(
-        "bin/az",
-        "#!/bin/sh\nprintf '%s\\n' \"$1\" >> \"$FAKE_DONE_LOG\"\necho '{}'\n",
+    support::shell_az(
+        &p,
+        "printf '%s\\n' \"$1\" >> \"$FAKE_DONE_LOG\"\necho '{}'\n",
     );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        p.path().join("bin/az"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
     let done_log = p.path().join("done.log").display().to_string();
     p.env("FAKE_DONE_LOG", &done_log);
     for i in 0..30 {
@@ -198,7 +186,12 @@ fn cancel_many(sig: i32, expected: i32) {
     for _ in 0..30 {
         let _ = std::fs::remove_file(p.path().join(".stepwise/state.json"));
         let _ = std::fs::remove_file(p.path().join("done.log"));
+        let _ = std::fs::remove_dir_all(p.path().join(".stepwise/logs"));
         let mut child = p.spawn(&["--auto-approve"]);
+        // Once steps have started (before that, no step runs and no state is written), then
+        // anywhere in the run.
+        let logs = p.path().join(".stepwise/logs");
+        wait_for(Duration::from_secs(10), || logs.exists());
         std::thread::sleep(Duration::from_millis(rng.below(full)));
         let code = kill(&mut child, sig);
         match code {
@@ -263,16 +256,10 @@ fn pairs(p: &Project, blob: bool) {
 
 fn pair_project() -> Project {
     let mut p = Project::new();
-    p.file(
-        "bin/az",
-        "#!/bin/sh\nsleep 0.3\nprintf '%s\\n' \"$1\" >> \"$FAKE_DONE_LOG\"\necho '{}'\n",
+    support::shell_az(
+        &p,
+        "sleep 0.3\nprintf '%s\\n' \"$1\" >> \"$FAKE_DONE_LOG\"\necho '{}'\n",
     );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        p.path().join("bin/az"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
     let done_log = p.path().join("done.log").display().to_string();
     p.env("FAKE_DONE_LOG", &done_log);
     for i in 0..20 {

@@ -471,3 +471,26 @@ pub fn snapshot(p: &Project) -> std::collections::BTreeMap<String, Vec<u8>> {
         })
         .collect()
 }
+
+/// Waits until a step's log shows that `command` started (e.g. `$ az slow`).
+pub fn wait_started(p: &Project, command: &str) -> bool {
+    let logs = p.path().join(".stepwise/logs");
+    wait_for(Duration::from_secs(20), || {
+        walk(&logs).iter().any(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .contains(command)
+        })
+    })
+}
+
+/// Puts a fake `az` written in sh (fast to start) in the project's `bin/`, first on PATH.
+pub fn shell_az(p: &Project, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    p.file("bin/az", &format!("#!/bin/sh\n{script}"));
+    std::fs::set_permissions(
+        p.path().join("bin/az"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+}
