@@ -65,7 +65,10 @@ pub struct HashCache {
     entries: RwLock<HashMap<Box<[u8]>, Entry>>,
     /// When the loaded cache was written (ns since the epoch).
     written_ns: i128,
-    dirty: AtomicBool,
+    /// Files hashed (put) in this run, and their bytes: rewriting a large cache for a handful
+    /// of small files costs more than hashing them again next time.
+    dirty_count: AtomicUsize,
+    dirty_bytes: std::sync::atomic::AtomicU64,
     /// How close to the cache's write time an entry's mtime/ctime may be before it is
     /// re-hashed (ns).
     pub racy_window_ns: i128,
@@ -80,7 +83,8 @@ impl HashCache {
             path: path.to_path_buf(),
             entries: RwLock::new(HashMap::new()),
             written_ns: 0,
-            dirty: AtomicBool::new(false),
+            dirty_count: AtomicUsize::new(0),
+            dirty_bytes: std::sync::atomic::AtomicU64::new(0),
             racy_window_ns: RACY_WINDOW_NS,
             misses: AtomicUsize::new(0),
         }
@@ -169,20 +173,33 @@ impl HashCache {
                 fresh: true,
             },
         );
-        self.dirty.store(true, Ordering::Relaxed);
+        self.dirty_count.fetch_add(1, Ordering::Relaxed);
+        self.dirty_bytes.fetch_add(stamp.size, Ordering::Relaxed);
     }
 
-    /// Writes the cache (only the files seen in this run) when something changed, or when
-    /// racy entries should be confirmed. Errors are ignored: the cache is only an optimisation.
+    /// Writes the cache (only the files seen in this run) when that saves more than it costs:
+    /// there was no cache, or more than 2% of the entries changed, were dropped or are racy,
+    /// or more than 4 MiB were hashed. A few small changed files are cheaper to hash again
+    /// next time than a rewrite of a 50,000-entry cache. Errors are ignored: the cache is only
+    /// an optimisation.
     pub fn save(&self) {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let seen = |e: &Entry| e.seen.load(Ordering::Relaxed);
-        let dropped = entries.values().any(|e| !seen(e));
-        let racy = entries.values().any(|e| {
-            seen(e)
-                && e.stamp.mtime_ns.max(e.stamp.ctime_ns) >= self.written_ns - self.racy_window_ns
-        });
-        if !self.dirty.load(Ordering::Relaxed) && !dropped && !racy {
+        let dropped = entries.values().filter(|e| !seen(e)).count();
+        let racy = entries
+            .values()
+            .filter(|e| {
+                seen(e)
+                    && !e.fresh
+                    && e.stamp.mtime_ns.max(e.stamp.ctime_ns)
+                        >= self.written_ns - self.racy_window_ns
+            })
+            .count();
+        let changed = self.dirty_count.load(Ordering::Relaxed) + dropped + racy;
+        let worth = self.written_ns == 0
+            || changed * 50 > entries.len()
+            || self.dirty_bytes.load(Ordering::Relaxed) > 4 << 20;
+        if changed == 0 || !worth {
             return;
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
