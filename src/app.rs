@@ -65,6 +65,7 @@ impl Project {
         let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
         tracing::debug!(steps = steps.steps.len(), "steps loaded");
         let state_location = backend::location(cli.global.state.as_deref(), &config)?;
+        tracing::debug!(state = %state_location, "state location");
         Ok(Project {
             config: Arc::new(config),
             engine,
@@ -83,6 +84,7 @@ impl Project {
     /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
     /// hash cache.
     pub(crate) fn fingerprints(&self, secret_salt: Option<&str>) -> Result<Vec<Fingerprint>> {
+        let started = std::time::Instant::now();
         let root = Path::new(".");
         let cache = &self.hash_cache;
         let fp = Fingerprinter {
@@ -103,6 +105,11 @@ impl Project {
             out.push(f);
         }
         cache.save();
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            files_read = cache.misses.load(std::sync::atomic::Ordering::Relaxed),
+            "fingerprints computed"
+        );
         Ok(out)
     }
 
@@ -146,6 +153,10 @@ fn init_tracing(verbose: bool) {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .without_time()
         .try_init();
 }

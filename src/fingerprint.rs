@@ -247,13 +247,6 @@ impl Fingerprinter<'_> {
         self.hash_file(rel).map(hex::encode)
     }
 
-    /// The digest of a directory tree as a Docker build context sees it (honouring
-    /// `.dockerignore` and `.gitignore`): over each file's path and content.
-    pub fn tree_digest(&self, rel: &Path) -> Result<String> {
-        let files = self.walk(&self.root.join(rel))?;
-        self.hash_list(&files)
-    }
-
     /// The digest of the part of a build context that `sources` (context-relative files,
     /// directories or globs, from the Dockerfile's COPY/ADD) name; all of it when `None`.
     /// The context's `.dockerignore` applies either way.
