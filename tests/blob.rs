@@ -87,7 +87,7 @@ fn a_killed_run_leaves_a_lock_that_expires_and_the_next_run_proceeds() {
     let az = Azurite::start();
     let loc = az.new_location();
     let mut p = slow_project(&az, &loc, 30.0);
-    p.env("STEPWISE_LOCK_LIFETIME", "2");
+    p.env("STEPWISE_LOCK_LIFETIME", "4");
     let mut child = p.spawn(&["--auto-approve"]);
     assert!(support::wait_started(&p, "$ az slow"));
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
