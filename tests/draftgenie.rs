@@ -7,8 +7,7 @@
 mod support;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
-use support::{Project, Run};
+use support::{copy_dir, replace, repo, Project, Run};
 
 const GEMINI: &str = "gem-TEST-secret-4711abc";
 const JWT: &str = "jwt-TEST-secret-0815xyz";
@@ -39,30 +38,6 @@ const APP_NAMES: [&str; 5] = [
     "rag-service",
     "evaluation-service",
 ];
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
-/// `text` with `from` replaced by `to`, which must occur.
-#[track_caller]
-fn replace(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "{from:?} not found");
-    text.replacen(from, to, 1)
-}
 
 /// A checkout of the deployment: steps, prelude, example app and config.example.yaml as it
 /// is in the repository. The fakes are on PATH; the fake az keeps its resources in

@@ -25,30 +25,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::Project;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
-#[track_caller]
-fn replace(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "{from:?} not found");
-    text.replacen(from, to, 1)
-}
+use support::{copy_dir, replace, repo, Project};
 
 /// The real Azure CLI, or a failure that says how to get it.
 fn real_az() -> PathBuf {

@@ -494,3 +494,29 @@ pub fn shell_az(p: &Project, script: &str) {
     )
     .unwrap();
 }
+
+/// The repository this test suite belongs to.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// `text` with `from` replaced by `to`, which must occur.
+#[track_caller]
+pub fn replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not found");
+    text.replacen(from, to, 1)
+}
