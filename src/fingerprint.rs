@@ -379,12 +379,11 @@ impl Fingerprinter<'_> {
         meta: Option<&std::fs::Metadata>,
     ) -> std::io::Result<crate::hashcache::Digest> {
         use std::os::unix::ffi::OsStrExt;
-        let abs = self.root.join(rel);
         let owned;
         let meta = match meta {
             Some(m) => m,
             None => {
-                owned = std::fs::symlink_metadata(&abs)?;
+                owned = std::fs::symlink_metadata(self.root.join(rel))?;
                 &owned
             }
         };
@@ -392,6 +391,7 @@ impl Fingerprinter<'_> {
         if let Some(d) = self.cache.and_then(|c| c.get(rel, &stamp)) {
             return Ok(d);
         }
+        let abs = self.root.join(rel);
         let mut h = Sha256::new();
         h.update(rel.as_os_str().as_bytes());
         h.update([0]);

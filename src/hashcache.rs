@@ -42,8 +42,31 @@ impl Stamp {
     }
 }
 
-/// Cache entries by path bytes.
-type Entries = HashMap<Box<[u8]>, Entry>;
+/// Cache entries by path bytes, with FNV-1a: the keys are short, local and not adversarial,
+/// and SipHash was a visible part of a no-op run.
+type Entries = HashMap<Box<[u8]>, Entry, std::hash::BuildHasherDefault<Fnv>>;
+
+/// FNV-1a, 64-bit.
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
 
 /// A raw SHA-256.
 pub type Digest = [u8; 32];
@@ -62,7 +85,7 @@ pub struct HashCache {
     path: PathBuf,
     /// Keyed by the path's bytes: hashing and comparing bytes is much cheaper than `Path`'s
     /// component-wise equality, and this is the hot path of a no-op run.
-    entries: RwLock<HashMap<Box<[u8]>, Entry>>,
+    entries: RwLock<Entries>,
     /// When the loaded cache was written (ns since the epoch).
     written_ns: i128,
     /// Files hashed (put) in this run, and their bytes: rewriting a large cache for a handful
@@ -81,7 +104,7 @@ impl HashCache {
     pub fn empty(path: &Path) -> HashCache {
         HashCache {
             path: path.to_path_buf(),
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Entries::default()),
             written_ns: 0,
             dirty_count: AtomicUsize::new(0),
             dirty_bytes: std::sync::atomic::AtomicU64::new(0),
@@ -116,7 +139,7 @@ impl HashCache {
         }
         let written = r.i128()?;
         let n = r.u64()? as usize;
-        let mut map = HashMap::with_capacity(n.min(1 << 20));
+        let mut map = Entries::with_capacity_and_hasher(n.min(1 << 20), Default::default());
         for _ in 0..n {
             let stamp = Stamp {
                 size: r.u64()?,
