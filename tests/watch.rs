@@ -2,9 +2,8 @@
 
 mod support;
 use serde_json::json;
-use std::process::Child;
 use std::time::Duration;
-use support::{step, wait_for, Project};
+use support::{step, wait_for, Project, Running};
 
 const OUT: &str = "watch.out";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -40,10 +39,10 @@ fn cycles(p: &Project) -> usize {
 }
 
 /// Starts watch and waits for the first cycle to end.
-fn start(p: &Project, args: &[&str]) -> Child {
+fn start(p: &Project, args: &[&str]) -> Running {
     let mut all = vec!["watch"];
     all.extend_from_slice(args);
-    let child = p.spawn_logged(&all, OUT);
+    let child = Running(Some(p.spawn_logged(&all, OUT)));
     assert!(
         wait_for(LIMIT, || cycles(p) >= 1),
         "first cycle:\n{}",
@@ -67,9 +66,8 @@ fn change_and_wait<R>(p: &Project, n: usize, change: impl FnOnce() -> R) -> Stri
         .to_string()
 }
 
-fn stop(mut child: Child) -> Option<i32> {
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    child.wait().unwrap().code()
+fn stop(child: Running) -> Option<i32> {
+    child.signal_and_wait(libc::SIGINT)
 }
 
 fn builds(p: &Project) -> Vec<String> {
@@ -256,7 +254,7 @@ fn ignored_files_and_folders_start_no_cycle() {
 fn watch_holds_the_state_lock_while_it_runs_steps_and_ctrl_c_ends_it_with_state_saved() {
     let p = project();
     p.az_rules(json!([{"args": ["sku"], "sleep": 2.0}]));
-    let child = p.spawn_logged(&["watch"], OUT);
+    let child = Running(Some(p.spawn_logged(&["watch"], OUT)));
     assert!(wait_for(LIMIT, || p.read(OUT).contains("▶ sku")));
     let r = p.deploy(&[]);
     r.assert_code(3).assert_contains("locked by another run");

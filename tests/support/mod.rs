@@ -520,3 +520,28 @@ pub fn replace(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "{from:?} not found");
     text.replacen(from, to, 1)
 }
+
+/// A running stepwise that is killed if the test ends without stopping it (a failed assertion
+/// must not leave a `watch` behind).
+pub struct Running(pub Option<Child>);
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+    /// Sends `sig` and waits: the exit code.
+    pub fn signal_and_wait(mut self, sig: i32) -> Option<i32> {
+        let mut child = self.0.take().expect("running");
+        unsafe { libc::kill(child.id() as i32, sig) };
+        child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
