@@ -55,13 +55,7 @@ impl Project {
         let masker = Arc::new(Masker::new());
         config.register_secrets(&masker);
         let mut engine = script::engine();
-        let prelude_path = cli
-            .global
-            .steps
-            .parent()
-            .map(|p| p.join("prelude.rhai"))
-            .unwrap_or_else(|| PathBuf::from("prelude.rhai"));
-        let prelude = step::load_prelude(&mut engine, &prelude_path)?;
+        let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
         let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
         tracing::debug!(steps = steps.steps.len(), "steps loaded");
         let state_location = backend::location(cli.global.state.as_deref(), &config)?;

@@ -48,6 +48,16 @@ pub struct GlobalArgs {
     pub output: OutputFormat,
 }
 
+impl GlobalArgs {
+    /// `prelude.rhai` beside the steps directory.
+    pub fn prelude_path(&self) -> PathBuf {
+        self.steps
+            .parent()
+            .map(|d| d.join("prelude.rhai"))
+            .unwrap_or_else(|| PathBuf::from("prelude.rhai"))
+    }
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
     Human,

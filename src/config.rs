@@ -147,6 +147,40 @@ impl Config {
         canonical_json(self.get(key).unwrap_or(&Value::Null))
     }
 
+    /// `pattern` with each `${key}` / `${config.key}` replaced by that config value (a string
+    /// or a number). The error says what is wrong, without saying where.
+    pub fn interpolate(&self, pattern: &str) -> std::result::Result<String, String> {
+        let mut out = String::new();
+        let mut rest = pattern;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("{pattern:?} has an unclosed `${{`"))?;
+            let key = after[..end].trim();
+            let key = key.strip_prefix("config.").unwrap_or(key);
+            match self.get(key) {
+                Some(Value::String(s)) => out.push_str(s),
+                Some(v @ Value::Number(_)) => out.push_str(&v.to_string()),
+                other => {
+                    return Err(format!(
+                        "{pattern:?} uses config key `{key}`, which {} in {}",
+                        if other.is_some() {
+                            "is not a string"
+                        } else {
+                            "is missing"
+                        },
+                        self.path.display()
+                    ))
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
     /// Is the value at `key` (or anything under it) secret?
     pub fn is_secret_key(key: &str) -> bool {
         let mut segments = key.split('.');

@@ -30,6 +30,19 @@ pub struct Fingerprint {
     pub warnings: Vec<String>,
 }
 
+/// Does a `files` entry hold glob characters?
+pub fn is_glob(entry: &str) -> bool {
+    entry.contains(['*', '?', '[', '{'])
+}
+
+/// The longest directory prefix of a glob without glob characters (empty for `*.sql`).
+pub fn glob_base(pattern: &str) -> PathBuf {
+    pattern
+        .split('/')
+        .take_while(|part| !is_glob(part))
+        .collect()
+}
+
 /// The combined digest of a set of dependency digests.
 pub fn combine(deps: &BTreeMap<String, String>) -> String {
     let mut h = Sha256::new();
@@ -146,37 +159,12 @@ impl Fingerprinter<'_> {
 
     /// Replaces `${config.key}` / `${key}` in a path with the config value.
     fn interpolate(&self, step: &Step, pattern: &str) -> Result<String> {
-        let mut out = String::new();
-        let mut rest = pattern;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after.find('}').ok_or_else(|| {
-                usage(format!(
-                    "{}:{}: step `{}`: unclosed `${{` in files entry {pattern:?}",
-                    step.file, step.decl_line, step.name
-                ))
-            })?;
-            let key = after[..end].trim();
-            let key = key.strip_prefix("config.").unwrap_or(key);
-            match self.config.get(key) {
-                Some(serde_json::Value::String(s)) => out.push_str(s),
-                Some(v @ serde_json::Value::Number(_)) => out.push_str(&v.to_string()),
-                Some(_) | None => {
-                    return Err(usage(format!(
-                        "{}:{}: step `{}`: files entry {pattern:?} uses config key `{key}`, which {} in {}",
-                        step.file,
-                        step.decl_line,
-                        step.name,
-                        if self.config.get(key).is_some() { "is not a string" } else { "is missing" },
-                        self.config.path.display()
-                    )))
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        Ok(out)
+        self.config.interpolate(pattern).map_err(|e| {
+            usage(format!(
+                "{}:{}: step `{}`: files entry {e}",
+                step.file, step.decl_line, step.name
+            ))
+        })
     }
 
     fn check_inside_root(&self, step: &Step, pattern: &str, path: &str) -> Result<()> {
@@ -197,7 +185,7 @@ impl Fingerprinter<'_> {
         entry: &str,
         warnings: &mut Vec<String>,
     ) -> Result<(String, String)> {
-        let is_glob = entry.contains(['*', '?', '[', '{']);
+        let is_glob = is_glob(entry);
         if is_glob {
             let files = self.glob(step, entry)?;
             if files.is_empty() {
@@ -333,13 +321,7 @@ impl Fingerprinter<'_> {
             })?
             .compile_matcher();
         // Walk only below the longest directory prefix without glob characters.
-        let mut base = PathBuf::new();
-        for part in pattern.split('/') {
-            if part.contains(['*', '?', '[', '{']) {
-                break;
-            }
-            base.push(part);
-        }
+        let base = glob_base(pattern);
         let start = self.root.join(&base);
         if !start.is_dir() {
             return Ok(Vec::new());

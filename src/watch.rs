@@ -45,12 +45,12 @@ impl WatchSet {
             |name: &str| cli.deploy.only.is_empty() || cli.deploy.only.iter().any(|o| o == name);
         for s in p.steps.steps.iter().filter(|s| selected(&s.name)) {
             for entry in &s.files {
-                let entry = interpolate(p, entry);
-                let base: PathBuf = entry
-                    .split('/')
-                    .take_while(|part| !part.contains(['*', '?', '[', '{']))
-                    .collect();
-                let is_glob = entry.contains(['*', '?', '[', '{']);
+                // An entry that does not resolve is reported by the cycle's fingerprinting.
+                let Ok(entry) = p.config.interpolate(entry) else {
+                    continue;
+                };
+                let base = crate::fingerprint::glob_base(&entry);
+                let is_glob = crate::fingerprint::is_glob(&entry);
                 let path = if base.as_os_str().is_empty() {
                     PathBuf::from(".")
                 } else {
@@ -64,13 +64,7 @@ impl WatchSet {
             }
         }
         set.dirs.insert(cli.global.steps.clone());
-        let prelude = cli
-            .global
-            .steps
-            .parent()
-            .map(|d| d.join("prelude.rhai"))
-            .unwrap_or_else(|| PathBuf::from("prelude.rhai"));
-        set.files.insert(prelude);
+        set.files.insert(cli.global.prelude_path());
         set.files.insert(cli.global.config.clone());
         for d in &set.dirs {
             let mut b = ignore::gitignore::GitignoreBuilder::new(d);
@@ -118,26 +112,6 @@ fn clean(p: &Path) -> PathBuf {
     p.components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect()
-}
-
-fn interpolate(p: &Project, entry: &str) -> String {
-    let mut out = entry.to_string();
-    while let Some(start) = out.find("${") {
-        let Some(end) = out[start..].find('}') else {
-            break;
-        };
-        let key = out[start + 2..start + end]
-            .trim()
-            .trim_start_matches("config.")
-            .to_string();
-        let value = p
-            .config
-            .get(&key)
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        out.replace_range(start..start + end + 1, &value);
-    }
-    out
 }
 
 /// The OS file watcher, debounced.

@@ -757,11 +757,8 @@ fn legacy_file() -> String {
     .unwrap()
 }
 
-/// A DraftGenie project whose config names the resources of the legacy file (its resource
-/// group is `draftgenie-rg`), with the legacy file as `legacy.json`, and a local state file
-/// whatever backend the tests use (import-legacy writes a local file).
-fn legacy_project() -> Project {
-    let mut p = draftgenie();
+/// Points the config at the legacy file's resource group and puts the file in `legacy.json`.
+fn use_legacy_names(p: &Project) {
     let cfg = replace(
         &p.read("config.yaml"),
         "resource_group: draftgenie-prod-rg",
@@ -769,6 +766,14 @@ fn legacy_project() -> Project {
     );
     p.config(&cfg);
     p.file("legacy.json", &legacy_file());
+}
+
+/// A DraftGenie project whose config names the resources of the legacy file (its resource
+/// group is `draftgenie-rg`), with the legacy file as `legacy.json`, and a local state file
+/// whatever backend the tests use (import-legacy writes a local file).
+fn legacy_project() -> Project {
+    let mut p = draftgenie();
+    use_legacy_names(&p);
     p.env("STEPWISE_STATE", ".stepwise/state.json");
     p
 }
@@ -934,13 +939,7 @@ fn import_legacy_refuses_a_recorded_state_and_skips_renamed_resources() {
 fn import_legacy_writes_the_state_where_deployments_keep_it_on_blob_storage() {
     let azurite = support::Azurite::start();
     let mut p = draftgenie();
-    let cfg = replace(
-        &p.read("config.yaml"),
-        "resource_group: draftgenie-prod-rg",
-        "resource_group: draftgenie-rg",
-    );
-    p.config(&cfg);
-    p.file("legacy.json", &legacy_file());
+    use_legacy_names(&p);
     let location = azurite.new_location();
     p.on_blob(&azurite, &location);
 
