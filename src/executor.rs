@@ -169,7 +169,7 @@ impl Runner<'_> {
                 });
             }
         }
-        let index = |name: &str| self.steps.index(name).unwrap_or(usize::MAX);
+        let ancestors: Vec<Vec<usize>> = (0..n).map(|i| self.steps.ancestors(i)).collect();
         let (tx, rx) = mpsc::channel::<(usize, StepRecordUpdate)>();
         let mut running = 0usize;
         let mut stop_starting = false;
@@ -190,35 +190,8 @@ impl Runner<'_> {
                             if nodes[i] != Node::Waiting {
                                 continue;
                             }
-                            let needs = &self.steps.steps[i].needs;
-                            let bad = needs.iter().map(|x| index(x)).find(|&j| {
-                                matches!(
-                                    nodes[j],
-                                    Node::Failed
-                                        | Node::Blocked
-                                        | Node::Unsatisfied
-                                        | Node::Interrupted
-                                )
-                            });
-                            if let Some(j) = bad {
+                            if let Some(why) = self.blocker(i, &nodes, &ancestors) {
                                 nodes[i] = Node::Blocked;
-                                let why = match nodes[j] {
-                                    Node::Unsatisfied => format!(
-                                        "needs {}, which is not up to date and does not run",
-                                        self.steps.steps[j].name
-                                    ),
-                                    Node::Interrupted => format!(
-                                        "needs {}, which was interrupted",
-                                        self.steps.steps[j].name
-                                    ),
-                                    Node::Blocked => format!(
-                                        "needs {}, which is blocked",
-                                        self.steps.steps[j].name
-                                    ),
-                                    _ => {
-                                        format!("needs {}, which failed", self.steps.steps[j].name)
-                                    }
-                                };
                                 self.console.line(&format!(
                                     "{} {} blocked: {why}",
                                     self.console.paint(report::YELLOW, "-"),
@@ -242,10 +215,10 @@ impl Runner<'_> {
                             if nodes[i] != Node::Waiting {
                                 continue;
                             }
-                            let ready = self.steps.steps[i]
-                                .needs
+                            // Every ancestor, direct or through skipped steps, has ended.
+                            let ready = ancestors[i]
                                 .iter()
-                                .all(|x| nodes[index(x)] == Node::Satisfied);
+                                .all(|&j| !matches!(nodes[j], Node::Waiting | Node::Running));
                             if !ready {
                                 continue;
                             }
@@ -322,6 +295,37 @@ impl Runner<'_> {
             wall: started.elapsed(),
             interrupted,
         })
+    }
+
+    /// Why step `i` can no longer run, if it cannot: a direct need that is not up to date and
+    /// does not run, or any ancestor (directly or through any chain of `needs`, skipped steps
+    /// included) that failed, was interrupted or is blocked.
+    fn blocker(&self, i: usize, nodes: &[Node], ancestors: &[Vec<usize>]) -> Option<String> {
+        let steps = &self.steps.steps;
+        let direct = steps[i].needs.iter().filter_map(|x| self.steps.index(x));
+        let bad = |j: usize, direct: bool| match nodes[j] {
+            Node::Unsatisfied if direct => Some("is not up to date and does not run"),
+            Node::Failed => Some("failed"),
+            Node::Interrupted => Some("was interrupted"),
+            Node::Blocked => Some("is blocked"),
+            _ => None,
+        };
+        let (j, what) = direct
+            .filter_map(|j| bad(j, true).map(|w| (j, w)))
+            .next()
+            .or_else(|| {
+                ancestors[i]
+                    .iter()
+                    .find_map(|&j| bad(j, false).map(|w| (j, w)))
+            })?;
+        let through = self.steps.path_between(i, j);
+        let via = if through.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = through.iter().map(|&k| steps[k].name.as_str()).collect();
+            format!(" (through {})", names.join(", "))
+        };
+        Some(format!("needs {}{via}, which {what}", steps[j].name))
     }
 
     /// Keeps the live view current, or prints a heartbeat for long-running steps.

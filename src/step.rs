@@ -66,6 +66,49 @@ impl StepSet {
     pub fn names(&self) -> Vec<&str> {
         self.steps.iter().map(|s| s.name.as_str()).collect()
     }
+
+    /// Every step that step `i` needs, directly or through any chain of `needs`, nearest
+    /// first (breadth-first).
+    pub fn ancestors(&self, i: usize) -> Vec<usize> {
+        self.walk_up(i).into_iter().map(|(j, _)| j).collect()
+    }
+
+    /// The steps between `i` and its ancestor `j` on a shortest chain of `needs`, from `i`'s
+    /// side (empty when `i` needs `j` directly, or `j` is not an ancestor).
+    pub fn path_between(&self, i: usize, j: usize) -> Vec<usize> {
+        let parents: std::collections::HashMap<usize, usize> =
+            self.walk_up(i).into_iter().collect();
+        let mut path = Vec::new();
+        let mut k = match parents.get(&j) {
+            Some(&k) => k,
+            None => return path,
+        };
+        while k != i {
+            path.push(k);
+            k = parents[&k];
+        }
+        path.reverse();
+        path
+    }
+
+    /// Breadth-first walk up the `needs` of step `i`: (ancestor, the step that needs it).
+    fn walk_up(&self, i: usize) -> Vec<(usize, usize)> {
+        let mut seen = vec![false; self.steps.len()];
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([i]);
+        while let Some(k) = queue.pop_front() {
+            for need in &self.steps[k].needs {
+                if let Some(j) = self.index(need) {
+                    if j != i && !seen[j] {
+                        seen[j] = true;
+                        out.push((j, k));
+                        queue.push_back(j);
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -7,7 +7,7 @@
 mod support;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use support::{copy_dir, replace, repo, Project, Run};
+use support::{copy_dir, replace, repo, wait_for, Project, Run, Running};
 
 const GEMINI: &str = "gem-TEST-secret-4711abc";
 const JWT: &str = "jwt-TEST-secret-0815xyz";
@@ -960,4 +960,71 @@ fn import_legacy_writes_the_state_where_deployments_keep_it_on_blob_storage() {
     p.run(&["state", "import-legacy", "legacy.json"])
         .assert_code(2)
         .assert_contains("stepwise state reset");
+}
+
+/// Seconds since midnight of an RFC 3339 time as stepwise records it (same day in a test).
+fn secs_of_day(t: &str) -> f64 {
+    let time = t.split('T').nth(1).expect("an RFC 3339 time");
+    let time = time.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next().unwrap().parse().unwrap();
+    let m: f64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    h * 3600.0 + m * 60.0 + s
+}
+
+#[test]
+fn in_watch_verify_deployment_waits_for_the_roll_out_though_configure_environment_variables_is_skipped(
+) {
+    let p = draftgenie();
+    p.deploy(&[]).assert_code(0);
+    // Rolling out an app takes a while: every `containerapp update` sleeps, then answers.
+    p.file(
+        "az-rules.json",
+        &serde_json::json!([
+            {"args": ["containerapp", "update"], "sleep": 0.5, "pass": true}
+        ])
+        .to_string(),
+    );
+    let out = "watch.out";
+    let cycles = |p: &Project| p.read(out).matches("[watch] waiting for changes").count();
+    let child = Running(Some(p.spawn_logged(&["watch"], out)));
+    let limit = std::time::Duration::from_secs(60);
+    assert!(wait_for(limit, || cycles(&p) >= 1), "{}", p.read(out));
+    let dockerfile = "examples/draftgenie/docker/Dockerfile.api-gateway";
+    p.file(dockerfile, &(p.read(dockerfile) + "\n# edited\n"));
+    assert!(wait_for(limit, || cycles(&p) >= 2), "{}", p.read(out));
+    child.signal_and_wait(libc::SIGINT);
+    let text = p.read(out);
+    for s in [
+        "build_and_push_images",
+        "deploy_application_services",
+        "run_migrations",
+        "verify_deployment",
+    ] {
+        assert!(
+            text.contains(&format!("✓ {s} ran")),
+            "{s} did not run:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("✓ configure_environment_variables ran"),
+        "{text}"
+    );
+    let state = p.state();
+    let time = |step: &str, field: &str| {
+        secs_of_day(
+            state["steps"][step][field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {field} for {step}: {}", state["steps"][step])),
+        )
+    };
+    let verify = time("verify_deployment", "started_at");
+    for before in ["deploy_application_services", "run_migrations"] {
+        let end = time(before, "finished_at");
+        assert!(
+            verify >= end,
+            "verify_deployment started at {verify} before {before} ended at {end}\n{text}"
+        );
+    }
 }

@@ -268,3 +268,106 @@ fn a_long_step_prints_heartbeats_without_a_terminal() {
         .assert_contains("redis | still running after")
         .assert_contains(": az redis create --name r --output json");
 }
+
+// ---- ordering follows the transitive closure of `needs` (skipped steps are transparent) ----
+
+/// `a`; `b` needs `a`; `c` needs `b`. `a` reads `app.a` and sleeps `secs` in az; `c` reads
+/// `app.c`. Deployed once, then `app.a` and `app.c` are changed: `a` and `c` run, `b` is up to
+/// date.
+fn chain_with_skipped_middle(secs: f64) -> Project {
+    let p = Project::new();
+    p.config("app:\n  a: 1\n  c: 1\nadvanced:\n  retry_attempts: 2\n  retry_delay: 0\n");
+    p.step("01_a.rhai", &step(r#"config: ["app.a"]"#, r#"az(["a"]);"#))
+        .step("02_b.rhai", &step(r#"needs: ["a"]"#, r#"az(["b"]);"#))
+        .step(
+            "03_c.rhai",
+            &step(r#"needs: ["b"], config: ["app.c"]"#, r#"az(["c"]);"#),
+        );
+    p.deploy(&[]).assert_code(0);
+    p.config("app:\n  a: 2\n  c: 2\nadvanced:\n  retry_attempts: 2\n  retry_delay: 0\n");
+    p.az_rules(json!([{"args": ["a"], "sleep": secs}]));
+    p.clear_calls();
+    p
+}
+
+#[test]
+fn a_step_waits_for_an_ancestor_that_runs_even_when_the_step_between_is_skipped() {
+    for jobs in ["1", "8"] {
+        let p = chain_with_skipped_middle(2.0);
+        p.run(&["plan"])
+            .assert_code(0)
+            .assert_contains("Plan: 2 to run, 1 up to date");
+        let r = p.deploy(&["--jobs", jobs]);
+        r.assert_code(0);
+        assert_eq!(r.ran(), ["a", "c"], "jobs {jobs}\n{}", r.stdout);
+        assert_eq!(r.with_result("skipped"), ["b"]);
+        let (a, c) = (span_of(&p, "a"), span_of(&p, "c"));
+        assert!(
+            c.0 >= a.1,
+            "jobs {jobs}: c {c:?} started before a {a:?} ended\n{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn a_diamond_with_skipped_middle_steps_waits_for_the_top() {
+    // a; b1 and b2 need a; d needs b1 and b2. a and d change, b1 and b2 are up to date.
+    let p = Project::new();
+    let cfg = |v: u32| format!("app:\n  a: {v}\n  d: {v}\nadvanced:\n  retry_delay: 0\n");
+    p.config(&cfg(1));
+    p.step("01_a.rhai", &step(r#"config: ["app.a"]"#, r#"az(["a"]);"#))
+        .step("02_b1.rhai", &step(r#"needs: ["a"]"#, r#"az(["b1"]);"#))
+        .step("03_b2.rhai", &step(r#"needs: ["a"]"#, r#"az(["b2"]);"#))
+        .step(
+            "04_d.rhai",
+            &step(r#"needs: ["b1", "b2"], config: ["app.d"]"#, r#"az(["d"]);"#),
+        );
+    p.deploy(&[]).assert_code(0);
+    p.config(&cfg(2));
+    p.az_rules(json!([{"args": ["a"], "sleep": 1.5}]));
+    p.clear_calls();
+    let r = p.deploy(&["--jobs", "8"]);
+    r.assert_code(0);
+    assert_eq!(r.ran(), ["a", "d"]);
+    let (a, d) = (span_of(&p, "a"), span_of(&p, "d"));
+    assert!(d.0 >= a.1, "d {d:?} started before a {a:?} ended");
+}
+
+#[test]
+fn a_failure_blocks_descendants_through_a_skipped_step_naming_the_ancestor() {
+    let p = chain_with_skipped_middle(0.0);
+    p.az_rules(json!([{"args": ["a"], "stderr": "ERROR: boom", "exit": 3}]));
+    for keep_going in [false, true] {
+        let r = if keep_going {
+            p.deploy(&["--keep-going"])
+        } else {
+            p.deploy(&[])
+        };
+        r.assert_code(1)
+            .assert_contains("c blocked: needs a (through b), which failed");
+        assert_eq!(r.with_result("failed"), ["a"]);
+        assert_eq!(r.with_result("blocked"), ["c"]);
+        assert!(
+            r.summary_of("c")
+                .contains("needs a (through b), which failed"),
+            "{}",
+            r.stdout
+        );
+        assert!(!p.az_calls().iter().any(|c| c[0] == "c"), "c must not run");
+        // Blocked, never recorded: the next plan still runs it.
+        p.run(&["plan"]).assert_contains("run     c");
+    }
+    // The JSON report gives the same reason.
+    let json = p.deploy(&["--output", "json"]);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    let c = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "c")
+        .unwrap()
+        .clone();
+    assert_eq!(c["result"], "blocked");
+    assert_eq!(c["reason"], "needs a (through b), which failed");
+}
