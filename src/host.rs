@@ -555,7 +555,7 @@ impl BuildSpec {
             root: std::path::Path::new("."),
             config: &ctx.config,
             prelude_digest: "",
-            exclude: vec![std::path::PathBuf::from(crate::app::LOCAL_DIR)],
+            exclude: vec![std::path::PathBuf::from(crate::paths::LOCAL_DIR)],
             cache: ctx.hash_cache.as_deref(),
             secret_salt: None,
             memo: Default::default(),

@@ -20,10 +20,10 @@
 //! that already records steps: `stepwise state reset` first (it keeps a backup). A local state
 //! file that is itself an old-format file (importing in place) is backed up and replaced.
 
-use crate::app::Project;
 use crate::cli::Cli;
 use crate::error::{exit, usage};
 use crate::fingerprint::Fingerprint;
+use crate::project::Project;
 use crate::state::{State, StepRecord};
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};

@@ -1,9 +1,9 @@
 //! stepwise: idempotent, stateful deployments. See ARCHITECTURE.md for the module map.
 
-pub mod app;
 pub mod backend;
 pub mod blob;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod dockerfile;
 pub mod error;
@@ -13,8 +13,10 @@ pub mod hashcache;
 pub mod host;
 pub mod legacy;
 pub mod lock;
+pub mod paths;
 pub mod plan;
 pub mod process;
+pub mod project;
 pub mod report;
 pub mod script;
 pub mod secrets;
@@ -44,7 +46,7 @@ pub fn main() -> i32 {
         }
     };
     let json = cli.global.output == cli::OutputFormat::Json;
-    match app::run(cli) {
+    match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
             let code = error::exit_code(&e);

@@ -1,30 +1,28 @@
-//! `stepwise watch`: deploy, then watch what the selected steps depend on (plus `steps/`,
-//! `prelude.rhai` and the config) and, after each quiet period, re-hash and run only the
-//! steps whose fingerprint changed. Changes that arrive while steps run wait in the channel
-//! and are handled afterwards: a running cloud command is never killed because a file changed.
+//! File watching for `stepwise watch`: what to watch (the selected steps' dependencies plus
+//! `steps/`, `prelude.rhai` and the config, minus ignore rules), the OS watcher with a
+//! debouncer or stat-based polling, and which changes of a batch concern us. The cycles that
+//! plan and run are in `commands::watch`.
 
-use crate::app::{self, Project};
 use crate::cli::Cli;
-use crate::error::exit;
-use crate::executor::Outcome;
 use crate::fingerprint::{describe, Fingerprint};
-use crate::plan::{self, Action};
 use crate::process;
+use crate::project::Project;
 use anyhow::Result;
 use notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{new_debouncer_opt, DebounceEventResult, RecommendedCache};
+pub(crate) use notify_debouncer_full::DebounceEventResult;
+use notify_debouncer_full::{new_debouncer_opt, RecommendedCache};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Directories whose changes never matter.
-const IGNORED_DIRS: &[&str] = &[crate::app::LOCAL_DIR, ".git", "target", "node_modules"];
+const IGNORED_DIRS: &[&str] = &[crate::paths::LOCAL_DIR, ".git", "target", "node_modules"];
 
 /// What to watch: directories (recursive) and single files (through their parent directory,
 /// so that editors' write-and-rename saves are seen).
 #[derive(Debug, Default)]
-struct WatchSet {
+pub(crate) struct WatchSet {
     dirs: BTreeSet<PathBuf>,
     files: BTreeSet<PathBuf>,
     /// Each watched directory's `.gitignore` and `.dockerignore`: what they exclude is not
@@ -39,7 +37,7 @@ impl PartialEq for WatchSet {
 }
 
 impl WatchSet {
-    fn of(p: &Project, cli: &Cli) -> WatchSet {
+    pub(crate) fn of(p: &Project, cli: &Cli) -> WatchSet {
         let mut set = WatchSet::default();
         let selected =
             |name: &str| cli.deploy.only.is_empty() || cli.deploy.only.iter().any(|o| o == name);
@@ -124,7 +122,7 @@ fn is_limit(e: &notify::Error) -> bool {
 
 /// The OS watcher, or `None` when watch must poll (asked with `--poll`, or the OS watch limit
 /// is reached).
-fn start_watcher(
+pub(crate) fn start_watcher(
     set: &WatchSet,
     debounce: Duration,
     poll: Option<Duration>,
@@ -162,7 +160,7 @@ fn start_watcher(
 }
 
 /// The polling interval when the OS watch limit is reached.
-const POLL_FALLBACK: Duration = Duration::from_millis(500);
+pub(crate) const POLL_FALLBACK: Duration = Duration::from_millis(500);
 
 fn add_paths(w: &mut Watcher, set: &WatchSet) -> notify::Result<()> {
     for d in &set.dirs {
@@ -194,7 +192,11 @@ fn add_paths(w: &mut Watcher, set: &WatchSet) -> notify::Result<()> {
 
 /// Changed paths in a batch that concern us (creations, modifications, removals, renames;
 /// never reads, so hashing a file does not start a new cycle).
-fn relevant(root: &Path, set: &WatchSet, batch: &DebounceEventResult) -> BTreeSet<PathBuf> {
+pub(crate) fn relevant(
+    root: &Path,
+    set: &WatchSet,
+    batch: &DebounceEventResult,
+) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
     let Ok(events) = batch else {
         return out;
@@ -227,139 +229,10 @@ fn relevant(root: &Path, set: &WatchSet, batch: &DebounceEventResult) -> BTreeSe
     out
 }
 
-pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32> {
-    let root = std::env::current_dir()?;
-    let mut project = Project::load(cli, true)?;
-    // From now on a signal is handled here (state saved), not by exiting at once.
-    process::DEFER_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
-    let mut set = WatchSet::of(&project, cli);
-    // Kept alive for the whole watch; replaced when the set of watched paths changes. None:
-    // polling (our own re-fingerprinting, which compares stats to the nanosecond).
-    let mut watcher = start_watcher(&set, debounce, poll, tx.clone())?;
-    let poll_every = poll.unwrap_or(POLL_FALLBACK);
-    // Fingerprint of each step at the last cycle, to run only what changed since.
-    let mut last: HashMap<String, Fingerprint> = HashMap::new();
-    // The state's salt for secret config digests, as the last cycle read it.
-    let mut salt = String::new();
-    let mut first = true;
-    let mut changed: BTreeSet<String> = BTreeSet::new();
-    // After a script or config error: no cycle until the next change.
-    let mut broken = false;
-    loop {
-        let t0 = Instant::now();
-        let cycle = if broken {
-            Ok(String::new())
-        } else {
-            cycle(&project, cli, &mut last, &mut salt, first)
-        };
-        first = false;
-        match cycle {
-            Ok(line) if line.is_empty() => {}
-            Ok(line) => {
-                let what = if changed.is_empty() {
-                    "start".to_string()
-                } else {
-                    changed.iter().cloned().collect::<Vec<_>>().join(", ")
-                };
-                project.console.line(&format!(
-                    "[watch] {what}: {line} ({})",
-                    crate::report::duration(t0.elapsed())
-                ));
-            }
-            Err(e) => {
-                let code = crate::error::exit_code(&e);
-                if code == exit::LOCKED {
-                    project.console.error(&format!("{e}"));
-                } else {
-                    project.console.error(&format!("{e:#}"));
-                }
-            }
-        }
-        if process::interrupted().is_some() {
-            return Ok(interrupted_code());
-        }
-        if !broken {
-            project
-                .console
-                .line("[watch] waiting for changes (Ctrl+C to stop)");
-        }
-        broken = false;
-        // Wait for relevant changes; what arrived during the run is already queued.
-        changed.clear();
-        if watcher.is_none() {
-            match poll_changes(cli, &mut project, &last, &salt, poll_every)? {
-                Some(c) => {
-                    changed = c;
-                    set = WatchSet::of(&project, cli);
-                    continue;
-                }
-                None => return Ok(interrupted_code()),
-            }
-        }
-        loop {
-            if process::interrupted().is_some() {
-                return Ok(interrupted_code());
-            }
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(batch) => {
-                    if let Err(errors) = &batch {
-                        for e in errors {
-                            project.console.warn(&format!("file watch: {e}"));
-                        }
-                    }
-                    let paths = |b: &DebounceEventResult| {
-                        relevant(&root, &set, b)
-                            .into_iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                    };
-                    changed.extend(paths(&batch));
-                    // Take whatever else is queued before acting.
-                    while let Ok(more) = rx.try_recv() {
-                        changed.extend(paths(&more));
-                    }
-                    if !changed.is_empty() {
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(exit::OK),
-            }
-        }
-        // Reload steps and config; an error is shown and watch waits for the fix.
-        match Project::load(cli, true) {
-            Ok(p) => {
-                project = p;
-                let new_set = WatchSet::of(&project, cli);
-                if new_set != set {
-                    set = new_set;
-                    watcher = start_watcher(&set, debounce, poll, tx.clone())?;
-                }
-            }
-            Err(e) => {
-                project.console.error(&format!(
-                    "{e:#}\n[watch] fix it and save: watch goes on with the last good steps and config"
-                ));
-                broken = true;
-                continue;
-            }
-        }
-    }
-}
-
-fn interrupted_code() -> i32 {
-    match process::interrupted() {
-        Some(libc::SIGTERM) => exit::SIGTERM,
-        Some(_) => exit::SIGINT,
-        None => exit::OK,
-    }
-}
-
 /// Polling: every `every`, reload the steps and config and re-fingerprint (the hash cache
 /// makes that a `stat` per file, compared to the nanosecond, ctime included); returns the
 /// dependencies that changed since the last cycle, or `None` when interrupted.
-fn poll_changes(
+pub(crate) fn poll_changes(
     cli: &Cli,
     project: &mut Project,
     last: &HashMap<String, Fingerprint>,
@@ -419,81 +292,5 @@ fn poll_changes(
         if !changed.is_empty() {
             return Ok(Some(changed));
         }
-    }
-}
-
-/// One cycle: lock, load state, fingerprint, decide, run what changed. Returns the line that
-/// says what happened.
-fn cycle(
-    p: &Project,
-    cli: &Cli,
-    last: &mut HashMap<String, Fingerprint>,
-    salt_out: &mut String,
-    first: bool,
-) -> Result<String> {
-    let opts = app::plan_options(p, &cli.deploy, false)?;
-    let store = p.store()?;
-    let _lock = store.lock(cli.global.lock_timeout)?;
-    let mut state = store.load()?;
-    let salt = state.secret_salt();
-    salt_out.clone_from(&salt);
-    let mut decisions = plan::decide(&p.steps, &state, p.fingerprints(Some(&salt))?, &opts);
-    if !first {
-        // After the first cycle, a step runs only when its fingerprint changed since the
-        // last cycle: a step that failed and is unchanged waits for an edit.
-        for d in decisions.iter_mut() {
-            if d.action == Action::Run
-                && last.get(&d.step).map(|f| &f.combined) == Some(&d.fingerprint.combined)
-            {
-                d.action = Action::Pending;
-                d.reasons = vec!["unchanged since the last attempt".into()];
-            }
-        }
-    }
-    for d in &decisions {
-        last.insert(d.step.clone(), d.fingerprint.clone());
-    }
-    app::check_only(p, &decisions, &opts.only)?;
-    let to_run: Vec<&str> = decisions
-        .iter()
-        .filter(|d| d.action == Action::Run)
-        .map(|d| d.step.as_str())
-        .collect();
-    if to_run.is_empty() {
-        return Ok("nothing changed, nothing ran".to_string());
-    }
-    if first {
-        app::print_plan(&p.console, &decisions);
-    }
-    let report = app::execute(p, &cli.deploy, store.as_ref(), &decisions, state, false)?;
-    let names = |o: Outcome| -> Vec<String> {
-        report
-            .results
-            .iter()
-            .filter(|r| r.outcome == o)
-            .map(|r| r.step.clone())
-            .collect()
-    };
-    let mut parts = vec![format!("ran {}", list(&names(Outcome::Ran)))];
-    for (o, label) in [
-        (Outcome::Failed, "failed"),
-        (Outcome::Blocked, "blocked"),
-        (Outcome::Interrupted, "interrupted"),
-    ] {
-        let n = names(o);
-        if !n.is_empty() {
-            parts.push(format!("{label} {}", list(&n)));
-        }
-    }
-    let skipped = report.results.len() - to_run.len();
-    parts.push(format!("{skipped} skipped"));
-    Ok(parts.join("; "))
-}
-
-fn list(v: &[String]) -> String {
-    if v.is_empty() {
-        "nothing".into()
-    } else {
-        v.join(", ")
     }
 }

@@ -1,0 +1,221 @@
+//! `stepwise` / `stepwise deploy`: plan, lock, approval, run the steps, summary.
+
+use super::plan::print_plan;
+use super::{check_only, plan_options};
+use crate::cli::{Cli, DeployArgs, OutputFormat};
+use crate::error::{exit, Failure};
+use crate::executor::{Outcome, RunReport, Runner};
+use crate::paths::LOCAL_DIR;
+use crate::plan::{self, Action, Decision};
+use crate::project::Project;
+use crate::report::{self, Console};
+use crate::state::{State, StateStore};
+use anyhow::Result;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+pub fn run(cli: &Cli) -> Result<i32> {
+    let p = Project::load(cli, true)?;
+    let settings = &p.config.settings.deployment;
+    let d = &cli.deploy;
+    let dry_run = d.dry_run || settings.dry_run;
+    let auto_approve = d.auto_approve || settings.auto_approve;
+    let resume = d.resume || settings.resume;
+    let opts = plan_options(&p, d, resume)?;
+    let store = p.store()?;
+
+    // The lock is held for the whole run; a dry run writes nothing and takes none.
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(store.lock(cli.global.lock_timeout)?)
+    };
+    let mut state = store.load()?;
+    if d.reset_state {
+        if dry_run {
+            p.console
+                .line("dry run: the state would be backed up and cleared");
+        } else {
+            if let Some(b) = store.backup()? {
+                p.console.line(&format!("state backed up to {b}"));
+            }
+            state = State::default();
+            store.save(&state)?;
+        }
+        state = State::default();
+    }
+    let salt = state.secret_salt();
+    let decisions = plan::decide(&p.steps, &state, p.fingerprints(Some(&salt))?, &opts);
+    check_only(&p, &decisions, &opts.only)?;
+    print_plan(&p.console, &decisions);
+    let json = cli.global.output == OutputFormat::Json;
+    if !decisions.iter().any(|d| d.action == Action::Run) {
+        p.console.line("Nothing to do.");
+        if json {
+            let report = Runner::nothing_ran(&decisions);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&run_json(&decisions, &report, dry_run, exit::OK))?
+            );
+        }
+        return Ok(exit::OK);
+    }
+    if !dry_run && !auto_approve {
+        if std::io::stdin().is_terminal() {
+            print!("Run these steps? [y/N] ");
+            let _ = std::io::stdout().flush();
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+                p.console.line("Cancelled: nothing ran.");
+                return Ok(exit::STEP_FAILED);
+            }
+        } else {
+            return Err(Failure::new(
+                exit::STEP_FAILED,
+                "no terminal to ask for approval: pass --auto-approve (or set deployment.auto_approve: true) to run without asking",
+            )
+            .into());
+        }
+    }
+    let report = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
+    print_summary(&p.console, &report, dry_run);
+    if dry_run {
+        p.console
+            .line("Dry run: no command ran and no state was written.");
+    }
+    let code = match report.interrupted {
+        Some(libc::SIGTERM) => exit::SIGTERM,
+        Some(_) => exit::SIGINT,
+        None if report.failed() => exit::STEP_FAILED,
+        None => exit::OK,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&run_json(&decisions, &report, dry_run, code))?
+        );
+    }
+    Ok(code)
+}
+
+/// Runs the decided steps (records them in `store`), saves the hash cache; prints the step
+/// lines but not the summary.
+pub(crate) fn execute(
+    p: &Project,
+    d: &DeployArgs,
+    store: &dyn StateStore,
+    decisions: &[Decision],
+    mut state: State,
+    dry_run: bool,
+) -> Result<RunReport> {
+    let run_id = run_id();
+    state
+        .extra
+        .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
+    let runner = Runner {
+        engine: &p.engine,
+        steps: &p.steps,
+        config: p.config.clone(),
+        masker: p.masker.clone(),
+        console: p.console.clone(),
+        store,
+        dry_run,
+        jobs: if dry_run { 1 } else { d.jobs },
+        keep_going: d.keep_going,
+        log_dir: (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id)),
+        running: Default::default(),
+        hash_cache: Some(p.hash_cache.clone()),
+    };
+    let report = runner.run(decisions, state)?;
+    p.hash_cache.save();
+    Ok(report)
+}
+
+fn run_id() -> String {
+    format!(
+        "{}-{}",
+        crate::state::compact_now(false),
+        std::process::id()
+    )
+}
+
+pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool) {
+    let width = report
+        .results
+        .iter()
+        .map(|r| r.step.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    console.line("");
+    console.line(&format!(
+        "  {:width$}  {:11}  {:>8}  REASON",
+        "STEP", "RESULT", "TIME"
+    ));
+    for r in &report.results {
+        let result = match r.outcome {
+            Outcome::Ran if dry_run => console.paint(report::GREEN, &format!("{:11}", "✓ dry run")),
+            Outcome::Ran => console.paint(report::GREEN, &format!("{:11}", "✓ ran")),
+            Outcome::Skipped => console.paint(report::DIM, &format!("{:11}", "· skipped")),
+            Outcome::Failed => console.paint(report::RED, &format!("{:11}", "✗ failed")),
+            Outcome::Interrupted => console.paint(report::RED, &format!("{:11}", "✗ interrupted")),
+            Outcome::Blocked => console.paint(report::YELLOW, &format!("{:11}", "- blocked")),
+            Outcome::NotRun => console.paint(report::YELLOW, &format!("{:11}", "- pending")),
+        };
+        let time = if r.outcome == Outcome::Ran || r.duration > std::time::Duration::ZERO {
+            report::duration(r.duration)
+        } else {
+            String::new()
+        };
+        console.line(&format!(
+            "  {:width$}  {result}  {time:>8}  {}",
+            r.step, r.reason
+        ));
+    }
+    let count = |o| report.results.iter().filter(|r| r.outcome == o).count();
+    console.line(&format!(
+        "{} {}, {} skipped, {} failed, {} blocked{} in {}",
+        count(Outcome::Ran),
+        if dry_run { "would run" } else { "ran" },
+        count(Outcome::Skipped),
+        count(Outcome::Failed),
+        count(Outcome::Blocked),
+        match count(Outcome::Interrupted) {
+            0 => String::new(),
+            k => format!(", {k} interrupted"),
+        },
+        report::duration(report.wall)
+    ));
+}
+
+/// The JSON document of a deployment (`--output json`).
+fn run_json(
+    decisions: &[Decision],
+    report: &RunReport,
+    dry_run: bool,
+    code: i32,
+) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = decisions
+        .iter()
+        .zip(&report.results)
+        .map(|(d, r)| {
+            serde_json::json!({
+                "name": d.step,
+                "decision": d.action.as_str(),
+                "reasons": d.reasons,
+                "result": r.outcome.as_str(),
+                "reason": r.reason,
+                "duration_secs": (r.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "command": "deploy",
+        "dry_run": dry_run,
+        "steps": steps,
+        "wall_secs": (report.wall.as_secs_f64() * 1000.0).round() / 1000.0,
+        "interrupted": report.interrupted.is_some(),
+        "exit_code": code,
+    })
+}

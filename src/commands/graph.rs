@@ -1,0 +1,79 @@
+//! `stepwise graph`: the steps and their `needs` as Mermaid or DOT, marked with what would run.
+
+use super::plan_options;
+use crate::cli::{Cli, GraphFormat};
+use crate::error::exit;
+use crate::plan::{self, Action};
+use crate::project::Project;
+use anyhow::Result;
+
+pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
+    let has_config = cli.global.config.exists();
+    let p = Project::load(cli, has_config)?;
+    // Mark what would run when there is a config to decide with.
+    let decisions = if has_config {
+        let opts = plan_options(&p, &cli.deploy, cli.deploy.resume)?;
+        let state = p.store()?.load()?;
+        Some(plan::decide(
+            &p.steps,
+            &state,
+            p.fingerprints(state.salt())?,
+            &opts,
+        ))
+    } else {
+        None
+    };
+    let action = |i: usize| decisions.as_ref().map(|d| d[i].action);
+    let mut out = String::new();
+    match format {
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart TD\n");
+            for (i, s) in p.steps.steps.iter().enumerate() {
+                let label = match action(i) {
+                    Some(a) => format!("{}<br/>{}", s.name, a.as_str()),
+                    None => s.name.clone(),
+                };
+                out.push_str(&format!("    {}[\"{label}\"]\n", s.name));
+            }
+            for s in &p.steps.steps {
+                for n in &s.needs {
+                    out.push_str(&format!("    {n} --> {}\n", s.name));
+                }
+            }
+            if decisions.is_some() {
+                out.push_str("    classDef run fill:#fde68a,stroke:#b45309\n");
+                out.push_str("    classDef skip fill:#e5e7eb,stroke:#6b7280\n");
+                for (i, s) in p.steps.steps.iter().enumerate() {
+                    let class = if action(i) == Some(Action::Run) {
+                        "run"
+                    } else {
+                        "skip"
+                    };
+                    out.push_str(&format!("    class {} {class}\n", s.name));
+                }
+            }
+        }
+        GraphFormat::Dot => {
+            out.push_str("digraph stepwise {\n    rankdir=TB;\n    node [shape=box];\n");
+            for (i, s) in p.steps.steps.iter().enumerate() {
+                let (label, style) = match action(i) {
+                    Some(Action::Run) => (
+                        format!("{}\\nrun", s.name),
+                        ", style=filled, fillcolor=\"#fde68a\"",
+                    ),
+                    Some(a) => (format!("{}\\n{}", s.name, a.as_str()), ""),
+                    None => (s.name.clone(), ""),
+                };
+                out.push_str(&format!("    \"{}\" [label=\"{label}\"{style}];\n", s.name));
+            }
+            for s in &p.steps.steps {
+                for n in &s.needs {
+                    out.push_str(&format!("    \"{n}\" -> \"{}\";\n", s.name));
+                }
+            }
+            out.push_str("}\n");
+        }
+    }
+    print!("{out}");
+    Ok(exit::OK)
+}

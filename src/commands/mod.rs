@@ -1,0 +1,84 @@
+//! The commands: one module per subcommand, each wiring project, plan, state and executor
+//! together. Nothing below this layer imports it.
+
+pub mod deploy;
+pub mod graph;
+pub mod plan;
+pub mod state;
+pub mod steps;
+pub mod watch;
+
+use crate::cli::{Cli, Command, DeployArgs};
+use crate::error::usage;
+use crate::plan::{Decision, PlanOptions};
+use crate::project::Project;
+use anyhow::Result;
+
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        None | Some(Command::Deploy) => deploy::run(&cli),
+        Some(Command::Plan) => plan::run(&cli),
+        Some(Command::Steps) => steps::run(&cli),
+        Some(Command::Graph { format }) => graph::run(&cli, *format),
+        Some(Command::Watch { debounce, poll }) => watch::run(
+            &cli,
+            std::time::Duration::from_millis(*debounce),
+            poll.map(std::time::Duration::from_millis),
+        ),
+        Some(Command::State(sc)) => state::run(&cli, sc),
+    }
+}
+
+pub(crate) fn plan_options(p: &Project, d: &DeployArgs, resume: bool) -> Result<PlanOptions> {
+    p.check_names("--force-step", &d.force_step)?;
+    p.check_names("--only", &d.only)?;
+    let mut force_steps = d.force_step.clone();
+    if d.with_dependents {
+        if force_steps.is_empty() {
+            return Err(usage("--with-dependents goes with --force-step NAME"));
+        }
+        // Every step that needs a forced step, directly or not (steps are few: a fixpoint).
+        loop {
+            let before = force_steps.len();
+            for s in &p.steps.steps {
+                if !force_steps.contains(&s.name) && s.needs.iter().any(|n| force_steps.contains(n))
+                {
+                    force_steps.push(s.name.clone());
+                }
+            }
+            if force_steps.len() == before {
+                break;
+            }
+        }
+    }
+    Ok(PlanOptions {
+        force_all: d.force_all,
+        force_steps,
+        resume,
+        only: d.only.clone(),
+    })
+}
+
+/// `--only`: the selected steps' needs outside the selection must be up to date.
+pub(crate) fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    for name in only {
+        let i = p.steps.index(name).unwrap_or(0);
+        for need in &p.steps.steps[i].needs {
+            if only.contains(need) {
+                continue;
+            }
+            let j = p.steps.index(need).unwrap_or(0);
+            if decisions[j].reasons.len() > 1 {
+                return Err(usage(format!(
+                    "--only {name}: it needs `{need}`, which is not selected and not up to date ({}); add --only {need}",
+                    decisions[j].reasons[1..].join("; ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
