@@ -108,6 +108,10 @@ pub struct DeployArgs {
     /// Restrict the run to these steps (repeatable).
     #[arg(long, global = true, value_name = "NAME")]
     pub only: Vec<String>,
+    /// Fail a step at any read it does not declare (config key, env var, outputs of a step it
+    /// does not need); also `deployment.strict: true`.
+    #[arg(long, global = true)]
+    pub strict: bool,
 }
 
 #[derive(Subcommand, Debug)]

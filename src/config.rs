@@ -35,6 +35,8 @@ pub struct DeploymentSettings {
     pub auto_approve: bool,
     pub verbose: bool,
     pub resume: bool,
+    /// An undeclared read fails the step (`--strict`).
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -85,6 +85,8 @@ pub struct Runner<'a> {
     pub running: Mutex<HashMap<String, (Instant, Arc<StepContext>)>>,
     /// The local hash cache (image fingerprints use it too).
     pub hash_cache: Option<Arc<crate::hashcache::HashCache>>,
+    /// `--strict`: a read the step does not declare fails the step at the read.
+    pub strict: bool,
 }
 
 /// How often a long-running step says it is still running when there is no live view.
@@ -137,11 +139,13 @@ impl Runner<'_> {
         process::DEFER_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
         let started = Instant::now();
         let n = self.steps.steps.len();
+        let salt = state.salt().unwrap_or("").to_string();
+        let salt = salt.as_str();
         let state = Arc::new(Mutex::new(state));
         let mut nodes: Vec<Node> = decisions
             .iter()
             .map(|d| match d.action {
-                Action::Run => Node::Waiting,
+                Action::Run | Action::Maybe => Node::Waiting,
                 Action::Skip => Node::Satisfied,
                 Action::Pending => Node::Unsatisfied,
                 Action::Excluded => {
@@ -155,7 +159,7 @@ impl Runner<'_> {
             .collect();
         let mut results: Vec<Option<StepResult>> = vec![None; n];
         for (i, d) in decisions.iter().enumerate() {
-            if d.action != Action::Run {
+            if !matches!(d.action, Action::Run | Action::Maybe) {
                 let outcome = if d.action == Action::Skip {
                     Outcome::Skipped
                 } else {
@@ -170,6 +174,23 @@ impl Runner<'_> {
             }
         }
         let ancestors: Vec<Vec<usize>> = (0..n).map(|i| self.steps.ancestors(i)).collect();
+        // A pending (`Maybe`) step also waits for the steps whose outputs decide it.
+        let waits: Vec<Vec<usize>> = (0..n)
+            .map(|i| {
+                let mut w = ancestors[i].clone();
+                for name in &decisions[i].waits_on {
+                    if let Some(j) = self.steps.index(name) {
+                        if !w.contains(&j) {
+                            w.push(j);
+                        }
+                    }
+                }
+                w
+            })
+            .collect();
+        // Decisions made when a pending step became ready (it ran, or its outputs were
+        // unchanged).
+        let mut late: Vec<Option<Decision>> = vec![None; n];
         let (tx, rx) = mpsc::channel::<(usize, StepRecordUpdate)>();
         let mut running = 0usize;
         let mut stop_starting = false;
@@ -216,19 +237,58 @@ impl Runner<'_> {
                                 continue;
                             }
                             // Every ancestor, direct or through skipped steps, has ended.
-                            let ready = ancestors[i]
+                            let ready = waits[i]
                                 .iter()
                                 .all(|&j| !matches!(nodes[j], Node::Waiting | Node::Running));
                             if !ready {
                                 continue;
                             }
+                            if decisions[i].action == Action::Maybe && self.dry_run {
+                                // Nothing ran, so nothing can be compared: it stays pending.
+                                let d = &decisions[i];
+                                self.console.line(&format!(
+                                    "{} {} pending: {}",
+                                    self.console.paint(report::YELLOW, "?"),
+                                    d.step,
+                                    d.reasons.join("; ")
+                                ));
+                                nodes[i] = Node::Satisfied;
+                                results[i] = Some(StepResult {
+                                    step: d.step.clone(),
+                                    outcome: Outcome::NotRun,
+                                    reason: d.reasons.join("; "),
+                                    duration: Duration::ZERO,
+                                });
+                                continue;
+                            }
+                            if decisions[i].action == Action::Maybe && late[i].is_none() {
+                                let d = self.decide_pending(&decisions[i], &state);
+                                if d.action == Action::Skip {
+                                    self.console.line(&format!(
+                                        "{} {} skipped: {}",
+                                        self.console.paint(report::DIM, "·"),
+                                        d.step,
+                                        d.reasons.join("; ")
+                                    ));
+                                    nodes[i] = Node::Satisfied;
+                                    results[i] = Some(StepResult {
+                                        step: d.step.clone(),
+                                        outcome: Outcome::Skipped,
+                                        reason: d.reasons.join("; "),
+                                        duration: Duration::ZERO,
+                                    });
+                                    late[i] = Some(d);
+                                    continue;
+                                }
+                                late[i] = Some(d);
+                            }
                             nodes[i] = Node::Running;
                             running += 1;
                             let tx = tx.clone();
                             let state = state.clone();
-                            let decision = &decisions[i];
+                            let decision = late[i].clone().unwrap_or_else(|| decisions[i].clone());
                             scope.spawn(move || {
-                                let update = self.run_step(i, decision, state);
+                                let update = self.run_step(i, &decision, state, salt);
                                 let _ = tx.send((i, update));
                             });
                             // In a dry run, steps run one after another so that their lines
@@ -295,6 +355,31 @@ impl Runner<'_> {
             wall: started.elapsed(),
             interrupted,
         })
+    }
+
+    /// The decision of a pending step once the steps it waits on have finished: it runs when
+    /// outputs it read changed, and is skipped when they are byte-identical (early cutoff).
+    fn decide_pending(&self, d: &Decision, state: &Mutex<State>) -> Decision {
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reasons = Vec::new();
+        if let Some(r) = st.steps.get(&d.step).and_then(|r| r.reads.as_ref()) {
+            for upstream in &d.waits_on {
+                reasons.extend(crate::reads::changed_outputs(
+                    r,
+                    upstream,
+                    &st.outputs(upstream),
+                ));
+            }
+        }
+        let mut out = d.clone();
+        if reasons.is_empty() {
+            out.action = Action::Skip;
+            out.reasons = vec![format!("outputs of {} unchanged", d.waits_on.join(", "))];
+        } else {
+            out.action = Action::Run;
+            out.reasons = reasons;
+        }
+        out
     }
 
     /// Why step `i` can no longer run, if it cannot: a direct need that is not up to date and
@@ -379,6 +464,7 @@ impl Runner<'_> {
         i: usize,
         decision: &Decision,
         state: Arc<Mutex<State>>,
+        salt: &str,
     ) -> StepRecordUpdate {
         let step = &self.steps.steps[i];
         let reason = decision.reasons.join("; ");
@@ -421,6 +507,20 @@ impl Runner<'_> {
                 .unwrap_or_default(),
             images: Mutex::new(Default::default()),
             hash_cache: self.hash_cache.clone(),
+            declared: host::Declared {
+                at: format!("{}:{}", step.file, step.decl_line),
+                config: step.config.clone(),
+                env: step.env.clone(),
+                ancestors: self
+                    .steps
+                    .ancestors(i)
+                    .into_iter()
+                    .map(|j| self.steps.steps[j].name.clone())
+                    .collect(),
+            },
+            reads: Mutex::new(Default::default()),
+            secret_salt: salt.to_string(),
+            strict: self.strict,
         });
         let started_at = state::now();
         let t0 = Instant::now();
@@ -509,6 +609,7 @@ impl Runner<'_> {
                 duration_secs: None,
                 dependencies: Default::default(),
                 outputs: Default::default(),
+                reads: None,
                 extra: Default::default(),
             });
             let now = state::now();
@@ -527,6 +628,7 @@ impl Runner<'_> {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .clone();
+                    rec.reads = Some(ctx.reads.lock().unwrap_or_else(|e| e.into_inner()).clone());
                 }
                 Outcome::Interrupted => {
                     rec.status = Status::Interrupted;

@@ -62,6 +62,7 @@ pub fn describe(key: &str) -> String {
         Some(("dir", p)) => format!("directory {p}"),
         Some(("glob", p)) => format!("files matching {p}"),
         Some(("config", k)) => format!("config {k}"),
+        Some(("env", k)) => format!("env {k}"),
         _ if key == SCRIPT => "step script".to_string(),
         _ if key == PRELUDE => "prelude.rhai".to_string(),
         _ => key.to_string(),
@@ -122,6 +123,11 @@ impl Fingerprinter<'_> {
                 sha256_hex(canonical.as_bytes())
             };
             fp.dependencies.insert(format!("config:{key}"), digest);
+        }
+        for name in &step.env {
+            let value = crate::reads::env_value(name);
+            let digest = crate::reads::env_digest(value.as_deref(), self.secret_salt.unwrap_or(""));
+            fp.dependencies.insert(format!("env:{name}"), digest);
         }
         for pattern in &step.files {
             let expanded = self.interpolate(step, pattern)?;

@@ -5,6 +5,7 @@
 
 use crate::config::{AdvancedSettings, Config};
 use crate::process::{self, RunError};
+use crate::reads::{self, Reads};
 use crate::report::Console;
 use crate::secrets::Masker;
 use crate::state::State;
@@ -41,6 +42,26 @@ pub struct StepContext {
     pub images: Mutex<Map<String, Value>>,
     /// The local hash cache, shared with fingerprinting.
     pub hash_cache: Option<Arc<crate::hashcache::HashCache>>,
+    /// What the step declares (config keys, env vars) and the steps it needs, directly or
+    /// not: a read outside them is reported (and refused with `strict`).
+    pub declared: Declared,
+    /// Every read of this run, recorded with the digest of the value read.
+    pub reads: Mutex<Reads>,
+    /// The state's salt for digests of secret values.
+    pub secret_salt: String,
+    /// `--strict`: an undeclared read fails the step at the read.
+    pub strict: bool,
+}
+
+/// What a step declares, for telling declared reads from undeclared ones.
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    /// `file:line` of the declaration, for messages.
+    pub at: String,
+    pub config: Vec<String>,
+    pub env: Vec<String>,
+    /// Every step it needs, directly or through any chain of `needs`.
+    pub ancestors: Vec<String>,
 }
 
 impl StepContext {
@@ -64,6 +85,61 @@ impl StepContext {
         self.log_file(&format!("warning: {masked}"));
         self.console.step_warn(&self.step, &masked);
     }
+
+    /// An undeclared read (`what` like `config app.b`): warned once per step and key per run,
+    /// kept for `stepwise check`, an error with `strict`.
+    fn undeclared(&self, what: &str, at: &str, fix: &str) -> HostResult<()> {
+        let first = self
+            .reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .undeclared
+            .insert(what.to_string(), at.to_string())
+            .is_none();
+        let msg = format!(
+            "step `{}` reads {what} at {at} but does not declare it: {fix} in its declaration ({})",
+            self.step, self.declared.at
+        );
+        if self.strict {
+            return Err(err(format!(
+                "{msg} (--strict: undeclared reads are errors)"
+            )));
+        }
+        if first {
+            self.warn(&msg);
+        }
+        Ok(())
+    }
+
+    fn record_config(&self, key: &str) {
+        let mut r = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+        if !r.config.contains_key(key) {
+            let digest = reads::config_digest(&self.config, key, &self.secret_salt);
+            r.config.insert(key.to_string(), digest);
+        }
+    }
+
+    fn record_output(&self, step: &str, key: &str, outputs: &Map<String, Value>) {
+        let digest = reads::output_read_digest(outputs, key);
+        self.reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .outputs
+            .entry(step.to_string())
+            .or_default()
+            .insert(key.to_string(), digest);
+    }
+}
+
+/// `file:line:col` of a host function's call site.
+fn call_site(ncx: &NativeCallContext) -> String {
+    let pos = ncx.call_position();
+    format!(
+        "{}:{}:{}",
+        ncx.call_source().unwrap_or("<script>"),
+        pos.line().unwrap_or(0),
+        pos.position().unwrap_or(0)
+    )
 }
 
 thread_local! {
@@ -109,18 +185,27 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("exec_try", |args: Array| exec(args, true));
     engine.register_fn("docker_build", docker_build);
     engine.register_fn("docker_build", docker_build_many);
-    engine.register_fn("read_config", |key: &str| read_config(key, None));
-    engine.register_fn("read_config", |key: &str, default: Dynamic| {
-        read_config(key, Some(default))
+    engine.register_fn("read_config", |ncx: NativeCallContext, key: &str| {
+        read_config(&ncx, key, None)
     });
+    engine.register_fn(
+        "read_config",
+        |ncx: NativeCallContext, key: &str, default: Dynamic| read_config(&ncx, key, Some(default)),
+    );
     engine.register_fn("output", output);
     engine.register_fn("outputs", outputs);
+    register_outputs_view(engine);
     engine.register_fn("secret", secret);
-    engine.register_fn("env", |name: &str| env(name, None, false));
-    engine.register_fn("env", |name: &str, default: &str| {
-        env(name, Some(default), false)
+    engine.register_fn("env", |ncx: NativeCallContext, name: &str| {
+        env(&ncx, name, None, false)
     });
-    engine.register_fn("env_secret", |name: &str| env(name, None, true));
+    engine.register_fn(
+        "env",
+        |ncx: NativeCallContext, name: &str, default: &str| env(&ncx, name, Some(default), false),
+    );
+    engine.register_fn("env_secret", |ncx: NativeCallContext, name: &str| {
+        env(&ncx, name, None, true)
+    });
     engine.register_fn("log", |msg: Dynamic| -> HostResult<()> {
         current("log")?.say(&display(&msg));
         Ok(())
@@ -137,7 +222,10 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn(
         "to_json",
         |_ctx: NativeCallContext, v: Dynamic| -> HostResult<String> {
-            let value: Value = rhai::serde::from_dynamic(&v)?;
+            let value: Value = match v.clone().try_cast::<OutputsView>() {
+                Some(view) => Value::Object(view.whole()),
+                None => rhai::serde::from_dynamic(&v)?,
+            };
             Ok(serde_json::to_string(&value).unwrap_or_default())
         },
     );
@@ -690,10 +778,21 @@ fn docker_build_many(specs: Array) -> HostResult<Array> {
     Ok(out)
 }
 
-fn read_config(key: &str, default: Option<Dynamic>) -> HostResult<Dynamic> {
+fn read_config(
+    ncx: &NativeCallContext,
+    key: &str,
+    default: Option<Dynamic>,
+) -> HostResult<Dynamic> {
     let ctx = current("read_config")?;
+    if !reads::covers(&ctx.declared.config, key) {
+        ctx.undeclared(
+            &format!("config {key}"),
+            &call_site(ncx),
+            &format!("add \"{key}\" to `config:`"),
+        )?;
+    }
+    ctx.record_config(key);
     match ctx.config.get(key) {
-        // A key that is present but null (`key:` with no value) takes the default too.
         Some(Value::Null) if default.is_some() => Ok(default.unwrap_or(Dynamic::UNIT)),
         Some(v) => Ok(json_to_dynamic(v)),
         None => default.ok_or_else(|| {
@@ -722,7 +821,7 @@ fn output(key: &str, value: Dynamic) -> HostResult<()> {
     Ok(())
 }
 
-fn outputs(step: &str) -> HostResult<Dynamic> {
+fn outputs(ncx: NativeCallContext, step: &str) -> HostResult<Dynamic> {
     let ctx = current("outputs")?;
     if step == ctx.step {
         let own = ctx
@@ -732,12 +831,79 @@ fn outputs(step: &str) -> HostResult<Dynamic> {
             .clone();
         return Ok(json_to_dynamic(&Value::Object(own)));
     }
+    if !ctx.declared.ancestors.iter().any(|a| a == step) {
+        ctx.undeclared(
+            &format!("outputs of {step}"),
+            &call_site(&ncx),
+            &format!("add \"{step}\" to `needs:` (directly or through a step it needs)"),
+        )?;
+    }
     let map = ctx
         .state
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .outputs(step);
-    Ok(json_to_dynamic(&Value::Object(map)))
+    Ok(Dynamic::from(OutputsView {
+        step: step.to_string(),
+        map: Arc::new(map),
+    }))
+}
+
+/// What `outputs("x")` returns: a read-only map of step x's outputs that records which keys
+/// the step uses (property access, indexing, `contains`), or the whole map when it is used
+/// whole (`keys`, `values`, `len`, `to_json`, printing). Its `type_of` is `"map"`.
+#[derive(Clone)]
+pub struct OutputsView {
+    step: String,
+    map: Arc<Map<String, Value>>,
+}
+
+impl OutputsView {
+    fn record(&self, key: &str) {
+        if let Some(ctx) = CURRENT.with(|c| c.borrow().clone()) {
+            ctx.record_output(&self.step, key, &self.map);
+        }
+    }
+
+    fn get(&self, key: &str) -> Dynamic {
+        self.record(key);
+        self.map
+            .get(key)
+            .map(json_to_dynamic)
+            .unwrap_or(Dynamic::UNIT)
+    }
+
+    fn whole(&self) -> Map<String, Value> {
+        self.record(reads::WHOLE);
+        (*self.map).clone()
+    }
+}
+
+fn register_outputs_view(engine: &mut Engine) {
+    engine.register_type_with_name::<OutputsView>("map");
+    engine.register_indexer_get(|v: &mut OutputsView, key: &str| v.get(key));
+    engine.register_fn("contains", |v: &mut OutputsView, key: &str| {
+        v.record(key);
+        v.map.contains_key(key)
+    });
+    engine.register_fn("get", |v: &mut OutputsView, key: &str| v.get(key));
+    engine.register_fn("keys", |v: &mut OutputsView| -> Array {
+        v.whole().keys().map(|k| Dynamic::from(k.clone())).collect()
+    });
+    engine.register_fn("values", |v: &mut OutputsView| -> Array {
+        v.whole().values().map(json_to_dynamic).collect()
+    });
+    engine.register_fn("len", |v: &mut OutputsView| v.whole().len() as i64);
+    engine.register_fn("is_empty", |v: &mut OutputsView| v.whole().is_empty());
+    engine.register_fn("to_map", |v: &mut OutputsView| {
+        json_to_dynamic(&Value::Object(v.whole()))
+    });
+    engine.register_fn("to_string", |v: &mut OutputsView| {
+        json_to_dynamic(&Value::Object(v.whole())).to_string()
+    });
+    engine.register_fn("to_debug", |v: &mut OutputsView| {
+        format!("{:?}", json_to_dynamic(&Value::Object(v.whole())))
+    });
 }
 
 fn secret(value: Dynamic) -> HostResult<Dynamic> {
@@ -746,13 +912,32 @@ fn secret(value: Dynamic) -> HostResult<Dynamic> {
     Ok(value)
 }
 
-fn env(name: &str, default: Option<&str>, is_secret: bool) -> HostResult<String> {
+fn env(
+    ncx: &NativeCallContext,
+    name: &str,
+    default: Option<&str>,
+    is_secret: bool,
+) -> HostResult<String> {
     let func = if is_secret { "env_secret" } else { "env" };
     let ctx = current(func)?;
-    let value = match (std::env::var(name), default) {
-        (Ok(v), _) => v,
-        (Err(_), Some(d)) => d.to_string(),
-        (Err(_), None) => {
+    if !ctx.declared.env.iter().any(|d| d == name) {
+        ctx.undeclared(
+            &format!("env {name}"),
+            &call_site(ncx),
+            &format!("add \"{name}\" to `env:`"),
+        )?;
+    }
+    let current_value = reads::env_value(name);
+    let digest = reads::env_digest(current_value.as_deref(), &ctx.secret_salt);
+    ctx.reads
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .env
+        .insert(name.to_string(), digest);
+    let value = match (current_value, default) {
+        (Some(v), _) => v,
+        (None, Some(d)) => d.to_string(),
+        (None, None) => {
             return Err(err(format!(
                 "step `{}`: environment variable {name} is not set",
                 ctx.step

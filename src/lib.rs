@@ -17,6 +17,7 @@ pub mod paths;
 pub mod plan;
 pub mod process;
 pub mod project;
+pub mod reads;
 pub mod report;
 pub mod script;
 pub mod secrets;

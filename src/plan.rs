@@ -1,6 +1,8 @@
 //! The skip decision: for each step, run or skip, and why.
 
+use crate::config::Config;
 use crate::fingerprint::{describe, Fingerprint};
+use crate::reads::{self, DigestMemo};
 use crate::state::{State, Status};
 use crate::step::StepSet;
 
@@ -14,6 +16,9 @@ pub enum Action {
     Pending,
     /// Not selected (`--only`).
     Excluded,
+    /// Up to date unless outputs it read change: decided when the steps it waits on (which
+    /// run in this deployment) have finished ("known after apply").
+    Maybe,
 }
 
 impl Action {
@@ -23,6 +28,7 @@ impl Action {
             Action::Skip => "skip",
             Action::Pending => "pending",
             Action::Excluded => "excluded",
+            Action::Maybe => "pending",
         }
     }
 }
@@ -36,6 +42,8 @@ pub struct Decision {
     pub fingerprint: Fingerprint,
     /// Forced (`--force-all`, `--force-step`): also rebuilds images whose inputs did not change.
     pub forced: bool,
+    /// `Maybe`: the steps whose outputs decide it.
+    pub waits_on: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,28 +55,123 @@ pub struct PlanOptions {
     pub only: Vec<String>,
 }
 
+/// What decisions compare recorded reads against: the config and the state's salt.
+pub struct ReadContext<'a> {
+    pub config: &'a Config,
+    pub salt: &'a str,
+}
+
 /// Decides every step, in the order of `steps`. `fingerprints[i]` belongs to `steps.steps[i]`.
+/// A step is compared on what it declares (its fingerprint) and on what it read when it last
+/// completed (recorded reads: config keys and env vars it did not declare, other steps'
+/// outputs).
 pub fn decide(
     steps: &StepSet,
     state: &State,
     fingerprints: Vec<Fingerprint>,
     opts: &PlanOptions,
+    reads_ctx: &ReadContext,
 ) -> Vec<Decision> {
-    steps
+    let memo = DigestMemo::default();
+    let mut decisions: Vec<Decision> = steps
         .steps
         .iter()
         .zip(fingerprints)
         .map(|(step, fp)| {
-            let (action, reasons) = decide_one(&step.name, state, &fp, opts);
+            let input_changes = || match state.steps.get(&step.name).and_then(|r| r.reads.as_ref())
+            {
+                Some(r) => reads::changed_inputs(
+                    r,
+                    &step.config,
+                    &step.env,
+                    reads_ctx.config,
+                    &memo,
+                    reads_ctx.salt,
+                ),
+                None => Vec::new(),
+            };
+            let (action, reasons) = decide_one(&step.name, state, &fp, opts, &input_changes);
             Decision {
                 step: step.name.clone(),
                 action,
                 reasons,
                 fingerprint: fp,
                 forced: opts.force_all || opts.force_steps.iter().any(|s| s == &step.name),
+                waits_on: Vec::new(),
             }
         })
-        .collect()
+        .collect();
+    // Outputs read from other steps: a step that would be skipped waits on the steps whose
+    // outputs it read and that (may) run now; otherwise it compares them with the state.
+    // Steps are few: iterate to a fixpoint.
+    loop {
+        let mut changed = false;
+        for i in 0..decisions.len() {
+            if decisions[i].action != Action::Skip {
+                continue;
+            }
+            let Some(r) = state
+                .steps
+                .get(&decisions[i].step)
+                .and_then(|r| r.reads.as_ref())
+            else {
+                continue;
+            };
+            let mut waits = Vec::new();
+            let mut reasons = Vec::new();
+            for upstream in r.outputs.keys() {
+                let may_run = steps
+                    .index(upstream)
+                    .is_some_and(|j| matches!(decisions[j].action, Action::Run | Action::Maybe));
+                if may_run {
+                    waits.push(upstream.clone());
+                } else {
+                    reasons.extend(reads::changed_outputs(
+                        r,
+                        upstream,
+                        &state.outputs(upstream),
+                    ));
+                }
+            }
+            if !reasons.is_empty() {
+                let d = &mut decisions[i];
+                if opts.resume {
+                    reasons.push(
+                        "pending: --resume runs only failed, interrupted and new steps".into(),
+                    );
+                    d.action = Action::Pending;
+                } else {
+                    d.action = Action::Run;
+                }
+                d.reasons = reasons;
+                changed = true;
+            } else if !waits.is_empty() {
+                let d = &mut decisions[i];
+                d.action = Action::Maybe;
+                d.reasons = vec![format!("runs if outputs of {} change", waits.join(", "))];
+                d.waits_on = waits;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    // `--only`: what is not selected does not run.
+    if !opts.only.is_empty() {
+        for d in &mut decisions {
+            if !opts.only.iter().any(|s| s == &d.step) {
+                let mut r = vec!["not selected (--only)".to_string()];
+                if d.action != Action::Skip {
+                    r.append(&mut d.reasons);
+                }
+                d.action = Action::Excluded;
+                d.reasons = r;
+                d.waits_on.clear();
+            }
+        }
+    }
+    decisions
 }
 
 fn decide_one(
@@ -76,13 +179,20 @@ fn decide_one(
     state: &State,
     fp: &Fingerprint,
     opts: &PlanOptions,
+    input_changes: &dyn Fn() -> Vec<String>,
 ) -> (Action, Vec<String>) {
     let record = state.steps.get(name);
     let changes = match record {
-        Some(r) if r.status == Status::Completed => changes(r, fp),
+        Some(r) if r.status == Status::Completed => {
+            let mut c = changes(r, fp);
+            if c.is_empty() {
+                c = input_changes();
+            }
+            c
+        }
         _ => Vec::new(),
     };
-    let (action, reasons) = if opts.force_all {
+    if opts.force_all {
         (Action::Run, vec!["forced (--force-all)".to_string()])
     } else if opts.force_steps.iter().any(|s| s == name) {
         (Action::Run, vec!["forced (--force-step)".to_string()])
@@ -106,15 +216,7 @@ fn decide_one(
             }
             Some(_) => (Action::Skip, vec!["up to date".to_string()]),
         }
-    };
-    if !opts.only.is_empty() && !opts.only.iter().any(|s| s == name) {
-        let mut r = vec!["not selected (--only)".to_string()];
-        if action != Action::Skip {
-            r.extend(reasons);
-        }
-        return (Action::Excluded, r);
     }
-    (action, reasons)
 }
 
 /// What changed between a completed record and a new fingerprint, one reason per dependency.

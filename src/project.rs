@@ -104,6 +104,14 @@ impl Project {
         Ok(out)
     }
 
+    /// What decisions compare recorded reads against.
+    pub fn read_context<'a>(&'a self, salt: Option<&'a str>) -> crate::plan::ReadContext<'a> {
+        crate::plan::ReadContext {
+            config: &self.config,
+            salt: salt.unwrap_or(""),
+        }
+    }
+
     pub(crate) fn check_names(&self, flag: &str, names: &[String]) -> Result<()> {
         for n in names {
             if self.steps.index(n).is_none() {

@@ -10,8 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The format version this build writes. Files with a higher major version are refused.
-pub const FORMAT_VERSION: &str = "2.0";
-const FORMAT_MAJOR: u64 = 2;
+/// 3.0 added recorded reads (`reads` in a step record); 2.x files load as they are and are
+/// written back as 3.0 (their steps keep their decisions; reads are recorded when each step
+/// next runs). Older builds refuse 3.0 as newer than they understand.
+pub const FORMAT_VERSION: &str = "3.0";
+const FORMAT_MAJOR: u64 = 3;
+/// The oldest major version this build reads as its own (1.x is the original tool's).
+const FORMAT_MAJOR_OLDEST: u64 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
@@ -66,6 +71,10 @@ pub struct StepRecord {
     /// Values the step saved with `output()`.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub outputs: Map<String, Value>,
+    /// What the step read while it last completed (config, env, outputs; digests only).
+    /// Absent in records written before reads were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<crate::reads::Reads>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -112,16 +121,18 @@ impl State {
                 "{origin}: state format version {version} is newer than this stepwise understands ({FORMAT_VERSION}); upgrade stepwise ({hint})"
             )));
         }
-        if major < FORMAT_MAJOR {
+        if major < FORMAT_MAJOR_OLDEST {
             return Err(usage(format!(
                 "{origin}: state format version {version} is the original deployment tool's; convert it with `stepwise state import-legacy {origin}`"
             )));
         }
-        let state: State = serde_json::from_value(raw).map_err(|e| {
+        let mut state: State = serde_json::from_value(raw).map_err(|e| {
             usage(format!(
                 "{origin}: state file has the wrong shape: {e} ({hint})"
             ))
         })?;
+        // An older file is upgraded in memory (and written as this version on the next save).
+        state.version = FORMAT_VERSION.to_string();
         Ok(state)
     }
 

@@ -24,6 +24,8 @@ pub struct Step {
     pub needs: Vec<String>,
     pub files: Vec<String>,
     pub config: Vec<String>,
+    /// Environment variables the step declares it reads.
+    pub env: Vec<String>,
     /// Line of the `let step` declaration (for messages about it).
     pub decl_line: usize,
     /// SHA-256 of the script text.
@@ -43,6 +45,8 @@ struct Declaration {
     files: Vec<String>,
     #[serde(default)]
     config: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
 }
 
 /// The prelude: helpers every step can call.
@@ -259,7 +263,7 @@ pub fn parse_step(
         let msg = e.to_string();
         let msg = msg.split(" (line").next().unwrap_or(&msg).to_string();
         usage(format!(
-            "{file}:{decl_line}: bad `step` declaration: {msg} (keys: description, needs, files, config; values: strings and arrays of strings)"
+            "{file}:{decl_line}: bad `step` declaration: {msg} (keys: description, needs, files, config, env; values: strings and arrays of strings)"
         ))
     })?;
     if !ast
@@ -277,6 +281,13 @@ pub fn parse_step(
             )));
         }
     }
+    for name in &decl.env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(usage(format!(
+                "{file}:{decl_line}: bad environment variable name {name:?} in the declaration"
+            )));
+        }
+    }
     Ok(Step {
         name,
         order,
@@ -285,6 +296,7 @@ pub fn parse_step(
         needs: decl.needs,
         files: decl.files,
         config: decl.config,
+        env: decl.env,
         decl_line,
         script_digest: sha256_hex(text.as_bytes()),
         ast: Arc::new(ast),

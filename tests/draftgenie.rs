@@ -399,7 +399,11 @@ fn changing_postgresql_sku_reruns_create_databases_only_and_resizes_the_server()
     let plan = p.run(&["plan"]);
     plan.assert_code(0)
         .assert_contains("config postgresql changed")
-        .assert_contains("Plan: 1 to run, 13 up to date");
+        // store_secrets reads the server's outputs: decided once create_databases has run.
+        .assert_contains(
+            "maybe   store_secrets                    runs if outputs of create_databases change",
+        )
+        .assert_contains("Plan: 1 to run, 12 up to date, 1 pending");
 
     p.clear_calls();
     let r = p.deploy(&[]);
@@ -410,6 +414,10 @@ fn changing_postgresql_sku_reruns_create_databases_only_and_resizes_the_server()
     assert!(r
         .summary_of("create_databases")
         .contains("config postgresql changed"));
+    // Its outputs (server name, host names) are unchanged: store_secrets stays skipped.
+    assert!(r
+        .summary_of("store_secrets")
+        .contains("outputs of create_databases unchanged"));
     let calls = p.az_calls();
     let update = calls
         .iter()
@@ -813,7 +821,7 @@ fn import_legacy_marks_completed_steps_up_to_date_and_keeps_the_failed_one() {
     // Outputs the steps read; no secret of the legacy file.
     let state_text = p.read(".stepwise/state.json");
     let state: Value = serde_json::from_str(&state_text).unwrap();
-    assert_eq!(state["version"], "2.0");
+    assert_eq!(state["version"], "3.0");
     let outputs = |s: &str| state["steps"][s]["outputs"].clone();
     assert_eq!(
         outputs("create_container_registry")["login_server"],

@@ -45,7 +45,13 @@ pub fn run(cli: &Cli) -> Result<i32> {
         state = State::default();
     }
     let salt = state.secret_salt();
-    let decisions = plan::decide(&p.steps, &state, p.fingerprints(Some(&salt))?, &opts);
+    let decisions = plan::decide(
+        &p.steps,
+        &state,
+        p.fingerprints(Some(&salt))?,
+        &opts,
+        &p.read_context(Some(&salt)),
+    );
     check_only(&p, &decisions, &opts.only)?;
     print_plan(&p.console, &decisions);
     let json = cli.global.output == OutputFormat::Json;
@@ -126,6 +132,7 @@ pub(crate) fn execute(
         log_dir: (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id)),
         running: Default::default(),
         hash_cache: Some(p.hash_cache.clone()),
+        strict: d.strict || p.config.settings.deployment.strict,
     };
     let report = runner.run(decisions, state)?;
     p.hash_cache.save();

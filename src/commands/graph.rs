@@ -19,6 +19,7 @@ pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
             &state,
             p.fingerprints(state.salt())?,
             &opts,
+            &p.read_context(state.salt()),
         ))
     } else {
         None

@@ -18,7 +18,13 @@ pub fn run(cli: &Cli) -> Result<i32> {
     } else {
         p.store()?.load()?
     };
-    let decisions = plan::decide(&p.steps, &state, p.fingerprints(state.salt())?, &opts);
+    let decisions = plan::decide(
+        &p.steps,
+        &state,
+        p.fingerprints(state.salt())?,
+        &opts,
+        &p.read_context(state.salt()),
+    );
     if cli.global.output == OutputFormat::Json {
         let doc = serde_json::json!({
             "command": "plan",
@@ -41,6 +47,7 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
             Action::Skip => console.paint(report::DIM, "skip   "),
             Action::Pending => console.paint(report::YELLOW, "pending"),
             Action::Excluded => console.paint(report::DIM, "exclude"),
+            Action::Maybe => console.paint(report::YELLOW, "maybe  "),
         };
         console.line(&format!(
             "  {mark} {:width$}  {}",
@@ -53,7 +60,7 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
         "Plan: {} to run, {} up to date{}{}",
         count(Action::Run),
         count(Action::Skip),
-        match count(Action::Pending) {
+        match count(Action::Pending) + count(Action::Maybe) {
             0 => String::new(),
             k => format!(", {k} pending"),
         },
@@ -69,6 +76,7 @@ fn decision_json(d: &Decision) -> serde_json::Value {
         "name": d.step,
         "decision": d.action.as_str(),
         "reasons": d.reasons,
+        "waits_on": d.waits_on,
         "dependency_hash": d.fingerprint.combined,
     })
 }

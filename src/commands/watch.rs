@@ -166,7 +166,13 @@ fn cycle(
     let mut state = store.load()?;
     let salt = state.secret_salt();
     salt_out.clone_from(&salt);
-    let mut decisions = plan::decide(&p.steps, &state, p.fingerprints(Some(&salt))?, &opts);
+    let mut decisions = plan::decide(
+        &p.steps,
+        &state,
+        p.fingerprints(Some(&salt))?,
+        &opts,
+        &p.read_context(Some(&salt)),
+    );
     if !first {
         // After the first cycle, a step runs only when its fingerprint changed since the
         // last cycle: a step that failed and is unchanged waits for an edit.
