@@ -108,6 +108,14 @@ pub struct DeployArgs {
     /// Restrict the run to these steps (repeatable).
     #[arg(long, global = true, value_name = "NAME")]
     pub only: Vec<String>,
+    /// Before deciding, run each skipped step's `verify()` (read-only checks against Azure) and
+    /// re-run what drifted; also `deployment.refresh: true`.
+    #[arg(long, global = true)]
+    pub refresh: bool,
+    /// Do not run a step's `verify()` right after its `run()` (for emergencies); also
+    /// `deployment.verify_after_run: false`.
+    #[arg(long, global = true)]
+    pub no_verify_after_run: bool,
     /// Fail a step at any read it does not declare (config key, env var, outputs of a step it
     /// does not need); also `deployment.strict: true`.
     #[arg(long, global = true)]
@@ -122,6 +130,9 @@ pub enum Command {
     Plan,
     /// List the steps with their description and dependencies.
     Steps,
+    /// Report every read a step made (in its last run) that its declaration does not cover:
+    /// exit 0 when there is none, 1 when there are some.
+    Check,
     /// Deploy, then watch what the steps depend on and re-run only what changes.
     Watch {
         /// Quiet period after a change before acting (milliseconds).

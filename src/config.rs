@@ -28,7 +28,7 @@ pub struct Settings {
     pub advanced: AdvancedSettings,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct DeploymentSettings {
     pub dry_run: bool,
@@ -37,6 +37,24 @@ pub struct DeploymentSettings {
     pub resume: bool,
     /// An undeclared read fails the step (`--strict`).
     pub strict: bool,
+    /// `--refresh` on every deploy and plan.
+    pub refresh: bool,
+    /// Run a step's `verify()` right after its `run()` (default true).
+    pub verify_after_run: bool,
+}
+
+impl Default for DeploymentSettings {
+    fn default() -> Self {
+        DeploymentSettings {
+            dry_run: false,
+            auto_approve: false,
+            verbose: false,
+            resume: false,
+            strict: false,
+            refresh: false,
+            verify_after_run: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

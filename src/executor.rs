@@ -3,6 +3,7 @@
 //! write), so that nothing a finished step did is ever lost.
 
 use crate::config::Config;
+use crate::fingerprint::Fingerprint;
 use crate::host::{self, StepContext};
 use crate::plan::{Action, Decision};
 use crate::process;
@@ -87,6 +88,10 @@ pub struct Runner<'a> {
     pub hash_cache: Option<Arc<crate::hashcache::HashCache>>,
     /// `--strict`: a read the step does not declare fails the step at the read.
     pub strict: bool,
+    /// Run a step's `verify()` right after its `run()` completed (a post-condition).
+    pub verify_after_run: bool,
+    /// Fingerprints a step again when it starts after ancestors ran in this deployment.
+    pub fingerprint: &'a (dyn Fn(&crate::step::Step) -> Result<Fingerprint> + Sync),
 }
 
 /// How often a long-running step says it is still running when there is no live view.
@@ -142,10 +147,27 @@ impl Runner<'_> {
         let salt = state.salt().unwrap_or("").to_string();
         let salt = salt.as_str();
         let state = Arc::new(Mutex::new(state));
+        // A skipped step with declared files below a step that runs now is checked again when
+        // it starts: its files are hashed after its ancestors ran (the plan's hash is a preview).
+        let recheck: Vec<bool> = decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.action == Action::Skip
+                    && !self.steps.steps[i].files.is_empty()
+                    && self
+                        .steps
+                        .ancestors(i)
+                        .into_iter()
+                        .any(|j| matches!(decisions[j].action, Action::Run | Action::Maybe))
+            })
+            .collect();
         let mut nodes: Vec<Node> = decisions
             .iter()
-            .map(|d| match d.action {
+            .enumerate()
+            .map(|(i, d)| match d.action {
                 Action::Run | Action::Maybe => Node::Waiting,
+                Action::Skip if recheck[i] => Node::Waiting,
                 Action::Skip => Node::Satisfied,
                 Action::Pending => Node::Unsatisfied,
                 Action::Excluded => {
@@ -159,7 +181,7 @@ impl Runner<'_> {
             .collect();
         let mut results: Vec<Option<StepResult>> = vec![None; n];
         for (i, d) in decisions.iter().enumerate() {
-            if !matches!(d.action, Action::Run | Action::Maybe) {
+            if !matches!(d.action, Action::Run | Action::Maybe) && !recheck[i] {
                 let outcome = if d.action == Action::Skip {
                     Outcome::Skipped
                 } else {
@@ -243,9 +265,20 @@ impl Runner<'_> {
                             if !ready {
                                 continue;
                             }
-                            if decisions[i].action == Action::Maybe && self.dry_run {
-                                // Nothing ran, so nothing can be compared: it stays pending.
+                            if decisions[i].action != Action::Run && self.dry_run {
+                                // Nothing ran, so nothing can be compared: a pending step stays
+                                // pending, a skipped one skipped.
                                 let d = &decisions[i];
+                                if d.action == Action::Skip {
+                                    nodes[i] = Node::Satisfied;
+                                    results[i] = Some(StepResult {
+                                        step: d.step.clone(),
+                                        outcome: Outcome::Skipped,
+                                        reason: d.reasons.join("; "),
+                                        duration: Duration::ZERO,
+                                    });
+                                    continue;
+                                }
                                 self.console.line(&format!(
                                     "{} {} pending: {}",
                                     self.console.paint(report::YELLOW, "?"),
@@ -261,8 +294,40 @@ impl Runner<'_> {
                                 });
                                 continue;
                             }
-                            if decisions[i].action == Action::Maybe && late[i].is_none() {
-                                let d = self.decide_pending(&decisions[i], &state);
+                            if !self.dry_run && late[i].is_none() {
+                                // Fingerprints taken when the step starts: after every ancestor
+                                // that runs in this deployment has finished.
+                                let ancestor_ran = ancestors[i].iter().any(|&j| {
+                                    results[j]
+                                        .as_ref()
+                                        .is_some_and(|r| r.outcome == Outcome::Ran)
+                                });
+                                let d = match self.decide_at_start(
+                                    i,
+                                    &decisions[i],
+                                    &state,
+                                    ancestor_ran,
+                                ) {
+                                    Ok(d) => d,
+                                    Err(why) => {
+                                        nodes[i] = Node::Failed;
+                                        self.console.line(&format!(
+                                            "{} {} failed: {why}",
+                                            self.console.paint(report::RED, "✗"),
+                                            decisions[i].step
+                                        ));
+                                        results[i] = Some(StepResult {
+                                            step: decisions[i].step.clone(),
+                                            outcome: Outcome::Failed,
+                                            reason: why,
+                                            duration: Duration::ZERO,
+                                        });
+                                        if !self.keep_going {
+                                            stop_starting = true;
+                                        }
+                                        continue;
+                                    }
+                                };
                                 if d.action == Action::Skip {
                                     self.console.line(&format!(
                                         "{} {} skipped: {}",
@@ -357,29 +422,66 @@ impl Runner<'_> {
         })
     }
 
-    /// The decision of a pending step once the steps it waits on have finished: it runs when
-    /// outputs it read changed, and is skipped when they are byte-identical (early cutoff).
-    fn decide_pending(&self, d: &Decision, state: &Mutex<State>) -> Decision {
-        let st = state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut reasons = Vec::new();
-        if let Some(r) = st.steps.get(&d.step).and_then(|r| r.reads.as_ref()) {
-            for upstream in &d.waits_on {
-                reasons.extend(crate::reads::changed_outputs(
-                    r,
-                    upstream,
-                    &st.outputs(upstream),
+    /// The decision of step `i` when it is ready to start (every ancestor has ended): its
+    /// files are hashed again if an ancestor ran in this deployment (or a declared file did
+    /// not exist at plan time); a step that was to be skipped, or that was pending on outputs,
+    /// runs if a dependency or an output it read changed, and is skipped otherwise (early
+    /// cutoff). A step that was to run keeps running, with the fingerprint taken now.
+    fn decide_at_start(
+        &self,
+        i: usize,
+        d: &Decision,
+        state: &Mutex<State>,
+        ancestor_ran: bool,
+    ) -> std::result::Result<Decision, String> {
+        let step = &self.steps.steps[i];
+        let mut out = d.clone();
+        if (ancestor_ran && !step.files.is_empty()) || !d.fingerprint.missing.is_empty() {
+            let fp = (self.fingerprint)(step).map_err(|e| format!("{e:#}"))?;
+            if let Some(m) = fp.missing.first() {
+                return Err(format!(
+                    "declared file {m} does not exist ({}:{})",
+                    step.file, step.decl_line
                 ));
             }
+            out.fingerprint = fp;
         }
-        let mut out = d.clone();
+        if d.action == Action::Run {
+            return Ok(out);
+        }
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let record = st.steps.get(&d.step);
+        let mut reasons = match record {
+            Some(r) if r.status == crate::state::Status::Completed => {
+                crate::plan::changes(r, &out.fingerprint)
+            }
+            _ => vec!["never ran".to_string()],
+        };
+        let mut read_outputs = Vec::new();
+        if let Some(r) = record.and_then(|r| r.reads.as_ref()) {
+            for upstream in &d.waits_on {
+                if r.outputs.contains_key(upstream) {
+                    read_outputs.push(upstream.clone());
+                    reasons.extend(crate::reads::changed_outputs(
+                        r,
+                        upstream,
+                        &st.outputs(upstream),
+                    ));
+                }
+            }
+        }
         if reasons.is_empty() {
             out.action = Action::Skip;
-            out.reasons = vec![format!("outputs of {} unchanged", d.waits_on.join(", "))];
+            out.reasons = vec![if read_outputs.is_empty() {
+                "up to date".to_string()
+            } else {
+                format!("outputs of {} unchanged", read_outputs.join(", "))
+            }];
         } else {
             out.action = Action::Run;
             out.reasons = reasons;
         }
-        out
+        Ok(out)
     }
 
     /// Why step `i` can no longer run, if it cannot: a direct need that is not up to date and
@@ -458,6 +560,60 @@ impl Runner<'_> {
         }
     }
 
+    /// The host context of step `i` (its declarations, the run's state, a fresh record of
+    /// reads).
+    pub(crate) fn context(
+        &self,
+        i: usize,
+        forced: bool,
+        state: Arc<Mutex<State>>,
+        salt: &str,
+        log: Option<std::fs::File>,
+        dry_run: bool,
+    ) -> Arc<StepContext> {
+        let step = &self.steps.steps[i];
+        Arc::new(StepContext {
+            step: step.name.clone(),
+            config: self.config.clone(),
+            settings: self.config.settings.advanced.clone(),
+            masker: self.masker.clone(),
+            dry_run,
+            state: state.clone(),
+            outputs: Mutex::new(Default::default()),
+            log: Mutex::new(log),
+            console: self.console.clone(),
+            current_command: Mutex::new(None),
+            forced,
+            previous_images: state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .steps
+                .get(&step.name)
+                .and_then(|r| r.extra.get("images"))
+                .and_then(|v| v.as_object())
+                .cloned()
+                .unwrap_or_default(),
+            images: Mutex::new(Default::default()),
+            hash_cache: self.hash_cache.clone(),
+            declared: host::Declared {
+                at: format!("{}:{}", step.file, step.decl_line),
+                config: step.config.clone(),
+                env: step.env.clone(),
+                ancestors: self
+                    .steps
+                    .ancestors(i)
+                    .into_iter()
+                    .map(|j| self.steps.steps[j].name.clone())
+                    .collect(),
+            },
+            reads: Mutex::new(Default::default()),
+            secret_salt: salt.to_string(),
+            strict: self.strict,
+            verifying: Default::default(),
+            read_cache: None,
+        })
+    }
+
     /// Runs one step and records it. Never panics the scheduler.
     fn run_step(
         &self,
@@ -484,44 +640,7 @@ impl Runner<'_> {
                 .open(dir.join(format!("{}.log", step.name)))
                 .ok()
         });
-        let ctx = Arc::new(StepContext {
-            step: step.name.clone(),
-            config: self.config.clone(),
-            settings: self.config.settings.advanced.clone(),
-            masker: self.masker.clone(),
-            dry_run: self.dry_run,
-            state: state.clone(),
-            outputs: Mutex::new(Default::default()),
-            log: Mutex::new(log),
-            console: self.console.clone(),
-            current_command: Mutex::new(None),
-            forced: decision.forced,
-            previous_images: state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .steps
-                .get(&step.name)
-                .and_then(|r| r.extra.get("images"))
-                .and_then(|v| v.as_object())
-                .cloned()
-                .unwrap_or_default(),
-            images: Mutex::new(Default::default()),
-            hash_cache: self.hash_cache.clone(),
-            declared: host::Declared {
-                at: format!("{}:{}", step.file, step.decl_line),
-                config: step.config.clone(),
-                env: step.env.clone(),
-                ancestors: self
-                    .steps
-                    .ancestors(i)
-                    .into_iter()
-                    .map(|j| self.steps.steps[j].name.clone())
-                    .collect(),
-            },
-            reads: Mutex::new(Default::default()),
-            secret_salt: salt.to_string(),
-            strict: self.strict,
-        });
+        let ctx = self.context(i, decision.forced, state.clone(), salt, log, self.dry_run);
         let started_at = state::now();
         let t0 = Instant::now();
         self.console.start_step(&step.name);
@@ -539,6 +658,19 @@ impl Runner<'_> {
                 (),
             )
         });
+        // Verify after run: the step's own read-only checks, as a post-condition.
+        let verified = match &result {
+            Ok(_) if step.has_verify && self.verify_after_run && !self.dry_run => {
+                ctx.verifying
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                match self.call_verify(i, &ctx) {
+                    Ok(drift) if drift.is_empty() => Ok(()),
+                    Ok(drift) => Err(format!("verify after run: {}", drift.join("; "))),
+                    Err(e) => Err(format!("verify after run failed: {e}")),
+                }
+            }
+            _ => Ok(()),
+        };
         let elapsed = t0.elapsed();
         self.running
             .lock()
@@ -546,6 +678,10 @@ impl Runner<'_> {
             .remove(&step.name);
         self.console.finish_step(&step.name);
         let (outcome, error) = match result {
+            Ok(_) if verified.is_err() => (
+                Outcome::Failed,
+                verified.err().map(|e| self.masker.mask(&e)),
+            ),
             Ok(_) => (Outcome::Ran, None),
             Err(e) => {
                 let msg = self.masker.mask(&script::runtime_error(&step.file, &e));

@@ -28,6 +28,9 @@ pub struct Fingerprint {
     pub combined: String,
     /// Things worth a warning (a glob that matches nothing).
     pub warnings: Vec<String>,
+    /// Declared plain paths that do not exist (yet): an error, unless a step that runs before
+    /// this one in the same deployment may create them (then decided when the step starts).
+    pub missing: Vec<String>,
 }
 
 /// Does a `files` entry hold glob characters?
@@ -132,6 +135,17 @@ impl Fingerprinter<'_> {
         for pattern in &step.files {
             let expanded = self.interpolate(step, pattern)?;
             self.check_inside_root(step, pattern, &expanded)?;
+            if !is_glob(&expanded) {
+                let trimmed = expanded.trim_end_matches('/');
+                let path = self
+                    .root
+                    .join(if trimmed.is_empty() { "." } else { trimmed });
+                if matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                {
+                    fp.missing.push(expanded);
+                    continue;
+                }
+            }
             let memoized = self
                 .memo
                 .lock()

@@ -51,6 +51,39 @@ pub struct StepContext {
     pub secret_salt: String,
     /// `--strict`: an undeclared read fails the step at the read.
     pub strict: bool,
+    /// While the step's `verify()` runs: only reads are allowed (see [`is_read_verb`]).
+    pub verifying: std::sync::atomic::AtomicBool,
+    /// Answers of read-only commands already run by `verify()` functions in this refresh,
+    /// keyed by argv: a repeated identical read is run once.
+    pub read_cache: Option<Arc<ReadCache>>,
+}
+
+/// See [`StepContext::read_cache`]: one slot per argv; a slot is locked while its command
+/// runs, so concurrent checks wait for the first one's answer instead of asking again.
+pub type ReadCache =
+    Mutex<std::collections::HashMap<Vec<String>, Arc<Mutex<Option<process::Output>>>>>;
+
+/// The verbs of `az` commands that only read: the last command word is one of these, or
+/// starts with `list-`, `show-`, `get-` or `check-`.
+pub const READ_VERBS: &[&str] = &["show", "list", "exists", "query", "version"];
+
+/// Is `az ARGV` a read (its verb on the allow-list)?
+pub fn is_read_verb(argv: &[String]) -> bool {
+    let words: Vec<&str> = argv
+        .iter()
+        .skip(1)
+        .take_while(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    match words.last() {
+        None => argv.iter().skip(1).any(|a| a == "--version"),
+        Some(verb) => {
+            READ_VERBS.contains(verb)
+                || ["list-", "show-", "get-", "check-"]
+                    .iter()
+                    .any(|p| verb.starts_with(p))
+        }
+    }
 }
 
 /// What a step declares, for telling declared reads from undeclared ones.
@@ -65,6 +98,21 @@ pub struct Declared {
 }
 
 impl StepContext {
+    fn is_verifying(&self) -> bool {
+        self.verifying.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// An error when `verify()` runs: `what` is not a read.
+    fn refuse_in_verify(&self, what: &str) -> HostResult<()> {
+        if self.is_verifying() {
+            return Err(err(format!(
+                "step `{}`: verify() may only read: {what} is refused (verify() checks what the step made; it changes nothing)",
+                self.step
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes a (masked) line to the step's log file.
     pub fn log_file(&self, text: &str) {
         if let Some(f) = self.log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -183,6 +231,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("az_try", |args: Array| az(args, true));
     engine.register_fn("exec", |args: Array| exec(args, false));
     engine.register_fn("exec_try", |args: Array| exec(args, true));
+    engine.register_fn("http_get", http_get);
     engine.register_fn("docker_build", docker_build);
     engine.register_fn("docker_build", docker_build_many);
     engine.register_fn("read_config", |ncx: NativeCallContext, key: &str| {
@@ -194,6 +243,10 @@ pub fn register(engine: &mut Engine) {
     );
     engine.register_fn("output", output);
     engine.register_fn("outputs", outputs);
+    engine.register_fn("previous_outputs", previous_outputs);
+    engine.register_fn("is_forced", || -> HostResult<bool> {
+        Ok(current("is_forced")?.forced)
+    });
     register_outputs_view(engine);
     engine.register_fn("secret", secret);
     engine.register_fn("env", |ncx: NativeCallContext, name: &str| {
@@ -476,12 +529,20 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
         argv.push("--output".into());
         argv.push("json".into());
     }
+    if ctx.is_verifying() && !is_read_verb(&argv) {
+        return Err(err(format!(
+            "step `{}`: verify() may only read: `{}` is refused (allowed verbs: {}, list-*, show-*, get-*, check-*)",
+            ctx.step,
+            ctx.masker.mask(&show_command(&argv)),
+            READ_VERBS.join(", ")
+        )));
+    }
     let attempts = if try_mode {
         1
     } else {
         ctx.settings.retry_attempts
     };
-    let Some(out) = run_command(&ctx, &argv, attempts)? else {
+    let Some(out) = run_cached(&ctx, &argv, attempts)? else {
         return Ok(if try_mode {
             dry_run_try()
         } else {
@@ -519,9 +580,44 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
     })
 }
 
+/// `run_command`, answered from the refresh's read cache while `verify()` runs.
+fn run_cached(
+    ctx: &StepContext,
+    argv: &[String],
+    attempts: u32,
+) -> HostResult<Option<process::Output>> {
+    let cache = match (&ctx.read_cache, ctx.is_verifying()) {
+        (Some(c), true) => c,
+        _ => return run_command(ctx, argv, attempts),
+    };
+    let slot = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(argv.to_vec())
+        .or_default()
+        .clone();
+    let mut answer = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(out) = answer.as_ref() {
+        ctx.log_file(&format!(
+            "$ {} (answered from this refresh's read cache)",
+            ctx.masker.mask(&show_command(argv))
+        ));
+        return Ok(Some(out.clone()));
+    }
+    let out = run_command(ctx, argv, attempts)?;
+    if let Some(o) = &out {
+        // Answers (found, or not found: exit 3); failures are not kept.
+        if o.code == 0 || o.code == 3 {
+            *answer = Some(o.clone());
+        }
+    }
+    Ok(out)
+}
+
 fn exec(args: Array, try_mode: bool) -> HostResult<Dynamic> {
     let func = if try_mode { "exec_try" } else { "exec" };
     let ctx = current(func)?;
+    ctx.refuse_in_verify(&format!("{func}()"))?;
     let argv = to_argv(func, &args, ctx.dry_run)?;
     if argv.is_empty() {
         return Err(err(format!("{func}(): the argv array is empty")));
@@ -540,6 +636,32 @@ fn exec(args: Array, try_mode: bool) -> HostResult<Dynamic> {
         return Err(failure(&ctx, &argv, &out));
     }
     Ok(Dynamic::from(out.stdout.trim().to_string()))
+}
+
+/// `http_get(url)`: an HTTP GET with `curl -fsS` (argv, a 10 s limit): `#{ ok, code, body,
+/// error }`. Only reads, so `verify()` may use it (e.g. a health endpoint).
+fn http_get(url: &str) -> HostResult<Dynamic> {
+    let ctx = current("http_get")?;
+    let argv: Vec<String> = ["curl", "-fsS", "--max-time", "10", url]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let Some(out) = run_command(&ctx, &argv, 1)? else {
+        return Ok(dry_run_try());
+    };
+    let mut m = RMap::new();
+    m.insert("ok".into(), Dynamic::from(out.code == 0));
+    m.insert("code".into(), Dynamic::from(i64::from(out.code)));
+    m.insert("body".into(), Dynamic::from(out.stdout.trim().to_string()));
+    let error = if out.code == 0 {
+        String::new()
+    } else if out.stderr.trim().is_empty() {
+        format!("curl exited {}", out.code)
+    } else {
+        out.stderr.trim().to_string()
+    };
+    m.insert("error".into(), Dynamic::from(error));
+    Ok(Dynamic::from(m))
 }
 
 fn map_str(m: &RMap, key: &str, required: bool) -> HostResult<Option<String>> {
@@ -733,6 +855,7 @@ fn parallel_builds(ctx: &StepContext) -> usize {
 
 fn docker_build(spec: RMap) -> HostResult<String> {
     let ctx = current("docker_build")?;
+    ctx.refuse_in_verify("docker_build()")?;
     build_one(&ctx, &BuildSpec::parse(&spec)?)
 }
 
@@ -740,6 +863,7 @@ fn docker_build(spec: RMap) -> HostResult<String> {
 /// order; the first failure fails the call after the running builds end.
 fn docker_build_many(specs: Array) -> HostResult<Array> {
     let ctx = current("docker_build")?;
+    ctx.refuse_in_verify("docker_build()")?;
     let specs: Vec<BuildSpec> = specs
         .iter()
         .map(|d| {
@@ -807,6 +931,7 @@ fn read_config(
 
 fn output(key: &str, value: Dynamic) -> HostResult<()> {
     let ctx = current("output")?;
+    ctx.refuse_in_verify("output()")?;
     let json: Value = rhai::serde::from_dynamic(&value)?;
     let text = serde_json::to_string(&json).unwrap_or_default();
     if ctx.masker.contains_secret(&text) {
@@ -847,6 +972,33 @@ fn outputs(ncx: NativeCallContext, step: &str) -> HostResult<Dynamic> {
         step: step.to_string(),
         map: Arc::new(map),
     }))
+}
+
+/// The outputs this step recorded when it last completed (empty the first time): lets a step
+/// leave alone what it deployed before and that has not changed. In `verify()` right after
+/// `run()`, the outputs of that run.
+fn previous_outputs() -> HostResult<Dynamic> {
+    let ctx = current("previous_outputs")?;
+    if ctx.is_verifying() {
+        let own = ctx
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !own.is_empty() {
+            return Ok(json_to_dynamic(&Value::Object(own)));
+        }
+    }
+    let map = ctx
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .steps
+        .get(&ctx.step)
+        .filter(|r| r.status == crate::state::Status::Completed)
+        .map(|r| r.outputs.clone())
+        .unwrap_or_default();
+    Ok(json_to_dynamic(&Value::Object(map)))
 }
 
 /// What `outputs("x")` returns: a read-only map of step x's outputs that records which keys

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod process;
 pub mod project;
 pub mod reads;
+pub mod refresh;
 pub mod report;
 pub mod script;
 pub mod secrets;

@@ -44,6 +44,10 @@ pub struct Decision {
     pub forced: bool,
     /// `Maybe`: the steps whose outputs decide it.
     pub waits_on: Vec<String>,
+    /// `--refresh` ran its `verify()`.
+    pub refreshed: bool,
+    /// What `verify()` reported as drifted (it then runs).
+    pub drift: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,7 +75,7 @@ pub fn decide(
     fingerprints: Vec<Fingerprint>,
     opts: &PlanOptions,
     reads_ctx: &ReadContext,
-) -> Vec<Decision> {
+) -> anyhow::Result<Vec<Decision>> {
     let memo = DigestMemo::default();
     let mut decisions: Vec<Decision> = steps
         .steps
@@ -98,15 +102,86 @@ pub fn decide(
                 fingerprint: fp,
                 forced: opts.force_all || opts.force_steps.iter().any(|s| s == &step.name),
                 waits_on: Vec::new(),
+                refreshed: false,
+                drift: Vec::new(),
             }
         })
         .collect();
+    settle(steps, state, &mut decisions, opts)?;
+    // `--only`: what is not selected does not run.
+    if !opts.only.is_empty() {
+        for d in &mut decisions {
+            if !opts.only.iter().any(|s| s == &d.step) {
+                let mut r = vec!["not selected (--only)".to_string()];
+                if d.action != Action::Skip {
+                    r.append(&mut d.reasons);
+                }
+                d.action = Action::Excluded;
+                d.reasons = r;
+                d.waits_on.clear();
+            }
+        }
+    }
+    Ok(decisions)
+}
+
+/// Settles decisions that depend on others: steps that read outputs of a step that (may) run
+/// now are pending on it; declared files missing at plan time are decided at the step's start
+/// when a step before it runs now (else an error). Called again after `--refresh` changed
+/// decisions.
+pub fn settle(
+    steps: &StepSet,
+    state: &State,
+    decisions: &mut [Decision],
+    opts: &PlanOptions,
+) -> anyhow::Result<()> {
     // Outputs read from other steps: a step that would be skipped waits on the steps whose
     // outputs it read and that (may) run now; otherwise it compares them with the state.
-    // Steps are few: iterate to a fixpoint.
+    // Declared files that do not exist yet: decided when the step starts if an ancestor that
+    // runs now may create them. Steps are few: iterate to a fixpoint.
+    let running_ancestors = |decisions: &[Decision], i: usize| -> Vec<String> {
+        steps
+            .ancestors(i)
+            .into_iter()
+            .filter(|&j| matches!(decisions[j].action, Action::Run | Action::Maybe))
+            .map(|j| decisions[j].step.clone())
+            .collect()
+    };
     loop {
         let mut changed = false;
         for i in 0..decisions.len() {
+            if !decisions[i].fingerprint.missing.is_empty()
+                && matches!(decisions[i].action, Action::Run | Action::Skip)
+                && decisions[i].waits_on.is_empty()
+            {
+                let waits = running_ancestors(decisions, i);
+                if waits.is_empty() {
+                    continue;
+                }
+                let d = &mut decisions[i];
+                let missing = d.fingerprint.missing.join(", ");
+                // Only the missing files make it run: whether it must is known at its start.
+                let only_missing = d.reasons.iter().all(|r| {
+                    d.fingerprint
+                        .missing
+                        .iter()
+                        .any(|m| r.contains(m.trim_end_matches('/')))
+                });
+                let completed = state
+                    .steps
+                    .get(&d.step)
+                    .is_some_and(|r| r.status == Status::Completed);
+                if completed && only_missing && !d.forced {
+                    d.action = Action::Maybe;
+                    d.reasons = vec![format!(
+                        "declared {missing} does not exist yet: decided when it starts, after {}",
+                        waits.join(", ")
+                    )];
+                }
+                d.waits_on = waits;
+                changed = true;
+                continue;
+            }
             if decisions[i].action != Action::Skip {
                 continue;
             }
@@ -157,21 +232,19 @@ pub fn decide(
             break;
         }
     }
-    // `--only`: what is not selected does not run.
-    if !opts.only.is_empty() {
-        for d in &mut decisions {
-            if !opts.only.iter().any(|s| s == &d.step) {
-                let mut r = vec!["not selected (--only)".to_string()];
-                if d.action != Action::Skip {
-                    r.append(&mut d.reasons);
-                }
-                d.action = Action::Excluded;
-                d.reasons = r;
-                d.waits_on.clear();
+    // A declared file that does not exist and that no step running before it can create.
+    for (i, d) in decisions.iter().enumerate() {
+        if let Some(m) = d.fingerprint.missing.first() {
+            if d.waits_on.is_empty() && d.action != Action::Excluded {
+                let s = &steps.steps[i];
+                return Err(crate::error::usage(format!(
+                    "step `{}` ({}:{}): declared file {m} does not exist",
+                    s.name, s.file, s.decl_line
+                )));
             }
         }
     }
-    decisions
+    Ok(())
 }
 
 fn decide_one(

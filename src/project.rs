@@ -76,17 +76,8 @@ impl Project {
     /// hash cache.
     pub(crate) fn fingerprints(&self, secret_salt: Option<&str>) -> Result<Vec<Fingerprint>> {
         let started = std::time::Instant::now();
-        let root = Path::new(".");
         let cache = &self.hash_cache;
-        let fp = Fingerprinter {
-            root,
-            config: &self.config,
-            prelude_digest: &self.steps.prelude.digest,
-            exclude: vec![PathBuf::from(LOCAL_DIR)],
-            cache: Some(cache),
-            secret_salt,
-            memo: Default::default(),
-        };
+        let fp = self.fingerprinter(secret_salt);
         let mut out = Vec::with_capacity(self.steps.steps.len());
         for s in &self.steps.steps {
             let f = fp.step(s)?;
@@ -102,6 +93,20 @@ impl Project {
             "fingerprints computed"
         );
         Ok(out)
+    }
+
+    /// A fingerprinter of this project's steps (with a memo of its own: make a new one when
+    /// files may have changed since the last).
+    pub fn fingerprinter<'a>(&'a self, secret_salt: Option<&'a str>) -> Fingerprinter<'a> {
+        Fingerprinter {
+            root: Path::new("."),
+            config: &self.config,
+            prelude_digest: &self.steps.prelude.digest,
+            exclude: vec![PathBuf::from(LOCAL_DIR)],
+            cache: Some(&self.hash_cache),
+            secret_salt,
+            memo: Default::default(),
+        }
     }
 
     /// What decisions compare recorded reads against.

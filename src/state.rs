@@ -499,7 +499,7 @@ mod tests {
 
     #[test]
     fn refuses_newer_and_legacy_versions() {
-        let e = State::parse("s.json", r#"{"version":"3.0","steps":{}}"#)
+        let e = State::parse("s.json", r#"{"version":"4.0","steps":{}}"#)
             .unwrap_err()
             .to_string();
         assert!(e.contains("newer"), "{e}");

@@ -31,6 +31,9 @@ pub struct Step {
     /// SHA-256 of the script text.
     pub script_digest: String,
     pub ast: Arc<AST>,
+    /// The script defines `fn verify()`: read-only checks that what the step made is still
+    /// there (`--refresh`, and right after `run()`).
+    pub has_verify: bool,
 }
 
 /// The declaration map, as read from the script.
@@ -288,6 +291,9 @@ pub fn parse_step(
             )));
         }
     }
+    let has_verify = ast
+        .iter_functions()
+        .any(|f| f.name == "verify" && f.params.is_empty());
     Ok(Step {
         name,
         order,
@@ -299,6 +305,7 @@ pub fn parse_step(
         env: decl.env,
         decl_line,
         script_digest: sha256_hex(text.as_bytes()),
+        has_verify,
         ast: Arc::new(ast),
     })
 }

@@ -399,25 +399,40 @@ fn changing_postgresql_sku_reruns_create_databases_only_and_resizes_the_server()
     let plan = p.run(&["plan"]);
     plan.assert_code(0)
         .assert_contains("config postgresql changed")
-        // store_secrets reads the server's outputs: decided once create_databases has run.
+        // store_secrets reads the server's outputs: decided once create_databases has run; and
+        // the steps that read store_secrets' outputs after it.
         .assert_contains(
             "maybe   store_secrets                    runs if outputs of create_databases change",
         )
-        .assert_contains("Plan: 1 to run, 12 up to date, 1 pending");
+        .assert_contains(
+            "maybe   configure_environment_variables  runs if outputs of store_secrets change",
+        )
+        .assert_contains(
+            "maybe   run_migrations                   runs if outputs of store_secrets change",
+        )
+        .assert_contains("Plan: 1 to run, 10 up to date, 3 pending");
 
     p.clear_calls();
     let r = p.deploy(&[]);
     r.assert_code(0);
-    // Only create_databases declares postgresql.sku (store_secrets, the environment and the
-    // migrations declare only the postgresql keys that make up DATABASE-URL).
+    // Only create_databases reads postgresql.sku; the steps after it read its outputs and
+    // the secrets' versions, which did not change.
     assert_ran(&r, &["create_databases"]);
     assert!(r
         .summary_of("create_databases")
         .contains("config postgresql changed"));
-    // Its outputs (server name, host names) are unchanged: store_secrets stays skipped.
+    // Its outputs (server name, host names) are unchanged: store_secrets stays skipped, and so
+    // do the steps that read the secrets' versions from it.
     assert!(r
         .summary_of("store_secrets")
         .contains("outputs of create_databases unchanged"));
+    for s in ["configure_environment_variables", "run_migrations"] {
+        assert!(
+            r.summary_of(s)
+                .contains("outputs of store_secrets unchanged"),
+            "{s}"
+        );
+    }
     let calls = p.az_calls();
     let update = calls
         .iter()
@@ -460,8 +475,9 @@ fn changing_a_service_source_file_rebuilds_its_image_and_rolls_out() {
     p.clear_calls();
     let r = p.deploy(&[]);
     r.assert_code(0);
-    // Every step that declares the build context: the build, the roll-out (images by digest),
-    // the migrations (they ship in the images) and the verification.
+    // The build, then the steps that read the changed image digest (an output of the build):
+    // the roll-out, the migrations (they ship in the images), and the verification (it reads
+    // what was rolled out).
     assert_ran(
         &r,
         &[
@@ -471,6 +487,9 @@ fn changing_a_service_source_file_rebuilds_its_image_and_rolls_out() {
             "verify_deployment",
         ],
     );
+    assert!(r
+        .summary_of("deploy_application_services")
+        .contains("output build_and_push_images.digest_speaker_service changed"));
     assert!(r
         .summary_of("build_and_push_images")
         .contains("directory examples/draftgenie/ changed"));
@@ -490,12 +509,107 @@ fn changing_a_service_source_file_rebuilds_its_image_and_rolls_out() {
         "{}",
         show(&calls)
     );
-    // The apps were updated with the new images.
-    for name in APP_NAMES {
-        assert!(calls.iter().any(|c| words(c) == ["containerapp", "update"]
-            && flag(c, "--name") == Some(name)
-            && flag(c, "--image").is_some_and(|i| i.contains(name))));
+    // Exactly the app whose image digest changed is updated; the other apps see no az call.
+    let about = |name: &str| -> Vec<&Vec<String>> {
+        calls
+            .iter()
+            .filter(|c| {
+                words(c).first() == Some(&"containerapp") && flag(c, "--name") == Some(name)
+            })
+            .collect()
+    };
+    let speaker = about("speaker-service");
+    assert!(
+        speaker
+            .iter()
+            .any(|c| words(c) == ["containerapp", "update"]
+                && flag(c, "--image").is_some_and(|i| i.contains("speaker-service@sha256:"))),
+        "{}",
+        show(&calls)
+    );
+    for name in APP_NAMES.iter().filter(|n| **n != "speaker-service") {
+        assert!(about(name).is_empty(), "{name}: {:?}", about(name));
     }
+    // The speaker-service migration job runs again with the new image; the evaluation-service
+    // job's image did not change: it is not touched.
+    assert!(calls
+        .iter()
+        .any(|c| starts(c, &["containerapp", "job", "update"])
+            && flag(c, "--name") == Some("speaker-service-migrate")));
+    assert!(!calls
+        .iter()
+        .any(|c| flag(c, "--name") == Some("evaluation-service-migrate")));
+}
+
+#[test]
+fn an_edited_dockerfile_updates_only_its_app_and_every_declaration_is_what_the_step_reads() {
+    let p = draftgenie();
+    p.deploy(&[]).assert_code(0);
+    // `check`: no step reads what it does not declare...
+    p.run(&["check"])
+        .assert_code(0)
+        .assert_contains("check: every recorded read is declared");
+    // ... and every config key a step declares is one it read (or a key under it).
+    let state = p.state();
+    for s in STEPS {
+        let file = std::fs::read_dir(p.path().join("steps"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|f| f.to_string_lossy().ends_with(&format!("_{s}.rhai")))
+            .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let decl = text
+            .split("config:")
+            .nth(1)
+            .and_then(|t| t.split(']').next())
+            .unwrap_or("");
+        let read: Vec<String> = state["steps"][s]["reads"]["config"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for key in decl.split('"').skip(1).step_by(2) {
+            assert!(
+                read.iter().any(|r| r == key
+                    || r.starts_with(&format!("{key}."))
+                    || key.starts_with(&format!("{r}."))),
+                "{s} declares config {key} but did not read it (read: {read:?})"
+            );
+        }
+    }
+
+    // An edited Dockerfile: the plan knows the build runs and what waits on its outputs.
+    let dockerfile = "examples/draftgenie/docker/Dockerfile.api-gateway";
+    p.file(dockerfile, &(p.read(dockerfile) + "\n# edited\n"));
+    p.run(&["plan"])
+        .assert_contains("run     build_and_push_images")
+        .assert_contains("maybe   deploy_application_services      runs if outputs of build_and_push_images change")
+        .assert_contains("maybe   run_migrations                   runs if outputs of build_and_push_images change")
+        .assert_contains("Plan: 1 to run, 10 up to date, 3 pending");
+    p.clear_calls();
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert_ran(
+        &r,
+        &[
+            "build_and_push_images",
+            "deploy_application_services",
+            "verify_deployment",
+        ],
+    );
+    // The migrations ship in the speaker and evaluation images, whose digests did not change.
+    assert!(r
+        .summary_of("run_migrations")
+        .contains("outputs of build_and_push_images unchanged"));
+    let calls = p.az_calls();
+    let touched: BTreeSet<&str> = calls
+        .iter()
+        .filter(|c| words(c).first() == Some(&"containerapp"))
+        .filter_map(|c| flag(c, "--name"))
+        .collect();
+    assert_eq!(touched, BTreeSet::from(["api-gateway"]), "{}", show(&calls));
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
 }
 
 #[test]
@@ -994,20 +1108,31 @@ fn in_watch_verify_deployment_waits_for_the_roll_out_though_configure_environmen
         ])
         .to_string(),
     );
+    // An edited Dockerfile, and a setting that only verify_deployment reads: it runs for a
+    // reason of its own, and must still wait for the roll-out of the new image.
+    let dockerfile = "examples/draftgenie/docker/Dockerfile.api-gateway";
+    p.file(dockerfile, &(p.read(dockerfile) + "\n# edited\n"));
+    p.config(&replace(
+        &p.read("config.yaml"),
+        "retry_attempts: 3",
+        "retry_attempts: 4",
+    ));
     let out = "watch.out";
     let cycles = |p: &Project| p.read(out).matches("[watch] waiting for changes").count();
     let child = Running(Some(p.spawn_logged(&["watch"], out)));
     let limit = std::time::Duration::from_secs(60);
     assert!(wait_for(limit, || cycles(&p) >= 1), "{}", p.read(out));
-    let dockerfile = "examples/draftgenie/docker/Dockerfile.api-gateway";
-    p.file(dockerfile, &(p.read(dockerfile) + "\n# edited\n"));
-    assert!(wait_for(limit, || cycles(&p) >= 2), "{}", p.read(out));
     child.signal_and_wait(libc::SIGINT);
     let text = p.read(out);
+    assert!(
+        text.contains(
+            "run     verify_deployment                config advanced.retry_attempts changed"
+        ),
+        "{text}"
+    );
     for s in [
         "build_and_push_images",
         "deploy_application_services",
-        "run_migrations",
         "verify_deployment",
     ] {
         assert!(
@@ -1028,11 +1153,92 @@ fn in_watch_verify_deployment_waits_for_the_roll_out_though_configure_environmen
         )
     };
     let verify = time("verify_deployment", "started_at");
-    for before in ["deploy_application_services", "run_migrations"] {
-        let end = time(before, "finished_at");
-        assert!(
-            verify >= end,
-            "verify_deployment started at {verify} before {before} ended at {end}\n{text}"
-        );
-    }
+    let end = time("deploy_application_services", "finished_at");
+    assert!(
+        verify >= end,
+        "verify_deployment started at {verify} before deploy_application_services ended at {end}\n{text}"
+    );
+}
+
+/// Removes or changes a resource in the fake az's model, as someone would in the portal.
+fn behind_our_back(p: &Project, change: impl FnOnce(&mut Value)) {
+    let mut model = azure(p);
+    change(&mut model);
+    p.file("azure.json", &model.to_string());
+}
+
+#[test]
+fn refresh_names_exactly_the_drift_repairs_it_and_then_finds_nothing() {
+    let p = draftgenie();
+    p.deploy(&[]).assert_code(0);
+    // Unchanged: a refresh checks every step with a handful of reads.
+    p.clear_calls();
+    p.run(&["plan", "--refresh"])
+        .assert_code(0)
+        .assert_contains("Plan: 0 to run, 14 up to date");
+    let reads = p.az_calls();
+    assert!(
+        reads.len() <= 30,
+        "{} az calls:\n{}",
+        reads.len(),
+        show(&reads)
+    );
+    assert!(
+        reads.iter().all(|c| is_read_only(c)
+            || words(c) == ["account", "show"]
+            || words(c) == ["acr", "repository", "show"]
+            || words(c).ends_with(&["execution", "list"])),
+        "{}",
+        show(&reads)
+    );
+
+    // The Redis cache is deleted in the portal.
+    behind_our_back(&p, |m| {
+        m["resources"]
+            .as_object_mut()
+            .unwrap()
+            .remove("redis||draftgenie-redis")
+            .expect("the cache exists");
+    });
+    p.clear_calls();
+    p.run(&["plan"])
+        .assert_contains("Plan: 0 to run, 14 up to date");
+    assert!(p.az_calls().is_empty(), "no az call without --refresh");
+    let r = p.run(&["plan", "--refresh"]);
+    r.assert_code(0)
+        .assert_contains("run     create_databases                 drift: Redis cache draftgenie-redis not found")
+        // store_secrets reads the cache's outputs: decided when create_databases has run.
+        .assert_contains("maybe   store_secrets")
+        .assert_contains("Plan: 1 to run, 10 up to date, 3 pending");
+    let r = p.deploy(&["--refresh"]);
+    r.assert_code(0);
+    assert_ran(&r, &["create_databases"]);
+    assert!(azure(&p)["resources"]["redis||draftgenie-redis"].is_object());
+    p.deploy(&["--refresh"])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+
+    // Another image on one app: drift for the step that deploys it, and that step only.
+    behind_our_back(&p, |m| {
+        m["resources"]["containerapp||api-gateway"]["properties"]["template"]["containers"][0]
+            ["image"] = serde_json::json!("someone/else:v1");
+    });
+    let r = p.run(&["plan", "--refresh"]);
+    r.assert_code(0)
+        .assert_contains("run     deploy_application_services      drift: container app api-gateway runs image someone/else:v1, expected draftgenieacr.azurecr.io/api-gateway@sha256:")
+        .assert_contains("Plan: 1 to run");
+    p.clear_calls();
+    p.deploy(&["--refresh"]).assert_code(0);
+    let image = azure(&p)["resources"]["containerapp||api-gateway"]["properties"]["template"]
+        ["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        image.starts_with("draftgenieacr.azurecr.io/api-gateway@sha256:"),
+        "{image}"
+    );
+    p.deploy(&["--refresh"])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
 }

@@ -367,3 +367,53 @@ fn watch_reruns_a_dependent_when_an_upstream_output_changes() {
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert_eq!(calls[1], ["down", "value-2", "--output", "json"]);
 }
+
+#[test]
+fn check_reports_undeclared_reads_with_exit_codes_and_json() {
+    let p = undeclared_config_project();
+    p.step(
+        "02_y.rhai",
+        &step(
+            "",
+            r#"az(["y", env("SOME_VAR", "default")]); az(["y2", outputs("x").k ?? "none"]);"#,
+        ),
+    );
+    // Nothing recorded yet: nothing to report, and it says what it could not check.
+    p.run(&["check"])
+        .assert_code(0)
+        .assert_contains("not checked (no recorded reads yet");
+    p.deploy(&[]).assert_code(0);
+    let r = p.run(&["check"]);
+    r.assert_code(1)
+        .assert_contains("steps/01_x.rhai:3:32: step `x` reads config app.b without declaring it: add \"app.b\" to `config:` (steps/01_x.rhai:1)")
+        .assert_contains("step `y` reads env SOME_VAR without declaring it: add \"SOME_VAR\" to `env:`")
+        .assert_contains("step `y` reads outputs of x without declaring it: add \"x\" to `needs:`")
+        .assert_contains("check: 3 undeclared read(s)");
+    let j = p.run(&["check", "--output", "json"]);
+    j.assert_code(1);
+    let doc: Value = serde_json::from_str(&j.stdout).unwrap();
+    let list = doc["undeclared"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["step"], "x");
+    assert_eq!(list[0]["read"], "config app.b");
+    assert_eq!(list[0]["location"], "steps/01_x.rhai:3:32");
+    assert_eq!(doc["exit_code"], 1);
+    // Declaring them is enough: check judges the recorded reads against today's declarations.
+    p.step(
+        "01_x.rhai",
+        &step(
+            r#"config: ["app.a", "app.b"]"#,
+            r#"az(["x", read_config("app.a"), read_config("app.b")]);"#,
+        ),
+    )
+    .step(
+        "02_y.rhai",
+        &step(
+            r#"needs: ["x"], env: ["SOME_VAR"]"#,
+            r#"az(["y", env("SOME_VAR", "default")]); az(["y2", outputs("x").k ?? "none"]);"#,
+        ),
+    );
+    p.run(&["check"])
+        .assert_code(0)
+        .assert_contains("check: every recorded read is declared");
+}

@@ -45,15 +45,43 @@ pub fn run(cli: &Cli) -> Result<i32> {
         state = State::default();
     }
     let salt = state.secret_salt();
-    let decisions = plan::decide(
+    let mut decisions = plan::decide(
         &p.steps,
         &state,
         p.fingerprints(Some(&salt))?,
         &opts,
         &p.read_context(Some(&salt)),
-    );
+    )?;
     check_only(&p, &decisions, &opts.only)?;
+    let refresh = d.refresh || settings.refresh;
+    if refresh {
+        refresh_decisions(&p, d, store.as_ref(), &state, &mut decisions, &opts)?;
+        if !dry_run {
+            // The last successful refresh of each step that was checked and found as deployed.
+            let now = crate::state::now();
+            let mut touched = false;
+            for dec in decisions
+                .iter()
+                .filter(|x| x.refreshed && x.drift.is_empty())
+            {
+                if let Some(rec) = state.steps.get_mut(&dec.step) {
+                    rec.extra.insert(
+                        "refreshed_at".into(),
+                        serde_json::Value::String(now.clone()),
+                    );
+                    touched = true;
+                }
+            }
+            if touched {
+                state.last_updated = now;
+                store.save(&state)?;
+            }
+        }
+    }
     print_plan(&p.console, &decisions);
+    if refresh {
+        super::plan::print_not_checked(&p, &decisions);
+    }
     let json = cli.global.output == OutputFormat::Json;
     if !decisions.iter().any(|d| d.action == Action::Run) {
         p.console.line("Nothing to do.");
@@ -105,6 +133,58 @@ pub fn run(cli: &Cli) -> Result<i32> {
     Ok(code)
 }
 
+/// `--refresh`: runs the `verify()` of every step the decisions skip, and applies what they
+/// found (drifted steps run; a failed check is an error, exit 1, before anything runs).
+pub(crate) fn refresh_decisions(
+    p: &Project,
+    d: &DeployArgs,
+    store: &dyn StateStore,
+    state: &State,
+    decisions: &mut [Decision],
+    opts: &plan::PlanOptions,
+) -> Result<()> {
+    // Checks only read, so they run for real even in a dry run.
+    let checked = with_runner(p, d, store, false, None, state.salt(), |r| {
+        r.refresh(decisions, state)
+    });
+    crate::refresh::apply(decisions, &checked)
+        .map_err(|e| anyhow::Error::from(Failure::new(exit::STEP_FAILED, e)))?;
+    plan::settle(&p.steps, state, decisions, opts)?;
+    Ok(())
+}
+
+/// A runner of this project's steps for `f`.
+fn with_runner<R>(
+    p: &Project,
+    d: &DeployArgs,
+    store: &dyn StateStore,
+    dry_run: bool,
+    log_dir: Option<std::path::PathBuf>,
+    salt: Option<&str>,
+    f: impl FnOnce(&Runner) -> R,
+) -> R {
+    // Fingerprints taken when a step starts (after its ancestors ran), with a fresh memo.
+    let fingerprint_at_start = |s: &crate::step::Step| p.fingerprinter(salt).step(s);
+    let runner = Runner {
+        engine: &p.engine,
+        steps: &p.steps,
+        config: p.config.clone(),
+        masker: p.masker.clone(),
+        console: p.console.clone(),
+        store,
+        dry_run,
+        jobs: if dry_run { 1 } else { d.jobs },
+        keep_going: d.keep_going,
+        log_dir,
+        running: Default::default(),
+        hash_cache: Some(p.hash_cache.clone()),
+        strict: d.strict || p.config.settings.deployment.strict,
+        verify_after_run: !d.no_verify_after_run && p.config.settings.deployment.verify_after_run,
+        fingerprint: &fingerprint_at_start,
+    };
+    f(&runner)
+}
+
 /// Runs the decided steps (records them in `store`), saves the hash cache; prints the step
 /// lines but not the summary.
 pub(crate) fn execute(
@@ -119,22 +199,11 @@ pub(crate) fn execute(
     state
         .extra
         .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
-    let runner = Runner {
-        engine: &p.engine,
-        steps: &p.steps,
-        config: p.config.clone(),
-        masker: p.masker.clone(),
-        console: p.console.clone(),
-        store,
-        dry_run,
-        jobs: if dry_run { 1 } else { d.jobs },
-        keep_going: d.keep_going,
-        log_dir: (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id)),
-        running: Default::default(),
-        hash_cache: Some(p.hash_cache.clone()),
-        strict: d.strict || p.config.settings.deployment.strict,
-    };
-    let report = runner.run(decisions, state)?;
+    let salt = state.salt().map(str::to_string);
+    let log_dir = (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id));
+    let report = with_runner(p, d, store, dry_run, log_dir, salt.as_deref(), |runner| {
+        runner.run(decisions, state)
+    })?;
     p.hash_cache.save();
     Ok(report)
 }
@@ -214,6 +283,9 @@ fn run_json(
                 "result": r.outcome.as_str(),
                 "reason": r.reason,
                 "duration_secs": (r.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+                "waits_on": d.waits_on,
+                "refreshed": d.refreshed,
+                "drift": d.drift,
             })
         })
         .collect();

@@ -20,7 +20,7 @@ pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
             p.fingerprints(state.salt())?,
             &opts,
             &p.read_context(state.salt()),
-        ))
+        )?)
     } else {
         None
     };

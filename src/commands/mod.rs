@@ -1,6 +1,7 @@
 //! The commands: one module per subcommand, each wiring project, plan, state and executor
 //! together. Nothing below this layer imports it.
 
+pub mod check;
 pub mod deploy;
 pub mod graph;
 pub mod plan;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         None | Some(Command::Deploy) => deploy::run(&cli),
         Some(Command::Plan) => plan::run(&cli),
         Some(Command::Steps) => steps::run(&cli),
+        Some(Command::Check) => check::run(&cli),
         Some(Command::Graph { format }) => graph::run(&cli, *format),
         Some(Command::Watch { debounce, poll }) => watch::run(
             &cli,

@@ -13,18 +13,30 @@ pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(cli, true)?;
     let resume = cli.deploy.resume || p.config.settings.deployment.resume;
     let opts = plan_options(&p, &cli.deploy, resume)?;
+    let store = p.store()?;
     let state = if cli.deploy.reset_state {
         State::default()
     } else {
-        p.store()?.load()?
+        store.load()?
     };
-    let decisions = plan::decide(
+    let mut decisions = plan::decide(
         &p.steps,
         &state,
         p.fingerprints(state.salt())?,
         &opts,
         &p.read_context(state.salt()),
-    );
+    )?;
+    let refresh = cli.deploy.refresh || p.config.settings.deployment.refresh;
+    if refresh {
+        super::deploy::refresh_decisions(
+            &p,
+            &cli.deploy,
+            store.as_ref(),
+            &state,
+            &mut decisions,
+            &opts,
+        )?;
+    }
     if cli.global.output == OutputFormat::Json {
         let doc = serde_json::json!({
             "command": "plan",
@@ -36,7 +48,26 @@ pub fn run(cli: &Cli) -> Result<i32> {
         return Ok(exit::OK);
     }
     print_plan(&p.console, &decisions);
+    if refresh {
+        print_not_checked(&p, &decisions);
+    }
     Ok(exit::OK)
+}
+
+/// `--refresh`: which skipped steps have no `verify()` and were therefore not checked.
+pub(crate) fn print_not_checked(p: &Project, decisions: &[Decision]) {
+    let not: Vec<&str> = decisions
+        .iter()
+        .zip(&p.steps.steps)
+        .filter(|(d, s)| d.action == Action::Skip && !s.has_verify)
+        .map(|(d, _)| d.step.as_str())
+        .collect();
+    if !not.is_empty() {
+        p.console.line(&format!(
+            "Not checked by --refresh (no verify()): {}",
+            not.join(", ")
+        ));
+    }
 }
 
 pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
@@ -77,6 +108,8 @@ fn decision_json(d: &Decision) -> serde_json::Value {
         "decision": d.action.as_str(),
         "reasons": d.reasons,
         "waits_on": d.waits_on,
+        "refreshed": d.refreshed,
+        "drift": d.drift,
         "dependency_hash": d.fingerprint.combined,
     })
 }

@@ -172,7 +172,7 @@ fn cycle(
         p.fingerprints(Some(&salt))?,
         &opts,
         &p.read_context(Some(&salt)),
-    );
+    )?;
     if !first {
         // After the first cycle, a step runs only when its fingerprint changed since the
         // last cycle: a step that failed and is unchanged waits for an edit.

@@ -1,0 +1,190 @@
+//! `--refresh`: before deciding, run the read-only `fn verify()` of every step the decision
+//! would skip, concurrently (`--jobs`), to notice what changed in Azure behind stepwise's back
+//! (drift). A step that reports drift runs with the reason `drift: …`; a check that fails (an
+//! error rather than an answer) stops the run before anything runs. The same `verify()` runs
+//! right after a step's `run()` as a post-condition (see the executor).
+
+use crate::executor::Runner;
+use crate::host;
+use crate::plan::{Action, Decision};
+use crate::report;
+use crate::script;
+use crate::state::State;
+use rhai::{CallFnOptions, Dynamic, Scope};
+use std::sync::{Arc, Mutex};
+
+/// What the refresh of one step found.
+#[derive(Debug, Clone)]
+pub enum Checked {
+    /// `verify()` found everything as the step left it.
+    Fine,
+    /// What drifted, one line each.
+    Drift(Vec<String>),
+    /// The check itself failed (not an answer about drift).
+    Failed(String),
+}
+
+impl Runner<'_> {
+    /// Runs `verify()` of step `i` in `ctx` (which must be in verify mode): the drift it
+    /// reports (empty: none), or why the check failed.
+    pub(crate) fn call_verify(
+        &self,
+        i: usize,
+        ctx: &Arc<host::StepContext>,
+    ) -> Result<Vec<String>, String> {
+        let step = &self.steps.steps[i];
+        let result = host::with_context(ctx.clone(), || {
+            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+            self.engine.call_fn_with_options::<Dynamic>(
+                options,
+                &mut Scope::new(),
+                &step.ast,
+                "verify",
+                (),
+            )
+        });
+        let value = result.map_err(|e| self.masker.mask(&script::runtime_error(&step.file, &e)))?;
+        drift_of(&value).map_err(|e| format!("{}: verify() {e}", step.file))
+    }
+
+    /// Runs the `verify()` of every step whose decision is `skip`, `--jobs` at a time, with
+    /// one read cache for the whole refresh. Steps without `verify()` are not checked
+    /// (`None`).
+    pub fn refresh(&self, decisions: &[Decision], state: &State) -> Vec<Option<Checked>> {
+        let n = self.steps.steps.len();
+        let todo: Vec<usize> = (0..n)
+            .filter(|&i| decisions[i].action == Action::Skip && self.steps.steps[i].has_verify)
+            .collect();
+        let results: Mutex<Vec<Option<Checked>>> = Mutex::new(vec![None; n]);
+        if todo.is_empty() {
+            return results.into_inner().unwrap_or_default();
+        }
+        self.console.line(&format!(
+            "Refreshing: checking {} step(s) against Azure ({} without verify() not checked)",
+            todo.len(),
+            (0..n)
+                .filter(|&i| decisions[i].action == Action::Skip && !self.steps.steps[i].has_verify)
+                .count()
+        ));
+        let cache: Arc<host::ReadCache> = Default::default();
+        let state = Arc::new(Mutex::new(state.clone()));
+        let salt = state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .salt()
+            .unwrap_or("")
+            .to_string();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..self.jobs.max(1).min(todo.len()) {
+                scope.spawn(|| loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(&i) = todo.get(k) else { break };
+                    let mut ctx = self.context(i, false, state.clone(), &salt, None, false);
+                    if let Some(c) = Arc::get_mut(&mut ctx) {
+                        c.read_cache = Some(cache.clone());
+                        c.verifying = true.into();
+                    }
+                    let checked = match self.call_verify(i, &ctx) {
+                        Ok(d) if d.is_empty() => Checked::Fine,
+                        Ok(d) => Checked::Drift(d),
+                        Err(e) => Checked::Failed(e),
+                    };
+                    let name = &self.steps.steps[i].name;
+                    match &checked {
+                        Checked::Fine => self.console.line(&format!(
+                            "  {} {name}: as deployed",
+                            self.console.paint(report::DIM, "✓")
+                        )),
+                        Checked::Drift(d) => self.console.line(&format!(
+                            "  {} {name}: drift: {}",
+                            self.console.paint(report::YELLOW, "!"),
+                            d.join("; ")
+                        )),
+                        Checked::Failed(e) => self.console.line(&format!(
+                            "  {} {name}: check failed: {e}",
+                            self.console.paint(report::RED, "✗")
+                        )),
+                    }
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
+                });
+            }
+        });
+        results.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a `verify()` returned: `()` or `true` (fine), a string (one drift), an array of
+/// strings (each a drift; empty: fine), `false` (drift without a description).
+pub fn drift_of(value: &Dynamic) -> Result<Vec<String>, String> {
+    if value.is_unit() {
+        return Ok(Vec::new());
+    }
+    if let Ok(b) = value.as_bool() {
+        return Ok(if b {
+            Vec::new()
+        } else {
+            vec!["verify() returned false".to_string()]
+        });
+    }
+    if value.is_string() {
+        let s = value.clone().into_string().unwrap_or_default();
+        return Ok(if s.is_empty() { Vec::new() } else { vec![s] });
+    }
+    if let Some(items) = value.clone().try_cast::<rhai::Array>() {
+        return items
+            .iter()
+            .map(|d| {
+                if d.is_string() {
+                    Ok(d.clone().into_string().unwrap_or_default())
+                } else {
+                    Err(format!(
+                        "returned an array holding {} ({d}): each drift must be a string",
+                        d.type_name()
+                    ))
+                }
+            })
+            .filter(|r| !matches!(r, Ok(s) if s.is_empty()))
+            .collect();
+    }
+    Err(format!(
+        "returned {} ({value}): return () or true when all is well, or a string or an array of strings describing each drift",
+        value.type_name()
+    ))
+}
+
+/// Applies a refresh to the decisions: a drifted step runs (`drift: …`); every refreshed step
+/// is marked. A failed check is an error naming the step and why (nothing runs).
+pub fn apply(decisions: &mut [Decision], checked: &[Option<Checked>]) -> Result<(), String> {
+    let failed: Vec<String> = decisions
+        .iter()
+        .zip(checked)
+        .filter_map(|(d, c)| match c {
+            Some(Checked::Failed(e)) => Some(format!("  {}: {e}", d.step)),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(format!(
+            "--refresh: {} check(s) failed, so drift cannot be told; nothing was run:\n{}",
+            failed.len(),
+            failed.join("\n")
+        ));
+    }
+    for (d, c) in decisions.iter_mut().zip(checked) {
+        match c {
+            Some(Checked::Fine) => d.refreshed = true,
+            Some(Checked::Drift(items)) => {
+                d.refreshed = true;
+                d.drift = items.clone();
+                d.action = Action::Run;
+                // A repair redoes the step's work as a forced run does (images rebuilt,
+                // "unchanged since the last run" shortcuts off).
+                d.forced = true;
+                d.reasons = items.iter().map(|i| format!("drift: {i}")).collect();
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
