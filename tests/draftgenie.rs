@@ -1241,4 +1241,17 @@ fn refresh_names_exactly_the_drift_repairs_it_and_then_finds_nothing() {
     p.deploy(&["--refresh"])
         .assert_code(0)
         .assert_contains("Nothing to do.");
+
+    // A secret an app's variable points at is removed: drift of the step that set it.
+    behind_our_back(&p, |m| {
+        let secrets = m["resources"]["containerapp||api-gateway"]["properties"]["configuration"]
+            ["secrets"]
+            .as_array_mut()
+            .expect("the app lists its secrets");
+        secrets.retain(|s| s["name"] != "jwt-secret");
+    });
+    p.run(&["plan", "--refresh"])
+        .assert_code(0)
+        .assert_contains("run     configure_environment_variables  drift: container app api-gateway: secret jwt-secret (for JWT_SECRET) is missing")
+        .assert_contains("Plan: 1 to run");
 }
