@@ -377,7 +377,7 @@ fn cases() -> Vec<Case> {
             setup: |p| {
                 p.file(
                     ".stepwise/state.json",
-                    "{\"version\": \"3.1\", \"steps\": {}}",
+                    "{\"version\": \"4.1\", \"steps\": {}}",
                 );
             },
             args: RUN,
