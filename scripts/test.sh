@@ -18,6 +18,15 @@ if [ ! -x "$tools/az-venv/bin/az" ]; then
 fi
 export STEPWISE_REAL_AZ="$tools/az-venv/bin/az"
 
+# The Docker SDK for Python: the independent implementation of Docker's build-context rules
+# that tests/docker_context.rs checks stepwise's against (a few seconds the first time).
+if ! "$tools/docker-sdk/bin/python" -c 'import docker.utils.build' 2>/dev/null; then
+  step "installing the Docker SDK for Python into $tools/docker-sdk"
+  python3 -m venv "$tools/docker-sdk"
+  "$tools/docker-sdk/bin/pip" install --quiet --disable-pip-version-check 'docker>=7,<8'
+fi
+export STEPWISE_DOCKER_SDK_PYTHON="$tools/docker-sdk/bin/python"
+
 # Azurite, the Azure Storage emulator, for the blob-state tests (about 15 s the first time).
 if [ ! -x "$tools/azurite/node_modules/.bin/azurite-blob" ]; then
   step "installing Azurite into $tools/azurite"

@@ -125,13 +125,23 @@ impl Config {
                 .unwrap_or_default();
             usage(format!("{}{loc}: {e}", path.display()))
         };
-        let root: Value = if text.trim().is_empty() {
-            Value::Object(Default::default())
+        let (root, merged): (Value, bool) = if text.trim().is_empty() {
+            (Value::Object(Default::default()), false)
         } else {
             // YAML's own value type refuses duplicate keys (a JSON value would keep the last
             // one silently).
-            serde_norway::from_str::<serde_norway::Value>(text).map_err(located)?;
-            serde_norway::from_str(text).map_err(located)?
+            let mut yaml = serde_norway::from_str::<serde_norway::Value>(text).map_err(located)?;
+            // Merge keys (`<<: *base`, `<<: [*a, *b]`) are resolved here, once: every reader
+            // (read_config, fingerprints, settings) sees the merged mapping.
+            let merged = apply_merge_keys(&mut yaml, "")
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            let root = if merged {
+                serde_norway::from_value(yaml)
+                    .map_err(|e| usage(format!("{}: {e}", path.display())))?
+            } else {
+                serde_norway::from_str(text).map_err(located)?
+            };
+            (root, merged)
         };
         if !root.is_object() {
             return Err(usage(format!(
@@ -140,7 +150,13 @@ impl Config {
                 type_name(&root)
             )));
         }
-        let settings: Settings = serde_norway::from_str(text).map_err(located)?;
+        // Parsed from the text first for located errors; from the merged document when it
+        // had merge keys (a setting may come from an anchor).
+        let mut settings: Settings = serde_norway::from_str(text).map_err(located)?;
+        if merged {
+            settings = serde_json::from_value(root.clone())
+                .map_err(|e| usage(format!("{}: a merged setting: {e}", path.display())))?;
+        }
         Ok(Config {
             path: path.to_path_buf(),
             root,
@@ -260,6 +276,70 @@ impl Config {
     }
 }
 
+/// Resolves YAML merge keys in place, recursively: `<<: *base` (a mapping) and `<<: [*a, *b]`
+/// (a list of mappings; earlier ones win). Keys written in the mapping itself win over merged
+/// ones; a merged mapping's own merge keys are resolved too. Returns whether there was any.
+fn apply_merge_keys(v: &mut serde_norway::Value, at: &str) -> std::result::Result<bool, String> {
+    use serde_norway::Value as Y;
+    let mut any = false;
+    match v {
+        Y::Mapping(map) => {
+            while let Some(merge) = map.remove("<<") {
+                any = true;
+                let sources = match merge {
+                    Y::Mapping(m) => vec![m],
+                    Y::Sequence(items) => items
+                        .into_iter()
+                        .map(|i| match i {
+                            Y::Mapping(m) => Ok(m),
+                            _ => Err(format!(
+                                "the merge key `<<` at {} lists something that is not a mapping (each element must be an alias of a mapping, e.g. `<<: [*a, *b]`)",
+                                if at.is_empty() { "the top level" } else { at }
+                            )),
+                        })
+                        .collect::<std::result::Result<_, _>>()?,
+                    _ => {
+                        return Err(format!(
+                            "the merge key `<<` at {} must be a mapping or a list of mappings (e.g. `<<: *base`)",
+                            if at.is_empty() { "the top level" } else { at }
+                        ))
+                    }
+                };
+                for source in sources {
+                    for (k, val) in source {
+                        if !map.contains_key(&k) {
+                            map.insert(k, val);
+                        }
+                    }
+                }
+            }
+            for (k, child) in map.iter_mut() {
+                let name = match k {
+                    Y::String(s) => s.clone(),
+                    other => serde_norway::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                let sub = if at.is_empty() {
+                    name
+                } else {
+                    format!("{at}.{name}")
+                };
+                any |= apply_merge_keys(child, &sub)?;
+            }
+        }
+        Y::Sequence(items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                any |= apply_merge_keys(child, &format!("{at}.{i}"))?;
+            }
+        }
+        Y::Tagged(t) => any |= apply_merge_keys(&mut t.value, at)?,
+        _ => {}
+    }
+    Ok(any)
+}
+
 /// Looks up a dotted key in a JSON value.
 pub fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
     if key.is_empty() {
@@ -328,6 +408,30 @@ mod tests {
             .to_string();
         assert!(err.contains("c.yaml:2:"), "{err}");
         assert!(err.contains("retry_attempts"), "{err}");
+    }
+
+    #[test]
+    fn merge_keys_single_and_list_forms_are_resolved() {
+        let c = cfg(
+            "base: &base {sku: big, tier: gp}\nextra: &extra {sku: other, zone: 2}\n\
+db: {<<: *base, name: x}\ncache:\n  <<: [*extra, *base]\n  name: y\n\
+nested: &nested {<<: *base, tier: bc}\nlast: {<<: *nested}\n\
+deployment: {<<: {resume: true}}\n",
+        )
+        .unwrap();
+        assert_eq!(c.get("db.sku"), Some(&Value::String("big".into())));
+        assert_eq!(c.get("db.name"), Some(&Value::String("x".into())));
+        assert_eq!(c.get("db.<<"), None);
+        // list form: the first mapping wins, explicit keys win over both
+        assert_eq!(c.get("cache.sku"), Some(&Value::String("other".into())));
+        assert_eq!(c.get("cache.tier"), Some(&Value::String("gp".into())));
+        assert_eq!(c.get("cache.zone"), Some(&Value::from(2)));
+        assert_eq!(c.get("cache.name"), Some(&Value::String("y".into())));
+        // a merged mapping's own merge key is resolved too
+        assert_eq!(c.canonical("last"), r#"{"sku":"big","tier":"bc"}"#);
+        assert!(c.settings.deployment.resume, "a merged setting is read");
+        let err = cfg("a: {<<: 3}\n").unwrap_err().to_string();
+        assert!(err.contains("c.yaml") && err.contains("`<<` at a"), "{err}");
     }
 
     #[test]

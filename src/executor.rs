@@ -125,10 +125,10 @@ impl Runner<'_> {
                 .iter()
                 .map(|d| StepResult {
                     step: d.step.clone(),
-                    outcome: if d.action == Action::Skip {
-                        Outcome::Skipped
-                    } else {
-                        Outcome::NotRun
+                    outcome: match d.action {
+                        Action::Skip => Outcome::Skipped,
+                        Action::Blocked => Outcome::Blocked,
+                        _ => Outcome::NotRun,
                     },
                     reason: d.reasons.join("; "),
                     duration: Duration::ZERO,
@@ -170,22 +170,19 @@ impl Runner<'_> {
                 Action::Skip if recheck[i] => Node::Waiting,
                 Action::Skip => Node::Satisfied,
                 Action::Pending => Node::Unsatisfied,
-                Action::Excluded => {
-                    if d.reasons.len() == 1 {
-                        Node::Satisfied
-                    } else {
-                        Node::Unsatisfied
-                    }
-                }
+                Action::Excluded if d.up_to_date => Node::Satisfied,
+                Action::Excluded => Node::Unsatisfied,
+                // decided by the plan already (a need that will not be up to date)
+                Action::Blocked => Node::Blocked,
             })
             .collect();
         let mut results: Vec<Option<StepResult>> = vec![None; n];
         for (i, d) in decisions.iter().enumerate() {
             if !matches!(d.action, Action::Run | Action::Maybe) && !recheck[i] {
-                let outcome = if d.action == Action::Skip {
-                    Outcome::Skipped
-                } else {
-                    Outcome::NotRun
+                let outcome = match d.action {
+                    Action::Skip => Outcome::Skipped,
+                    Action::Blocked => Outcome::Blocked,
+                    _ => Outcome::NotRun,
                 };
                 results[i] = Some(StepResult {
                     step: d.step.clone(),
@@ -759,6 +756,9 @@ impl Runner<'_> {
                     rec.error = None;
                     rec.dependency_hash = Some(decision.fingerprint.combined.clone());
                     rec.dependencies = decision.fingerprint.dependencies.clone();
+                    // so that `plan` can say which file was removed when the step is gone
+                    rec.extra
+                        .insert("file".into(), serde_json::Value::String(step.file.clone()));
                     rec.outputs = ctx
                         .outputs
                         .lock()

@@ -2,10 +2,13 @@
 //! digest, so that a file whose stat is unchanged is not read again. An optimisation only: a
 //! missing or corrupt cache changes no decision, only the time.
 //!
-//! Like git's index, an entry whose mtime is too close to the moment the cache was written
-//! ("racily clean": the file may have changed again within the file system's timestamp
-//! granularity) is not trusted and the file is hashed again. A change that keeps the size and
-//! restores the mtime still changes the ctime, which is compared too.
+//! Git's racy-clean rule, per entry: a digest is trusted in a later run only if the file's
+//! mtime and ctime were older than the moment the digest was taken, by more than the coarsest
+//! timestamp tick a file system may have (2 s, FAT). A file rewritten within the same tick as
+//! it was hashed keeps its stamp; such an entry is "smudged" when the cache is saved (written
+//! so that it never matches) and the file is read again next time. The cache is written once
+//! per run, after everything was hashed, each entry with the stamp it was computed with. A
+//! change that keeps the size and restores the mtime still changes the ctime, compared too.
 
 use std::collections::HashMap;
 #[allow(unused_imports)]
@@ -16,9 +19,29 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::RwLock;
 
-const MAGIC: &[u8; 16] = b"stepwise-hcache2";
-/// Entries modified less than this before the cache was written are re-hashed next time.
+const MAGIC: &[u8; 16] = b"stepwise-hcache3";
+/// An entry whose file was modified less than this before its digest was taken is not trusted
+/// in a later run (the coarsest file system timestamp tick: FAT's 2 s).
 const RACY_WINDOW_NS: i128 = 2_000_000_000;
+
+/// Now, in nanoseconds since the epoch, by this machine's clock.
+pub fn now_ns() -> i128 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+}
+
+/// `STEPWISE_TEST_TIMESTAMP_TICK_MS`: file timestamps read as if the file system kept them in
+/// ticks of that many milliseconds (a FAT or network share), for tests of the racy-clean rule.
+fn simulated_tick_ns() -> i128 {
+    static TICK: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        std::env::var("STEPWISE_TEST_TIMESTAMP_TICK_MS")
+            .ok()
+            .and_then(|v| v.parse::<i128>().ok())
+            .filter(|ms| *ms > 0)
+            .map(|ms| ms * 1_000_000)
+            .unwrap_or(0)
+    })
+}
 
 /// What a file's stat says, for comparing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +55,24 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp {
+        let mut s = Stamp {
             size: meta.size(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
             ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             ino: meta.ino(),
             dev: meta.dev(),
+        };
+        let tick = simulated_tick_ns();
+        if tick > 0 {
+            s.mtime_ns -= s.mtime_ns.rem_euclid(tick);
+            s.ctime_ns -= s.ctime_ns.rem_euclid(tick);
         }
+        s
+    }
+
+    /// Could the file have changed after `hashed_ns` without changing this stamp?
+    fn racy(&self, hashed_ns: i128, window_ns: i128) -> bool {
+        hashed_ns == i128::MIN || self.mtime_ns.max(self.ctime_ns) >= hashed_ns - window_ns
     }
 }
 
@@ -77,26 +111,40 @@ struct Entry {
     digest: Digest,
     /// Seen in this run (entries not seen are dropped when saving).
     seen: AtomicBool,
-    /// Hashed in this run: trusted for the rest of the run whatever its mtime.
-    fresh: bool,
+    /// Hashed in this run, at this moment (ns): trusted for the rest of the run whatever its
+    /// stamps; smudged when saved if the file was modified too close to it.
+    hashed_ns: Option<i128>,
 }
+
+/// The stamp a smudged entry is saved with: no file has it, so it never matches.
+const SMUDGED: Stamp = Stamp {
+    size: u64::MAX,
+    mtime_ns: i128::MIN,
+    ctime_ns: i128::MIN,
+    ino: 0,
+    dev: 0,
+};
 
 pub struct HashCache {
     path: PathBuf,
     /// Keyed by the path's bytes: hashing and comparing bytes is much cheaper than `Path`'s
     /// component-wise equality, and this is the hot path of a no-op run.
     entries: RwLock<Entries>,
-    /// When the loaded cache was written (ns since the epoch).
-    written_ns: i128,
+    /// Was there a cache to load?
+    loaded: bool,
     /// Files hashed (put) in this run, and their bytes: rewriting a large cache for a handful
     /// of small files costs more than hashing them again next time.
     dirty_count: AtomicUsize,
     dirty_bytes: std::sync::atomic::AtomicU64,
-    /// How close to the cache's write time an entry's mtime/ctime may be before it is
-    /// re-hashed (ns).
+    /// How close to the moment its digest was taken a file's mtime/ctime may be before the
+    /// entry is smudged when saved (ns).
     pub racy_window_ns: i128,
     /// How many lookups missed (files that had to be read), for `--verbose` and benchmarks.
     pub misses: AtomicUsize,
+    /// How far the file system's clock is ahead of this machine's, at least (ns; None: not
+    /// measured yet; `i128::MIN`: could not be measured, so no digest of this run is trusted
+    /// later).
+    skew_ns: std::sync::OnceLock<i128>,
 }
 
 impl HashCache {
@@ -105,39 +153,68 @@ impl HashCache {
         HashCache {
             path: path.to_path_buf(),
             entries: RwLock::new(Entries::default()),
-            written_ns: 0,
+            loaded: false,
             dirty_count: AtomicUsize::new(0),
             dirty_bytes: std::sync::atomic::AtomicU64::new(0),
             racy_window_ns: RACY_WINDOW_NS,
             misses: AtomicUsize::new(0),
+            skew_ns: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Now by the file system's clock, or a moment before (ns): what a digest taken now is
+    /// stamped with. File timestamps come from the file system's clock, which may differ from
+    /// this machine's (a network share, a VM's host): the difference is measured once per run
+    /// by writing a probe file beside the cache and reading its mtime, as a lower bound (a
+    /// probe's coarse timestamp only makes it lower, which only makes more entries racy).
+    pub fn hashed_at(&self) -> i128 {
+        let skew = *self.skew_ns.get_or_init(|| {
+            let probe = {
+                let mut name = self.path.as_os_str().to_owned();
+                name.push(".clock");
+                PathBuf::from(name)
+            };
+            let written = self
+                .path
+                .parent()
+                .map(crate::state::create_private_dir)
+                .unwrap_or(Ok(()))
+                .and_then(|_| std::fs::write(&probe, b"stepwise clock probe\n"))
+                .and_then(|_| std::fs::metadata(&probe));
+            let after = now_ns();
+            match written {
+                Ok(m) => Stamp::of(&m).mtime_ns - after,
+                Err(_) => i128::MIN,
+            }
+        });
+        if skew == i128::MIN {
+            i128::MIN
+        } else {
+            now_ns() + skew
         }
     }
 
     /// Loads the cache; anything unreadable yields an empty cache. The format is binary (a
-    /// 50,000-file cache loads in a few milliseconds): magic, write time (i128 ns), then per
-    /// entry size, mtime, ctime (i128 ns each as i64 pairs), inode, device, the 32-byte digest,
-    /// the path's length (u32) and bytes. All little-endian.
+    /// 50,000-file cache loads in a few milliseconds): magic, then per entry size, mtime,
+    /// ctime (i128 ns), inode, device, the 32-byte digest, the path's length (u32) and bytes.
+    /// All little-endian. Every entry was clean when saved (racy ones are smudged).
     pub fn load(path: &Path) -> HashCache {
         let mut cache = HashCache::empty(path);
         let Ok(bytes) = std::fs::read(path) else {
             return cache;
         };
-        match Self::decode(&bytes) {
-            Some((written, map)) => {
-                cache.written_ns = written;
-                cache.entries = RwLock::new(map);
-                cache
-            }
-            None => cache,
+        if let Some(map) = Self::decode(&bytes) {
+            cache.loaded = true;
+            cache.entries = RwLock::new(map);
         }
+        cache
     }
 
-    fn decode(bytes: &[u8]) -> Option<(i128, Entries)> {
+    fn decode(bytes: &[u8]) -> Option<Entries> {
         let mut r = Reader { b: bytes, at: 0 };
         if r.take(16)? != MAGIC {
             return None;
         }
-        let written = r.i128()?;
         let n = r.u64()? as usize;
         let mut map = Entries::with_capacity_and_hasher(n.min(1 << 20), Default::default());
         for _ in 0..n {
@@ -157,14 +234,14 @@ impl HashCache {
                     stamp,
                     digest,
                     seen: AtomicBool::new(false),
-                    fresh: false,
+                    hashed_ns: None,
                 },
             );
         }
-        (r.at == bytes.len()).then_some((written, map))
+        (r.at == bytes.len()).then_some(map)
     }
 
-    /// The cached digest of `rel` if its stat still matches and the entry is not racy.
+    /// The cached digest of `rel` if its stat still matches.
     pub fn get(&self, rel: &Path, stamp: &Stamp) -> Option<Digest> {
         let hit = self.lookup(rel, stamp);
         if hit.is_none() {
@@ -176,16 +253,21 @@ impl HashCache {
     fn lookup(&self, rel: &Path, stamp: &Stamp) -> Option<Digest> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let e = entries.get(rel.as_os_str().as_bytes())?;
-        let racy = e.stamp.mtime_ns >= self.written_ns - self.racy_window_ns
-            || e.stamp.ctime_ns >= self.written_ns - self.racy_window_ns;
-        if e.stamp != *stamp || (racy && !e.fresh) {
+        // A digest taken in this run from a file modified too close to that moment is not
+        // trusted either: the file may have changed since within the same timestamp tick.
+        if e.stamp != *stamp
+            || e.hashed_ns
+                .is_some_and(|at| e.stamp.racy(at, self.racy_window_ns))
+        {
             return None;
         }
         e.seen.store(true, Ordering::Relaxed);
         Some(e.digest)
     }
 
-    pub fn put(&self, rel: &Path, stamp: Stamp, digest: Digest) {
+    /// Records the digest of `rel`, taken at `hashed_ns` (just before the file was opened)
+    /// from a file with `stamp` (its stat before it was read).
+    pub fn put(&self, rel: &Path, stamp: Stamp, digest: Digest, hashed_ns: i128) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         entries.insert(
             rel.as_os_str().as_bytes().into(),
@@ -193,7 +275,7 @@ impl HashCache {
                 stamp,
                 digest,
                 seen: AtomicBool::new(true),
-                fresh: true,
+                hashed_ns: Some(hashed_ns),
             },
         );
         self.dirty_count.fetch_add(1, Ordering::Relaxed);
@@ -201,38 +283,31 @@ impl HashCache {
     }
 
     /// Writes the cache (only the files seen in this run) when that saves more than it costs:
-    /// there was no cache, or more than 2% of the entries changed, were dropped or are racy,
-    /// or more than 4 MiB were hashed. A few small changed files are cheaper to hash again
-    /// next time than a rewrite of a 50,000-entry cache. Errors are ignored: the cache is only
-    /// an optimisation.
+    /// there was no cache, or more than 2% of the entries changed or were dropped, or more
+    /// than 4 MiB were hashed. A few small changed files are cheaper to hash again next time
+    /// than a rewrite of a 50,000-entry cache. Entries hashed in this run from a file modified
+    /// within the racy window of that moment are smudged. Called once per run, at its end.
+    /// Errors are ignored: the cache is only an optimisation.
     pub fn save(&self) {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let seen = |e: &Entry| e.seen.load(Ordering::Relaxed);
         let dropped = entries.values().filter(|e| !seen(e)).count();
-        let racy = entries
-            .values()
-            .filter(|e| {
-                seen(e)
-                    && !e.fresh
-                    && e.stamp.mtime_ns.max(e.stamp.ctime_ns)
-                        >= self.written_ns - self.racy_window_ns
-            })
-            .count();
-        let changed = self.dirty_count.load(Ordering::Relaxed) + dropped + racy;
-        let worth = self.written_ns == 0
+        let changed = self.dirty_count.load(Ordering::Relaxed) + dropped;
+        let worth = !self.loaded
             || changed * 50 > entries.len()
             || self.dirty_bytes.load(Ordering::Relaxed) > 4 << 20;
         if changed == 0 || !worth {
             return;
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
         let kept: Vec<(&Box<[u8]>, &Entry)> = entries.iter().filter(|(_, e)| seen(e)).collect();
         let mut out = Vec::with_capacity(48 + kept.len() * 140);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&now.to_le_bytes());
         out.extend_from_slice(&(kept.len() as u64).to_le_bytes());
         for (rel, e) in kept {
-            let s = e.stamp;
+            let s = match e.hashed_ns {
+                Some(at) if e.stamp.racy(at, self.racy_window_ns) => SMUDGED,
+                _ => e.stamp,
+            };
             out.extend_from_slice(&s.size.to_le_bytes());
             out.extend_from_slice(&s.mtime_ns.to_le_bytes());
             out.extend_from_slice(&s.ctime_ns.to_le_bytes());

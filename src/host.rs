@@ -757,8 +757,9 @@ impl BuildSpec {
         argv
     }
 
-    /// What the image is made of: the Dockerfile, the build context as Docker sees it
-    /// (honouring `.dockerignore`), build arguments, tag, platform and whether it is pushed.
+    /// What the image is made of: the Dockerfile, the build context exactly as Docker sends it
+    /// (its `.dockerignore` or `<Dockerfile>.dockerignore`, with Docker's rules), build
+    /// arguments, tag, platform and whether it is pushed.
     fn fingerprint(&self, ctx: &StepContext) -> Result<String, String> {
         use sha2::{Digest, Sha256};
         let fp = crate::fingerprint::Fingerprinter {
@@ -781,7 +782,11 @@ impl BuildSpec {
         let text = std::fs::read_to_string(&self.dockerfile).unwrap_or_default();
         let sources = crate::dockerfile::context_sources(&text);
         let context = fp
-            .context_digest(std::path::Path::new(&self.context), sources.as_deref())
+            .context_digest(
+                std::path::Path::new(&self.context),
+                Some(std::path::Path::new(&self.dockerfile)),
+                sources.as_deref(),
+            )
             .map_err(|e| format!("docker_build(): build context {}: {e}", self.context))?;
         let mut h = Sha256::new();
         for part in [

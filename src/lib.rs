@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dockerfile;
+pub mod dockerignore;
 pub mod error;
 pub mod executor;
 pub mod fingerprint;

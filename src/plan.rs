@@ -19,6 +19,9 @@ pub enum Action {
     /// Up to date unless outputs it read change: decided when the steps it waits on (which
     /// run in this deployment) have finished ("known after apply").
     Maybe,
+    /// Would run, but a step it needs will not be up to date (pending, not selected and not
+    /// up to date, or itself blocked): the deployment blocks it (and exits 1).
+    Blocked,
 }
 
 impl Action {
@@ -29,6 +32,7 @@ impl Action {
             Action::Pending => "pending",
             Action::Excluded => "excluded",
             Action::Maybe => "pending",
+            Action::Blocked => "blocked",
         }
     }
 }
@@ -48,6 +52,9 @@ pub struct Decision {
     pub refreshed: bool,
     /// What `verify()` reported as drifted (it then runs).
     pub drift: Vec<String>,
+    /// Up to date whatever the flags say: a step that is not selected (`--only`) satisfies the
+    /// steps that need it only then.
+    pub up_to_date: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -94,25 +101,33 @@ pub fn decide(
                 ),
                 None => Vec::new(),
             };
-            let (action, reasons) = decide_one(&step.name, state, &fp, opts, &input_changes);
+            // `--only`: a step that is not selected is never forced.
+            let selected = opts.only.is_empty() || opts.only.iter().any(|s| s == &step.name);
+            let (action, reasons) =
+                decide_one(&step.name, state, &fp, opts, selected, &input_changes);
             Decision {
                 step: step.name.clone(),
                 action,
                 reasons,
                 fingerprint: fp,
-                forced: opts.force_all || opts.force_steps.iter().any(|s| s == &step.name),
+                forced: selected
+                    && (opts.force_all || opts.force_steps.iter().any(|s| s == &step.name)),
                 waits_on: Vec::new(),
                 refreshed: false,
                 drift: Vec::new(),
+                up_to_date: false,
             }
         })
         .collect();
     settle(steps, state, &mut decisions, opts)?;
+    for d in decisions.iter_mut() {
+        d.up_to_date = d.action == Action::Skip;
+    }
     // `--only`: what is not selected does not run.
     if !opts.only.is_empty() {
         for d in &mut decisions {
             if !opts.only.iter().any(|s| s == &d.step) {
-                let mut r = vec!["not selected (--only)".to_string()];
+                let mut r = vec![NOT_SELECTED.to_string()];
                 if d.action != Action::Skip {
                     r.append(&mut d.reasons);
                 }
@@ -122,6 +137,7 @@ pub fn decide(
             }
         }
     }
+    block(steps, &mut decisions);
     Ok(decisions)
 }
 
@@ -247,11 +263,122 @@ pub fn settle(
     Ok(())
 }
 
+/// Marks `Blocked` every step that would run but needs (directly) a step that will not be up
+/// to date, or has an ancestor that is blocked; the reason reads like the runner's. (A
+/// `Maybe` step is decided when it is ready: the runner blocks it then if it must.) Called
+/// again after `--refresh` changed decisions.
+pub fn block(steps: &StepSet, decisions: &mut [Decision]) {
+    loop {
+        let mut changed = false;
+        for i in 0..decisions.len() {
+            if decisions[i].action != Action::Run {
+                continue;
+            }
+            let unsatisfied = |j: usize| match decisions[j].action {
+                Action::Pending => Some("is not up to date and does not run (pending)"),
+                Action::Excluded if !decisions[j].up_to_date => {
+                    Some("is not up to date and does not run (not selected)")
+                }
+                _ => None,
+            };
+            let direct = steps.steps[i]
+                .needs
+                .iter()
+                .filter_map(|n| steps.index(n))
+                .find_map(|j| unsatisfied(j).map(|w| (j, w)));
+            let found = direct.or_else(|| {
+                steps
+                    .ancestors(i)
+                    .into_iter()
+                    .find(|&j| decisions[j].action == Action::Blocked)
+                    .map(|j| (j, "is blocked"))
+            });
+            if let Some((j, what)) = found {
+                let through = steps.path_between(i, j);
+                let via = if through.is_empty() {
+                    String::new()
+                } else {
+                    let names: Vec<&str> = through
+                        .iter()
+                        .map(|&k| steps.steps[k].name.as_str())
+                        .collect();
+                    format!(" (through {})", names.join(", "))
+                };
+                decisions[i].action = Action::Blocked;
+                decisions[i].reasons =
+                    vec![format!("needs {}{via}, which {what}", decisions[j].step)];
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+/// What the deployment would refuse before running anything (exit 2), in words: a selected
+/// step (`--only`) that needs a step that is neither selected nor up to date.
+pub fn refusal(steps: &StepSet, decisions: &[Decision], only: &[String]) -> Option<String> {
+    for name in only {
+        let i = steps.index(name)?;
+        for need in &steps.steps[i].needs {
+            if only.contains(need) {
+                continue;
+            }
+            let j = steps.index(need)?;
+            if !decisions[j].up_to_date {
+                let why = decisions[j]
+                    .reasons
+                    .iter()
+                    .filter(|r| *r != NOT_SELECTED)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Some(format!(
+                    "--only {name}: it needs `{need}`, which is not selected and not up to date ({why}); add --only {need}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The exit code of a deployment with these decisions if every step that runs succeeds:
+/// 1 when a step would be blocked, else 0.
+pub fn expected_exit(decisions: &[Decision]) -> i32 {
+    if decisions.iter().any(|d| d.action == Action::Blocked) {
+        crate::error::exit::STEP_FAILED
+    } else {
+        crate::error::exit::OK
+    }
+}
+
+/// Steps recorded in the state whose step file is gone: (name, its file when recorded).
+pub fn gone(steps: &StepSet, state: &State) -> Vec<(String, Option<String>)> {
+    state
+        .steps
+        .iter()
+        .filter(|(name, _)| steps.index(name).is_none())
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                r.extra
+                    .get("file")
+                    .and_then(|f| f.as_str())
+                    .map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+const NOT_SELECTED: &str = "not selected (--only)";
+
 fn decide_one(
     name: &str,
     state: &State,
     fp: &Fingerprint,
     opts: &PlanOptions,
+    selected: bool,
     input_changes: &dyn Fn() -> Vec<String>,
 ) -> (Action, Vec<String>) {
     let record = state.steps.get(name);
@@ -265,9 +392,9 @@ fn decide_one(
         }
         _ => Vec::new(),
     };
-    if opts.force_all {
+    if selected && opts.force_all {
         (Action::Run, vec!["forced (--force-all)".to_string()])
-    } else if opts.force_steps.iter().any(|s| s == name) {
+    } else if selected && opts.force_steps.iter().any(|s| s == name) {
         (Action::Run, vec!["forced (--force-step)".to_string()])
     } else {
         match record {

@@ -73,7 +73,7 @@ impl Project {
     }
 
     /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
-    /// hash cache.
+    /// hash cache in memory: the command saves it once, when it ends.
     pub(crate) fn fingerprints(&self, secret_salt: Option<&str>) -> Result<Vec<Fingerprint>> {
         let started = std::time::Instant::now();
         let cache = &self.hash_cache;
@@ -86,7 +86,6 @@ impl Project {
             }
             out.push(f);
         }
-        cache.save();
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             files_read = cache.misses.load(std::sync::atomic::Ordering::Relaxed),

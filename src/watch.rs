@@ -250,6 +250,7 @@ pub(crate) fn poll_changes(
         }
         let reloaded = Project::load(cli, true).and_then(|p| {
             let fps = p.fingerprints(Some(salt))?;
+            p.hash_cache.save();
             Ok((p, fps))
         });
         let (p, fps) = match reloaded {

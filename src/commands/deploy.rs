@@ -1,7 +1,7 @@
 //! `stepwise` / `stepwise deploy`: plan, lock, approval, run the steps, summary.
 
 use super::plan::print_plan;
-use super::{check_only, plan_options};
+use super::{decide, plan_options, print_gone};
 use crate::cli::{Cli, DeployArgs, OutputFormat};
 use crate::error::{exit, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
@@ -20,8 +20,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
     let d = &cli.deploy;
     let dry_run = d.dry_run || settings.dry_run;
     let auto_approve = d.auto_approve || settings.auto_approve;
-    let resume = d.resume || settings.resume;
-    let opts = plan_options(&p, d, resume)?;
+    // Bad names and flags fail before the lock is taken.
+    plan_options(&p, d, d.resume || settings.resume)?;
     let store = p.store()?;
 
     // The lock is held for the whole run; a dry run writes nothing and takes none.
@@ -45,14 +45,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         state = State::default();
     }
     let salt = state.secret_salt();
-    let mut decisions = plan::decide(
-        &p.steps,
-        &state,
-        p.fingerprints(Some(&salt))?,
-        &opts,
-        &p.read_context(Some(&salt)),
-    )?;
-    check_only(&p, &decisions, &opts.only)?;
+    let (mut decisions, opts) = decide(&p, d, &state, Some(&salt))?;
     let refresh = d.refresh || settings.refresh;
     if refresh {
         refresh_decisions(&p, d, store.as_ref(), &state, &mut decisions, &opts)?;
@@ -82,17 +75,27 @@ pub fn run(cli: &Cli) -> Result<i32> {
     if refresh {
         super::plan::print_not_checked(&p, &decisions);
     }
+    print_gone(&p.console, &p, &state);
     let json = cli.global.output == OutputFormat::Json;
-    if !decisions.iter().any(|d| d.action == Action::Run) {
-        p.console.line("Nothing to do.");
+    if !decisions
+        .iter()
+        .any(|d| matches!(d.action, Action::Run | Action::Maybe))
+    {
+        p.hash_cache.save();
+        let code = plan::expected_exit(&decisions);
+        let report = Runner::nothing_ran(&decisions);
+        if code == exit::OK {
+            p.console.line("Nothing to do.");
+        } else {
+            print_summary(&p.console, &report, dry_run);
+        }
         if json {
-            let report = Runner::nothing_ran(&decisions);
             println!(
                 "{}",
-                serde_json::to_string_pretty(&run_json(&decisions, &report, dry_run, exit::OK))?
+                serde_json::to_string_pretty(&run_json(&decisions, &report, dry_run, code))?
             );
         }
-        return Ok(exit::OK);
+        return Ok(code);
     }
     if !dry_run && !auto_approve {
         if std::io::stdin().is_terminal() {
@@ -101,6 +104,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             let mut answer = String::new();
             std::io::stdin().lock().read_line(&mut answer)?;
             if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+                p.hash_cache.save();
                 p.console.line("Cancelled: nothing ran.");
                 return Ok(exit::STEP_FAILED);
             }
@@ -150,6 +154,7 @@ pub(crate) fn refresh_decisions(
     crate::refresh::apply(decisions, &checked)
         .map_err(|e| anyhow::Error::from(Failure::new(exit::STEP_FAILED, e)))?;
     plan::settle(&p.steps, state, decisions, opts)?;
+    plan::block(&p.steps, decisions);
     Ok(())
 }
 
@@ -226,18 +231,18 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
         .max(4);
     console.line("");
     console.line(&format!(
-        "  {:width$}  {:11}  {:>8}  REASON",
+        "  {:width$}  {:13}  {:>8}  REASON",
         "STEP", "RESULT", "TIME"
     ));
     for r in &report.results {
         let result = match r.outcome {
-            Outcome::Ran if dry_run => console.paint(report::GREEN, &format!("{:11}", "✓ dry run")),
-            Outcome::Ran => console.paint(report::GREEN, &format!("{:11}", "✓ ran")),
-            Outcome::Skipped => console.paint(report::DIM, &format!("{:11}", "· skipped")),
-            Outcome::Failed => console.paint(report::RED, &format!("{:11}", "✗ failed")),
-            Outcome::Interrupted => console.paint(report::RED, &format!("{:11}", "✗ interrupted")),
-            Outcome::Blocked => console.paint(report::YELLOW, &format!("{:11}", "- blocked")),
-            Outcome::NotRun => console.paint(report::YELLOW, &format!("{:11}", "- pending")),
+            Outcome::Ran if dry_run => console.paint(report::GREEN, &format!("{:13}", "✓ dry run")),
+            Outcome::Ran => console.paint(report::GREEN, &format!("{:13}", "✓ ran")),
+            Outcome::Skipped => console.paint(report::DIM, &format!("{:13}", "· skipped")),
+            Outcome::Failed => console.paint(report::RED, &format!("{:13}", "✗ failed")),
+            Outcome::Interrupted => console.paint(report::RED, &format!("{:13}", "✗ interrupted")),
+            Outcome::Blocked => console.paint(report::YELLOW, &format!("{:13}", "- blocked")),
+            Outcome::NotRun => console.paint(report::YELLOW, &format!("{:13}", "- pending")),
         };
         let time = if r.outcome == Outcome::Ran || r.duration > std::time::Duration::ZERO {
             report::duration(r.duration)

@@ -1,10 +1,11 @@
 //! `stepwise graph`: the steps and their `needs` as Mermaid or DOT, marked with what would run.
 
-use super::plan_options;
+use super::decide;
 use crate::cli::{Cli, GraphFormat};
 use crate::error::exit;
-use crate::plan::{self, Action};
+use crate::plan::Action;
 use crate::project::Project;
+use crate::state::State;
 use anyhow::Result;
 
 pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
@@ -12,15 +13,14 @@ pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
     let p = Project::load(cli, has_config)?;
     // Mark what would run when there is a config to decide with.
     let decisions = if has_config {
-        let opts = plan_options(&p, &cli.deploy, cli.deploy.resume)?;
-        let state = p.store()?.load()?;
-        Some(plan::decide(
-            &p.steps,
-            &state,
-            p.fingerprints(state.salt())?,
-            &opts,
-            &p.read_context(state.salt()),
-        )?)
+        let state = if cli.deploy.reset_state {
+            State::default()
+        } else {
+            p.store()?.load()?
+        };
+        let (decisions, _) = decide(&p, &cli.deploy, &state, state.salt())?;
+        p.hash_cache.save();
+        Some(decisions)
     } else {
         None
     };
@@ -44,11 +44,12 @@ pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
             if decisions.is_some() {
                 out.push_str("    classDef run fill:#fde68a,stroke:#b45309\n");
                 out.push_str("    classDef skip fill:#e5e7eb,stroke:#6b7280\n");
+                out.push_str("    classDef blocked fill:#fecaca,stroke:#b91c1c\n");
                 for (i, s) in p.steps.steps.iter().enumerate() {
-                    let class = if action(i) == Some(Action::Run) {
-                        "run"
-                    } else {
-                        "skip"
+                    let class = match action(i) {
+                        Some(Action::Run) => "run",
+                        Some(Action::Blocked) => "blocked",
+                        _ => "skip",
                     };
                     out.push_str(&format!("    class {} {class}\n", s.name));
                 }

@@ -13,6 +13,8 @@ use crate::cli::{Cli, Command, DeployArgs};
 use crate::error::usage;
 use crate::plan::{Decision, PlanOptions};
 use crate::project::Project;
+use crate::report::Console;
+use crate::state::State;
 use anyhow::Result;
 
 /// Runs the parsed command line; returns the exit code.
@@ -62,25 +64,46 @@ pub(crate) fn plan_options(p: &Project, d: &DeployArgs, resume: bool) -> Result<
     })
 }
 
-/// `--only`: the selected steps' needs outside the selection must be up to date.
+/// `--only`: the selected steps' needs outside the selection must be up to date (exit 2).
 pub(crate) fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()> {
-    if only.is_empty() {
-        return Ok(());
+    match crate::plan::refusal(&p.steps, decisions, only) {
+        Some(why) => Err(usage(why)),
+        None => Ok(()),
     }
-    for name in only {
-        let i = p.steps.index(name).unwrap_or(0);
-        for need in &p.steps.steps[i].needs {
-            if only.contains(need) {
-                continue;
-            }
-            let j = p.steps.index(need).unwrap_or(0);
-            if decisions[j].reasons.len() > 1 {
-                return Err(usage(format!(
-                    "--only {name}: it needs `{need}`, which is not selected and not up to date ({}); add --only {need}",
-                    decisions[j].reasons[1..].join("; ")
-                )));
-            }
-        }
+}
+
+/// The decisions a deployment with these flags (and the config's defaults) would make on
+/// `state`, or what it would refuse, and the options it decided with: the one function behind
+/// `deploy`, `--dry-run`, `plan` and `graph`.
+pub(crate) fn decide(
+    p: &Project,
+    d: &DeployArgs,
+    state: &State,
+    salt: Option<&str>,
+) -> Result<(Vec<Decision>, PlanOptions)> {
+    let resume = d.resume || p.config.settings.deployment.resume;
+    let opts = plan_options(p, d, resume)?;
+    let decisions = crate::plan::decide(
+        &p.steps,
+        state,
+        p.fingerprints(salt)?,
+        &opts,
+        &p.read_context(salt),
+    )?;
+    check_only(p, &decisions, &opts.only)?;
+    Ok((decisions, opts))
+}
+
+/// Records of steps whose files were removed: one line each, saying how to forget them.
+pub(crate) fn print_gone(console: &Console, p: &Project, state: &State) {
+    for (name, file) in crate::plan::gone(&p.steps, state) {
+        let what = match file {
+            Some(f) => format!("{f} removed"),
+            None => "no step file defines it any more".to_string(),
+        };
+        console.line(&format!(
+            "  {} step {name} ({what}); state reset {name} forgets it",
+            console.paint(crate::report::DIM, "gone:")
+        ));
     }
-    Ok(())
 }

@@ -1,8 +1,7 @@
 //! `stepwise plan`: what a deployment would run, and why; the plan as printed before a run.
 
-use super::plan_options;
+use super::{decide, print_gone};
 use crate::cli::{Cli, OutputFormat};
-use crate::error::exit;
 use crate::plan::{self, Action, Decision};
 use crate::project::Project;
 use crate::report::{self, Console};
@@ -11,21 +10,13 @@ use anyhow::Result;
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(cli, true)?;
-    let resume = cli.deploy.resume || p.config.settings.deployment.resume;
-    let opts = plan_options(&p, &cli.deploy, resume)?;
     let store = p.store()?;
     let state = if cli.deploy.reset_state {
         State::default()
     } else {
         store.load()?
     };
-    let mut decisions = plan::decide(
-        &p.steps,
-        &state,
-        p.fingerprints(state.salt())?,
-        &opts,
-        &p.read_context(state.salt()),
-    )?;
+    let (mut decisions, opts) = decide(&p, &cli.deploy, &state, state.salt())?;
     let refresh = cli.deploy.refresh || p.config.settings.deployment.refresh;
     if refresh {
         super::deploy::refresh_decisions(
@@ -37,21 +28,30 @@ pub fn run(cli: &Cli) -> Result<i32> {
             &opts,
         )?;
     }
+    p.hash_cache.save();
+    // The code the deployment would end with, if every step that runs succeeds.
+    let code = plan::expected_exit(&decisions);
     if cli.global.output == OutputFormat::Json {
+        let gone: Vec<serde_json::Value> = plan::gone(&p.steps, &state)
+            .into_iter()
+            .map(|(name, file)| serde_json::json!({ "name": name, "file": file }))
+            .collect();
         let doc = serde_json::json!({
             "command": "plan",
             "state": p.state_location,
             "steps": decisions.iter().map(decision_json).collect::<Vec<_>>(),
-            "exit_code": exit::OK,
+            "gone": gone,
+            "exit_code": code,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(exit::OK);
+        return Ok(code);
     }
     print_plan(&p.console, &decisions);
     if refresh {
         print_not_checked(&p, &decisions);
     }
-    Ok(exit::OK)
+    print_gone(&p.console, &p, &state);
+    Ok(code)
 }
 
 /// `--refresh`: which skipped steps have no `verify()` and were therefore not checked.
@@ -79,6 +79,7 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
             Action::Pending => console.paint(report::YELLOW, "pending"),
             Action::Excluded => console.paint(report::DIM, "exclude"),
             Action::Maybe => console.paint(report::YELLOW, "maybe  "),
+            Action::Blocked => console.paint(report::YELLOW, "blocked"),
         };
         console.line(&format!(
             "  {mark} {:width$}  {}",
@@ -88,7 +89,7 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
     }
     let count = |a| decisions.iter().filter(|d| d.action == a).count();
     console.line(&format!(
-        "Plan: {} to run, {} up to date{}{}",
+        "Plan: {} to run, {} up to date{}{}{}",
         count(Action::Run),
         count(Action::Skip),
         match count(Action::Pending) + count(Action::Maybe) {
@@ -98,6 +99,10 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
         match count(Action::Excluded) {
             0 => String::new(),
             k => format!(", {k} not selected"),
+        },
+        match count(Action::Blocked) {
+            0 => String::new(),
+            k => format!(", {k} blocked (the deployment would exit 1)"),
         },
     ));
 }

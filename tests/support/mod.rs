@@ -464,7 +464,7 @@ pub fn snapshot(p: &Project) -> std::collections::BTreeMap<String, Vec<u8>> {
             let rel = f.strip_prefix(p.path()).ok()?.to_string_lossy().to_string();
             let skip = rel.starts_with(".stepwise/logs")
                 || rel.starts_with(".stepwise/history")
-                || rel == ".stepwise/hashcache"
+                || rel.starts_with(".stepwise/hashcache")
                 || rel.ends_with(".log")
                 || rel == ".stepwise/state.json.lock";
             (!skip).then(|| (rel, std::fs::read(&f).unwrap_or_default()))
