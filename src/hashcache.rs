@@ -179,7 +179,17 @@ impl HashCache {
                 .parent()
                 .map(crate::state::create_private_dir)
                 .unwrap_or(Ok(()))
-                .and_then(|_| std::fs::write(&probe, b"stepwise clock probe\n"))
+                .and_then(|_| {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&probe)?
+                        .write_all(b"stepwise clock probe\n")
+                })
                 .and_then(|_| std::fs::metadata(&probe));
             let after = now_ns();
             match written {
