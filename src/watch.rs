@@ -64,6 +64,8 @@ impl WatchSet {
         set.dirs.insert(cli.global.steps.clone());
         set.files.insert(cli.global.prelude_path());
         set.files.insert(cli.global.config.clone());
+        // An environment's overlay (`config.NAME.yaml`).
+        set.files.extend(p.config.overlay.clone());
         for d in &set.dirs {
             let mut b = ignore::gitignore::GitignoreBuilder::new(d);
             for name in [".gitignore", ".dockerignore"] {
