@@ -58,6 +58,12 @@ impl Project {
         let console = Arc::new(console);
         let masker = Arc::new(Masker::new());
         config.register_secrets(&masker);
+        if config.overlay.is_some() {
+            // Secrets of the base that the overlay replaced are masked too.
+            if let Ok(base) = Config::load(&config.path) {
+                base.register_secrets(&masker);
+            }
+        }
         let mut engine = script::engine();
         let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
         let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;

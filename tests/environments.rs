@@ -38,7 +38,8 @@ fn project() -> Project {
         "02_web.rhai",
         &step(
             r#"needs: ["group"], config: ["app.name", "app.sku", "secrets.api_key"]"#,
-            r#"az(["webapp", "create", "--name", read_config("app.name"), "--sku", read_config("app.sku")]);"#,
+            r#"log("using key " + read_config("secrets.api_key"));
+               az(["webapp", "create", "--name", read_config("app.name"), "--sku", read_config("app.sku")]);"#,
         ),
     )
     .step(
@@ -81,7 +82,17 @@ fn two_environments_deploy_independently_with_their_own_names_state_and_logs() {
         .assert_contains("environment staging: 3 ran");
     assert_eq!(r.ran(), ["group", "web", "dns"]);
     assert_eq!(names(&p), ["app-staging-rg", "app-staging"]);
+    // The merged config's secrets are secret: staging's, and the base's it replaced.
+    r.assert_contains("using key ***")
+        .assert_not_contains(STAGING_KEY);
     p.clear_calls();
+    let r = p.deploy(&["--env", "staging", "--dry-run", "--force-all"]);
+    r.assert_code(0)
+        .assert_contains("would run: az group create --name app-staging-rg --location eastus")
+        .assert_contains("would run: az webapp create --name app-staging --sku small")
+        .assert_contains("using key ***")
+        .assert_not_contains(STAGING_KEY);
+    assert!(p.az_calls().is_empty());
 
     // prod has never run, whatever staging did.
     let r = p.deploy(&["--env", "prod", "--output", "json"]);
@@ -114,6 +125,10 @@ fn two_environments_deploy_independently_with_their_own_names_state_and_logs() {
     }
     assert!(!p.exists(".stepwise/state.json"));
     assert!(!p.exists(".stepwise/logs"));
+    let local = p.local_files_text();
+    for secret in [STAGING_KEY, PROD_KEY, "base-KEY-0000-secret"] {
+        assert!(!local.contains(secret), "{secret} written to .stepwise/");
+    }
 
     // Both up to date, each against its own state.
     p.clear_calls();
