@@ -602,6 +602,25 @@ fn the_default_environment_reads_and_writes_exactly_what_it_did_before() {
     p.run(&["--state", ".stepwise/envs/staging/state.json", "plan"])
         .assert_code(2)
         .assert_contains("belongs to environment `staging`, not `default`");
+
+    // The default environment's state can be adopted by an environment, once.
+    p.file("config.live.yaml", "");
+    p.run(&["--env", "live", "state", "pull", ".stepwise/state.json"])
+        .assert_code(0);
+    p.run(&["--env", "live", "plan"])
+        .assert_code(0)
+        .assert_contains("Plan: 0 to run, 3 up to date");
+    assert_eq!(p.read(".stepwise/state.json"), state);
+    p.run(&[
+        "--env",
+        "staging",
+        "state",
+        "pull",
+        ".stepwise/envs/live/state.json",
+        "--force",
+    ])
+    .assert_code(2)
+    .assert_contains("holds the state of environment `live`, not `staging`");
 }
 
 #[test]

@@ -59,8 +59,14 @@ pub fn list(cli: &Cli) -> Result<i32> {
         known.insert(name, Some(overlay));
     }
     let template = environment::template(&backend::location(flag, &base)?);
-    for name in backend::environments_at(&template)? {
-        known.entry(name).or_insert(None);
+    match backend::environments_at(&template) {
+        Ok(names) => {
+            for name in names {
+                known.entry(name).or_insert(None);
+            }
+        }
+        // The overlays are still worth listing.
+        Err(e) => eprintln!("warning: cannot look for environments' state at {template}: {e:#}"),
     }
     let mut rows = Vec::new();
     // The default environment, when it has state.

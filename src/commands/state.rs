@@ -135,6 +135,9 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
         }
         StateCommand::Pull { source, force } => {
             let target = target(cli)?;
+            if *force {
+                target.confirm_protected(cli, "`state pull --force` replaces its state")?;
+            }
             let from = backend::open(source)?;
             let to = target.store()?;
             copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout, &target)
@@ -158,8 +161,10 @@ fn copy_state(
     if state.steps.is_empty() {
         return Err(usage(format!("{} holds no state to copy", from.location())));
     }
+    // A default environment's state may be taken into an environment (adopting it); a state
+    // of another environment may not.
     let recorded = backend::state_env(&state);
-    if recorded != target.env.as_deref() {
+    if recorded.is_some() && recorded != target.env.as_deref() {
         return Err(usage(format!(
             "{} holds the state of environment `{}`, not `{}`: not copied (select that environment with --env)",
             from.location(),
