@@ -259,8 +259,12 @@ pub(crate) fn poll_changes(
             Err(e) => {
                 let msg = format!("{e:#}");
                 if last_error.as_ref() != Some(&msg) {
+                    let tag = match &project.env {
+                        Some(env) => format!("[watch {env}]"),
+                        None => "[watch]".to_string(),
+                    };
                     project.console.error(&format!(
-                        "{msg}\n[watch] fix it and save: watch goes on with the last good steps and config"
+                        "{msg}\n{tag} fix it and save: watch goes on with the last good steps and config"
                     ));
                     last_error = Some(msg);
                 }
