@@ -3,8 +3,9 @@
 
 use crate::blob::{BlobLocation, BlobStore};
 use crate::config::Config;
+use crate::environment;
 use crate::error::usage;
-use crate::state::{LocalStore, StateStore};
+use crate::state::{LocalStore, Lock, State, StateStore, Version};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -87,5 +88,132 @@ pub fn open(location: &str) -> Result<Box<dyn StateStore>> {
         )))
     } else {
         Ok(Box::new(LocalStore::new(location)))
+    }
+}
+
+/// The state location of environment `env` (`None`: the default environment, today's
+/// location): see `environment::state_location`.
+pub fn location_for(flag: Option<&Path>, config: &Config, env: Option<&str>) -> Result<String> {
+    environment::state_location(&location(flag, config)?, env)
+}
+
+/// Opens the store of environment `env` at `location`: its own history, and a state that
+/// records which environment it belongs to (a state of another environment is refused).
+pub fn open_for(location: &str, env: Option<&str>) -> Result<Box<dyn StateStore>> {
+    let inner: Box<dyn StateStore> = match env {
+        Some(e) if !is_blob(location) && !location.contains("://") => {
+            // History beside the file when the file has a folder of its own
+            // (`.stepwise/envs/NAME/`), otherwise in `history/NAME/` beside it.
+            let path = Path::new(location);
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let history = if parent.file_name().is_some_and(|n| n == e) {
+                parent.join("history")
+            } else {
+                parent.join("history").join(e)
+            };
+            Box::new(LocalStore::with_history(location, history))
+        }
+        _ => open(location)?,
+    };
+    Ok(Box::new(EnvStore {
+        inner,
+        env: env.map(str::to_string),
+    }))
+}
+
+/// The environments whose state exists at the places `template` (a location with `{env}`)
+/// describes.
+pub fn environments_at(template: &str) -> Result<Vec<String>> {
+    if !is_blob(template) {
+        return Ok(environment::local_names(template));
+    }
+    let Some(root) = environment::listing_root(template) else {
+        return Ok(Vec::new());
+    };
+    let loc = BlobLocation::parse(template)?;
+    if loc.account.contains(environment::PLACEHOLDER)
+        || loc.container.contains(environment::PLACEHOLDER)
+    {
+        // One container per environment: nothing to list.
+        return Ok(Vec::new());
+    }
+    let base = format!("az://{}/{}", loc.account, loc.container);
+    let dir = root
+        .strip_prefix(&base)
+        .unwrap_or("")
+        .trim_start_matches('/');
+    let store = BlobStore::open(loc)?;
+    Ok(environment::names_in(template, &store.list_urls(dir)?))
+}
+
+/// The state key that says which environment a state belongs to (absent: the default one).
+pub const ENV_KEY: &str = "environment";
+
+/// The environment a state belongs to (`None`: the default environment).
+pub fn state_env(state: &State) -> Option<&str> {
+    state.extra.get(ENV_KEY).and_then(|v| v.as_str())
+}
+
+/// A store that keeps an environment's state: it refuses a state recorded by another
+/// environment and records its own on every save (nothing for the default environment, whose
+/// state stays as it was).
+struct EnvStore {
+    inner: Box<dyn StateStore>,
+    env: Option<String>,
+}
+
+impl EnvStore {
+    fn check(&self, state: State) -> Result<State> {
+        let recorded = state_env(&state);
+        // Nothing written yet: no one's state.
+        let fresh = state.steps.is_empty() && state.last_updated.is_empty();
+        if recorded != self.env.as_deref() && !(fresh && recorded.is_none()) {
+            return Err(usage(format!(
+                "state {} belongs to environment `{}`, not `{}`: it is left untouched (select the environment it belongs to with --env, or point --state elsewhere)",
+                self.inner.location(),
+                environment::display(recorded),
+                environment::display(self.env.as_deref()),
+            )));
+        }
+        Ok(state)
+    }
+}
+
+impl StateStore for EnvStore {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn load(&self) -> Result<State> {
+        self.check(self.inner.load()?)
+    }
+    fn save(&self, state: &State) -> Result<()> {
+        match &self.env {
+            Some(e) if state_env(state) != Some(e.as_str()) => {
+                let mut stamped = state.clone();
+                stamped
+                    .extra
+                    .insert(ENV_KEY.into(), serde_json::Value::String(e.clone()));
+                self.inner.save(&stamped)
+            }
+            _ => self.inner.save(state),
+        }
+    }
+    fn backup(&self) -> Result<Option<String>> {
+        self.inner.backup()
+    }
+    fn lock(&self, timeout: std::time::Duration) -> Result<Box<dyn Lock>> {
+        self.inner.lock(timeout)
+    }
+    fn unlock(&self, force: bool) -> Result<String> {
+        self.inner.unlock(force)
+    }
+    fn history(&self) -> Result<Vec<Version>> {
+        self.inner.history()
+    }
+    fn version(&self, id: &str) -> Result<State> {
+        self.check(self.inner.version(id)?)
     }
 }

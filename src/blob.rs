@@ -243,6 +243,36 @@ impl BlobStore {
         })
     }
 
+    /// Every blob whose path starts with the folder `dir` (none when the container does not
+    /// exist), as `az://` URLs.
+    pub fn list_urls(&self, dir: &str) -> Result<Vec<String>> {
+        use futures_util::TryStreamExt;
+        let prefix = ObjPath::from(dir);
+        let listed: std::result::Result<Vec<object_store::ObjectMeta>, _> = self.rt.block_on(
+            self.store
+                .list((!dir.is_empty()).then_some(&prefix))
+                .try_collect(),
+        );
+        match listed {
+            Ok(metas) => Ok(metas
+                .into_iter()
+                .map(|m| {
+                    format!(
+                        "az://{}/{}/{}",
+                        self.loc.account, self.loc.container, m.location
+                    )
+                })
+                .collect()),
+            Err(e)
+                if e.to_string().contains("ContainerNotFound")
+                    || matches!(e, object_store::Error::NotFound { .. }) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(self.explain("cannot list", &e)),
+        }
+    }
+
     fn state_path(&self) -> ObjPath {
         ObjPath::from(self.loc.path.as_str())
     }

@@ -43,6 +43,14 @@ pub struct GlobalArgs {
     /// fail at once with exit 3).
     #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
     pub lock_timeout: std::time::Duration,
+    /// The environment: reads `config.NAME.yaml` merged over the config and keeps its own
+    /// state (also `STEPWISE_ENV`; without it: the default environment).
+    #[arg(long = "env", global = true, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Confirms `--reset-state`, `--force-all`, `state reset` or `state rollback` on a
+    /// protected environment without a terminal: must name the environment.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub confirm_env: Option<String>,
     /// `json`: one JSON document on stdout instead of the human output.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -151,6 +159,23 @@ pub enum Command {
     /// Inspect or change the state.
     #[command(subcommand)]
     State(StateCommand),
+    /// Environments (`--env NAME`): what exists and where it stands.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// What promoting one environment to another would change: config keys and steps.
+    Diff {
+        /// The environment promoted from (e.g. staging).
+        from: String,
+        /// The environment promoted to (e.g. prod).
+        to: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnvCommand {
+    /// Each environment (overlay files, state found): state location, last run, and what a
+    /// deploy would do now.
+    List,
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct Config {
     /// Where it was read from (as given, for messages).
     pub path: PathBuf,
+    /// The environment's overlay merged over it (`config.NAME.yaml`), if any.
+    pub overlay: Option<PathBuf>,
     /// The whole document.
     pub root: Value,
     /// The settings stepwise reads itself, type-checked.
@@ -41,6 +43,9 @@ pub struct DeploymentSettings {
     pub refresh: bool,
     /// Run a step's `verify()` right after its `run()` (default true).
     pub verify_after_run: bool,
+    /// A protected environment: `--reset-state`, `--force-all`, `state reset` and
+    /// `state rollback` need its name typed (or `--confirm-env NAME`).
+    pub protected: bool,
 }
 
 impl Default for DeploymentSettings {
@@ -53,6 +58,7 @@ impl Default for DeploymentSettings {
             strict: false,
             refresh: false,
             verify_after_run: true,
+            protected: false,
         }
     }
 }
@@ -103,28 +109,63 @@ const SECRET_KEY_WORDS: &[&str] = &[
 impl Config {
     /// Reads and parses `path`. Errors name the file, line and column.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = match std::fs::read_to_string(path) {
+        Self::parse(path, &read(path)?)
+    }
+
+    /// Reads `path` and, when given, deep-merges the environment overlay `overlay` over it
+    /// (see `overlay`). A missing overlay is an error naming the path expected.
+    pub fn load_with_overlay(path: &Path, overlay: Option<&Path>, env: &str) -> Result<Config> {
+        let Some(overlay) = overlay else {
+            return Self::load(path);
+        };
+        let base_text = read(path)?;
+        let mut config = Self::parse(path, &base_text)?;
+        let overlay_text = match std::fs::read_to_string(overlay) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(usage(format!(
-                    "config file {} not found (pass --config PATH; config.example.yaml is a commented example)",
+                    "{}: environment `{env}` has no overlay: {} not found (an environment is deliberate: create that file with what differs from {}, even if it is empty)",
+                    overlay.display(),
+                    overlay.display(),
                     path.display()
                 )))
             }
-            Err(e) => return Err(usage(format!("cannot read config {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(usage(format!(
+                    "cannot read overlay {}: {e}",
+                    overlay.display()
+                )))
+            }
         };
-        Self::parse(path, &text)
+        config.root =
+            crate::overlay::merge(&config.root, path, &base_text, overlay, &overlay_text)?;
+        // Type errors in stepwise's own settings are located in the file that has them; the
+        // merged settings are read from the merged document.
+        if !overlay_text.trim().is_empty() {
+            serde_norway::from_str::<Option<Settings>>(&overlay_text)
+                .map_err(|e| located(overlay, e))?;
+        }
+        config.settings = serde_json::from_value(config.root.clone()).map_err(|e| {
+            usage(format!(
+                "{} merged over {}: {e}",
+                overlay.display(),
+                path.display()
+            ))
+        })?;
+        config.overlay = Some(overlay.to_path_buf());
+        Ok(config)
+    }
+
+    /// The files this config was read from: the config, then its overlay.
+    pub fn files(&self) -> Vec<PathBuf> {
+        std::iter::once(self.path.clone())
+            .chain(self.overlay.clone())
+            .collect()
     }
 
     /// Parses config text; `path` is used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
-        let located = |e: serde_norway::Error| {
-            let loc = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            usage(format!("{}{loc}: {e}", path.display()))
-        };
+        let located = |e| located(path, e);
         let (root, merged): (Value, bool) = if text.trim().is_empty() {
             (Value::Object(Default::default()), false)
         } else {
@@ -159,6 +200,7 @@ impl Config {
         }
         Ok(Config {
             path: path.to_path_buf(),
+            overlay: None,
             root,
             settings,
         })
@@ -168,6 +210,7 @@ impl Config {
     pub fn empty(path: &Path) -> Config {
         Config {
             path: path.to_path_buf(),
+            overlay: None,
             root: Value::Object(Default::default()),
             settings: Settings::default(),
         }
@@ -338,6 +381,27 @@ fn apply_merge_keys(v: &mut serde_norway::Value, at: &str) -> std::result::Resul
         _ => {}
     }
     Ok(any)
+}
+
+/// The text of a config file; a missing one is an error that says how to pass one.
+fn read(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(usage(format!(
+            "config file {} not found (pass --config PATH; config.example.yaml is a commented example)",
+            path.display()
+        ))),
+        Err(e) => Err(usage(format!("cannot read config {}: {e}", path.display()))),
+    }
+}
+
+/// A YAML error as `file:line:col: message` (exit 2).
+fn located(path: &Path, e: serde_norway::Error) -> anyhow::Error {
+    let loc = e
+        .location()
+        .map(|l| format!(":{}:{}", l.line(), l.column()))
+        .unwrap_or_default();
+    usage(format!("{}{loc}: {e}", path.display()))
 }
 
 /// Looks up a dotted key in a JSON value.

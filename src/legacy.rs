@@ -143,7 +143,7 @@ pub fn import(cli: &Cli, file: &Path) -> Result<i32> {
     let legacy = read_legacy(file)?;
     let project = Project::load(cli, true)?;
     let location = project.state_location.clone();
-    let store = crate::backend::open(&location)?;
+    let store = project.store()?;
     let _lock = store.lock(cli.global.lock_timeout)?;
 
     // Refuse to overwrite a state that records steps; an old-format local file in place is

@@ -4,6 +4,7 @@
 use crate::backend;
 use crate::cli::{Cli, OutputFormat};
 use crate::config::Config;
+use crate::environment;
 use crate::error::usage;
 use crate::fingerprint::{Fingerprint, Fingerprinter};
 use crate::hashcache::HashCache;
@@ -29,15 +30,20 @@ pub struct Project {
     pub state_location: String,
     /// The local hash cache (`.stepwise/hashcache`).
     pub hash_cache: Arc<HashCache>,
+    /// The environment (`--env`); `None`: the default environment.
+    pub env: Option<String>,
 }
 
 impl Project {
+    /// The project in the selected environment (`--env` / `STEPWISE_ENV`).
     pub fn load(cli: &Cli, need_config: bool) -> Result<Project> {
-        let config = if need_config || cli.global.config.exists() {
-            Config::load(&cli.global.config)?
-        } else {
-            Config::empty(&cli.global.config)
-        };
+        let env = environment::selected(cli.global.env.as_deref())?;
+        Self::load_env(cli, need_config, env.as_deref())
+    }
+
+    /// The project in environment `env` (`None`: the default environment).
+    pub fn load_env(cli: &Cli, need_config: bool, env: Option<&str>) -> Result<Project> {
+        let config = load_config(cli, need_config, env)?;
         let verbose = cli.global.verbose || config.settings.deployment.verbose;
         init_tracing(verbose);
         let mut console = if cli.global.output == OutputFormat::Json {
@@ -48,15 +54,22 @@ impl Project {
         if !(cli.deploy.dry_run || config.settings.deployment.dry_run) {
             console.enable_live();
         }
+        console.set_env(env);
         let console = Arc::new(console);
         let masker = Arc::new(Masker::new());
         config.register_secrets(&masker);
+        if config.overlay.is_some() {
+            // Secrets of the base that the overlay replaced are masked too.
+            if let Ok(base) = Config::load(&config.path) {
+                base.register_secrets(&masker);
+            }
+        }
         let mut engine = script::engine();
         let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
         let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
         tracing::debug!(steps = steps.steps.len(), "steps loaded");
-        let state_location = backend::location(cli.global.state.as_deref(), &config)?;
-        tracing::debug!(state = %state_location, "state location");
+        let state_location = state_location(cli, &config, env)?;
+        tracing::debug!(state = %state_location, env = ?env, "state location");
         Ok(Project {
             config: Arc::new(config),
             engine,
@@ -65,11 +78,23 @@ impl Project {
             console,
             state_location,
             hash_cache: Arc::new(HashCache::load(&Path::new(LOCAL_DIR).join("hashcache"))),
+            env: env.map(str::to_string),
         })
     }
 
     pub(crate) fn store(&self) -> Result<Box<dyn StateStore>> {
-        backend::open(&self.state_location)
+        backend::open_for(&self.state_location, self.env.as_deref())
+    }
+
+    /// `what` on a protected environment: its name typed, or `--confirm-env` (exit 1
+    /// otherwise).
+    pub(crate) fn confirm_protected(&self, cli: &Cli, what: &str) -> Result<()> {
+        environment::confirm_protected(
+            self.env.as_deref(),
+            self.config.settings.deployment.protected,
+            what,
+            cli.global.confirm_env.as_deref(),
+        )
     }
 
     /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
@@ -129,19 +154,105 @@ impl Project {
     }
 }
 
-/// The config if its file exists (state commands work without one).
-pub(crate) fn optional_config(cli: &Cli) -> Result<Config> {
-    if cli.global.config.exists() {
-        Config::load(&cli.global.config)
-    } else {
-        Ok(Config::empty(&cli.global.config))
+/// The config of environment `env`: `--config` with the environment's overlay merged over
+/// it. Without `need_config`, a missing config file gives an empty config.
+pub(crate) fn load_config(cli: &Cli, need_config: bool, env: Option<&str>) -> Result<Config> {
+    let path = &cli.global.config;
+    if !(need_config || path.exists()) {
+        return Ok(Config::empty(path));
     }
+    match env {
+        None => Config::load(path),
+        Some(e) => Config::load_with_overlay(path, Some(&environment::overlay_path(path, e)), e),
+    }
+}
+
+/// The state location of environment `env` with `config`, refused when another known
+/// environment (an overlay next to the config, or the default environment) would keep its
+/// state at the same place.
+pub(crate) fn state_location(cli: &Cli, config: &Config, env: Option<&str>) -> Result<String> {
+    let flag = cli.global.state.as_deref();
+    let location = backend::location_for(flag, config, env)?;
+    let path = &cli.global.config;
+    if !path.exists() {
+        return Ok(location);
+    }
+    let mine = environment::normalize(&location);
+    let others = std::iter::once(None)
+        .chain(
+            environment::overlays(path)
+                .into_iter()
+                .map(|(name, _)| Some(name)),
+        )
+        .filter(|other| other.as_deref() != env);
+    for other in others {
+        // An environment whose config does not load is reported when it is used.
+        let Ok(their_config) = load_config(cli, true, other.as_deref()) else {
+            continue;
+        };
+        let Ok(theirs) = backend::location_for(flag, &their_config, other.as_deref()) else {
+            continue;
+        };
+        if environment::normalize(&theirs) == mine {
+            let from = |c: &Config| {
+                c.files()
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            };
+            return Err(usage(format!(
+                "environments `{}` ({}) and `{}` ({}) would both keep their state at {location}: nothing ran. Give each its own location (put {} in state.path, or drop the overlay's state.path)",
+                environment::display(env),
+                from(config),
+                environment::display(other.as_deref()),
+                from(&their_config),
+                environment::PLACEHOLDER,
+            )));
+        }
+    }
+    Ok(location)
+}
+
+/// Where the state of the selected environment is, for commands that load no steps.
+pub(crate) struct Target {
+    pub env: Option<String>,
+    pub config: Config,
+    pub location: String,
+}
+
+impl Target {
+    pub(crate) fn store(&self) -> Result<Box<dyn StateStore>> {
+        backend::open_for(&self.location, self.env.as_deref())
+    }
+
+    /// See [`Project::confirm_protected`].
+    pub(crate) fn confirm_protected(&self, cli: &Cli, what: &str) -> Result<()> {
+        environment::confirm_protected(
+            self.env.as_deref(),
+            self.config.settings.deployment.protected,
+            what,
+            cli.global.confirm_env.as_deref(),
+        )
+    }
+}
+
+/// The selected environment's config (if its file exists: state commands work without one)
+/// and state location.
+pub(crate) fn target(cli: &Cli) -> Result<Target> {
+    let env = environment::selected(cli.global.env.as_deref())?;
+    let config = load_config(cli, false, env.as_deref())?;
+    let location = state_location(cli, &config, env.as_deref())?;
+    Ok(Target {
+        env,
+        config,
+        location,
+    })
 }
 
 /// The store of the current state location (for commands that load no steps).
 pub(crate) fn current_store(cli: &Cli) -> Result<Box<dyn StateStore>> {
-    let config = optional_config(cli)?;
-    backend::open(&backend::location(cli.global.state.as_deref(), &config)?)
+    target(cli)?.store()
 }
 
 fn init_tracing(verbose: bool) {

@@ -16,6 +16,8 @@ pub struct Console {
     /// The live view (a terminal): one spinner line per running step.
     live: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// The environment (`--env`), shown in the live view.
+    env: Option<String>,
 }
 
 pub const GREEN: &str = "32";
@@ -35,6 +37,7 @@ impl Console {
             lock: Mutex::new(()),
             live: None,
             bars: Mutex::new(HashMap::new()),
+            env: None,
         }
     }
 
@@ -53,6 +56,15 @@ impl Console {
         }
     }
 
+    /// The environment shown in the live view (`None`: the default one, not shown).
+    pub fn set_env(&mut self, env: Option<&str>) {
+        self.env = env.map(str::to_string);
+    }
+
+    pub fn env(&self) -> Option<&str> {
+        self.env.as_deref()
+    }
+
     pub fn is_live(&self) -> bool {
         self.live.is_some()
     }
@@ -69,7 +81,10 @@ impl Console {
                 ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            bar.set_prefix(step.to_string());
+            bar.set_prefix(match &self.env {
+                Some(env) => format!("[{env}] {step}"),
+                None => step.to_string(),
+            });
             bar.enable_steady_tick(Duration::from_millis(120));
             self.bars
                 .lock()

@@ -296,14 +296,30 @@ pub fn describe_versions(mut versions: Vec<(String, State)>) -> Vec<Version> {
 /// State in a local JSON file, history in `history/` beside it.
 pub struct LocalStore {
     pub path: PathBuf,
+    /// Where history goes when not `history/` beside the file.
+    history: Option<PathBuf>,
 }
 
 impl LocalStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        LocalStore { path: path.into() }
+        LocalStore {
+            path: path.into(),
+            history: None,
+        }
     }
 
-    fn history_dir(&self) -> PathBuf {
+    /// A store whose history goes to `dir` (an environment's own history).
+    pub fn with_history(path: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
+        LocalStore {
+            path: path.into(),
+            history: Some(dir.into()),
+        }
+    }
+
+    pub fn history_dir(&self) -> PathBuf {
+        if let Some(h) = &self.history {
+            return h.clone();
+        }
         self.path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())

@@ -64,6 +64,8 @@ impl WatchSet {
         set.dirs.insert(cli.global.steps.clone());
         set.files.insert(cli.global.prelude_path());
         set.files.insert(cli.global.config.clone());
+        // An environment's overlay (`config.NAME.yaml`).
+        set.files.extend(p.config.overlay.clone());
         for d in &set.dirs {
             let mut b = ignore::gitignore::GitignoreBuilder::new(d);
             for name in [".gitignore", ".dockerignore"] {
@@ -258,8 +260,12 @@ pub(crate) fn poll_changes(
             Err(e) => {
                 let msg = format!("{e:#}");
                 if last_error.as_ref() != Some(&msg) {
+                    let tag = match &project.env {
+                        Some(env) => format!("[watch {env}]"),
+                        None => "[watch]".to_string(),
+                    };
                     project.console.error(&format!(
-                        "{msg}\n[watch] fix it and save: watch goes on with the last good steps and config"
+                        "{msg}\n{tag} fix it and save: watch goes on with the last good steps and config"
                     ));
                     last_error = Some(msg);
                 }

@@ -1255,3 +1255,142 @@ fn refresh_names_exactly_the_drift_repairs_it_and_then_finds_nothing() {
         .assert_contains("run     configure_environment_variables  drift: container app api-gateway: secret jwt-secret (for JWT_SECRET) is missing")
         .assert_contains("Plan: 1 to run");
 }
+
+// ------------------------------------------------------------------ environments
+
+/// The example's dev and prod overlays, deployed one after the other into one (fake)
+/// subscription: each with its own resource names, SKUs, replica counts and tags, each with
+/// its own state.
+#[test]
+fn the_example_dev_and_prod_overlays_deploy_side_by_side_with_their_own_names() {
+    let mut p = draftgenie();
+    // One subscription per environment (the fake az names a container app without its
+    // resource group, so two environments' `api-gateway` would be one app in one model).
+    let model = |env: &str| {
+        p.path()
+            .join(format!("azure-{env}.json"))
+            .display()
+            .to_string()
+    };
+    let (dev_model, prod_model) = (model("dev"), model("prod"));
+    for env in ["dev", "prod"] {
+        std::fs::copy(
+            repo().join(format!("config.{env}.example.yaml")),
+            p.path().join(format!("config.{env}.yaml")),
+        )
+        .unwrap();
+    }
+    // As the README's quickstart says.
+    p.run(&["--env", "dev", "plan"])
+        .assert_code(0)
+        .assert_contains("Environment dev:")
+        .assert_contains("Plan: 14 to run, 0 up to date");
+
+    p.env("FAKE_AZ_STATE", &dev_model);
+    let r = p.deploy(&["--env", "dev"]);
+    r.assert_code(0);
+    assert_ran(&r, &STEPS);
+    let dev_calls = p.az_calls();
+    p.clear_calls();
+    // prod has its own state: dev's deployment does not make it up to date.
+    p.env("FAKE_AZ_STATE", &prod_model);
+    let r = p.deploy(&["--env", "prod"]);
+    r.assert_code(0);
+    assert_ran(&r, &STEPS);
+    let prod_calls = p.az_calls();
+
+    let find = |calls: &[Vec<String>], prefix: &[&str], name: &str| -> Vec<String> {
+        calls
+            .iter()
+            .find(|c| starts(c, prefix) && flag(c, "--name") == Some(name))
+            .unwrap_or_else(|| panic!("no az {} --name {name}:\n{}", prefix.join(" "), show(calls)))
+            .clone()
+    };
+    for (calls, env, rg, tag, pg_sku, tier, replicas) in [
+        (
+            &dev_calls,
+            "dev",
+            "draftgenie-dev-rg",
+            "Environment=development",
+            "Standard_B1ms",
+            "Burstable",
+            "0",
+        ),
+        (
+            &prod_calls,
+            "prod",
+            "draftgenie-prod-rg",
+            "Environment=production",
+            "Standard_D2ds_v5",
+            "GeneralPurpose",
+            "2",
+        ),
+    ] {
+        let group = find(calls, &["group", "create"], rg);
+        assert!(
+            items_after(&group, "--tags").contains(&tag),
+            "{env}: {group:?}"
+        );
+        let pg = find(
+            calls,
+            &["postgres", "flexible-server", "create"],
+            &format!("draftgenie-{env}-postgres"),
+        );
+        assert_eq!(flag(&pg, "--sku-name"), Some(pg_sku));
+        assert_eq!(flag(&pg, "--tier"), Some(tier));
+        find(calls, &["acr", "create"], &format!("draftgenie{env}acr"));
+        find(
+            calls,
+            &["keyvault", "create"],
+            &format!("draftgenie-{env}-kv"),
+        );
+        let gw = find(calls, &["containerapp", "create"], "api-gateway");
+        assert_eq!(flag(&gw, "--min-replicas"), Some(replicas));
+        assert_eq!(flag(&gw, "--resource-group"), Some(rg));
+        // No call of one environment touches the other's resource group.
+        let other = if env == "dev" {
+            "draftgenie-prod-rg"
+        } else {
+            "draftgenie-dev-rg"
+        };
+        assert!(
+            !calls.iter().any(|c| c.iter().any(|a| a == other)),
+            "{env} touched {other}"
+        );
+    }
+    for (env, model) in [("dev", &dev_model), ("prod", &prod_model)] {
+        let azure: Value = serde_json::from_str(&std::fs::read_to_string(model).unwrap()).unwrap();
+        let groups: BTreeSet<&str> = azure["resources"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|r| r["resourceGroup"].as_str())
+            .collect();
+        assert_eq!(
+            groups,
+            BTreeSet::from([format!("draftgenie-{env}-rg").as_str()])
+        );
+    }
+
+    // Both up to date; promoting dev to prod: names, SKUs, replicas, tags differ, no secret.
+    p.clear_calls();
+    for (env, model) in [("dev", &dev_model), ("prod", &prod_model)] {
+        p.env("FAKE_AZ_STATE", model);
+        p.deploy(&["--env", env])
+            .assert_code(0)
+            .assert_contains("Nothing to do.");
+    }
+    assert!(p.az_calls().is_empty());
+    let r = p.run(&["diff", "dev", "prod"]);
+    r.assert_code(0)
+        .assert_contains("\"draftgenie-dev-rg\" → \"draftgenie-prod-rg\"")
+        .assert_contains("\"development\" → \"production\"")
+        .assert_contains("check_prerequisites              same");
+    for s in [GEMINI, JWT, RABBIT] {
+        r.assert_not_contains(s);
+    }
+    // prod is protected: no --force-all without its name.
+    p.deploy(&["--env", "prod", "--force-all"])
+        .assert_code(1)
+        .assert_contains("--confirm-env prod");
+}

@@ -3,16 +3,15 @@
 use super::plan::print_plan;
 use super::{decide, plan_options, print_gone};
 use crate::cli::{Cli, DeployArgs, OutputFormat};
+use crate::environment;
 use crate::error::{exit, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
-use crate::paths::LOCAL_DIR;
 use crate::plan::{self, Action, Decision};
 use crate::project::Project;
 use crate::report::{self, Console};
 use crate::state::{State, StateStore};
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(cli, true)?;
@@ -22,6 +21,14 @@ pub fn run(cli: &Cli) -> Result<i32> {
     let auto_approve = d.auto_approve || settings.auto_approve;
     // Bad names and flags fail before the lock is taken.
     plan_options(&p, d, d.resume || settings.resume)?;
+    if !dry_run {
+        if d.reset_state {
+            p.confirm_protected(cli, "--reset-state clears its state")?;
+        }
+        if d.force_all {
+            p.confirm_protected(cli, "--force-all runs every step")?;
+        }
+    }
     let store = p.store()?;
 
     // The lock is held for the whole run; a dry run writes nothing and takes none.
@@ -92,7 +99,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         if json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&run_json(&decisions, &report, dry_run, code))?
+                serde_json::to_string_pretty(&run_json(&p, &decisions, &report, dry_run, code))?
             );
         }
         return Ok(code);
@@ -131,7 +138,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&run_json(&decisions, &report, dry_run, code))?
+            serde_json::to_string_pretty(&run_json(&p, &decisions, &report, dry_run, code))?
         );
     }
     Ok(code)
@@ -205,7 +212,11 @@ pub(crate) fn execute(
         .extra
         .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
     let salt = state.salt().map(str::to_string);
-    let log_dir = (!dry_run).then(|| Path::new(LOCAL_DIR).join("logs").join(&run_id));
+    let log_dir = (!dry_run).then(|| {
+        environment::local_dir(p.env.as_deref())
+            .join("logs")
+            .join(&run_id)
+    });
     let report = with_runner(p, d, store, dry_run, log_dir, salt.as_deref(), |runner| {
         runner.run(decisions, state)
     })?;
@@ -256,7 +267,11 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
     }
     let count = |o| report.results.iter().filter(|r| r.outcome == o).count();
     console.line(&format!(
-        "{} {}, {} skipped, {} failed, {} blocked{} in {}",
+        "{}{} {}, {} skipped, {} failed, {} blocked{} in {}",
+        match console.env() {
+            Some(env) => format!("environment {env}: "),
+            None => String::new(),
+        },
         count(Outcome::Ran),
         if dry_run { "would run" } else { "ran" },
         count(Outcome::Skipped),
@@ -272,6 +287,7 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
 
 /// The JSON document of a deployment (`--output json`).
 fn run_json(
+    p: &Project,
     decisions: &[Decision],
     report: &RunReport,
     dry_run: bool,
@@ -296,6 +312,8 @@ fn run_json(
         .collect();
     serde_json::json!({
         "command": "deploy",
+        "env": p.env,
+        "state": p.state_location,
         "dry_run": dry_run,
         "steps": steps,
         "wall_secs": (report.wall.as_secs_f64() * 1000.0).round() / 1000.0,

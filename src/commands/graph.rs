@@ -28,6 +28,9 @@ pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
     let mut out = String::new();
     match format {
         GraphFormat::Mermaid => {
+            if let Some(env) = &p.env {
+                out.push_str(&format!("---\ntitle: environment {env}\n---\n"));
+            }
             out.push_str("flowchart TD\n");
             for (i, s) in p.steps.steps.iter().enumerate() {
                 let label = match action(i) {
@@ -57,6 +60,11 @@ pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
         }
         GraphFormat::Dot => {
             out.push_str("digraph stepwise {\n    rankdir=TB;\n    node [shape=box];\n");
+            if let Some(env) = &p.env {
+                out.push_str(&format!(
+                    "    label=\"environment {env}\";\n    labelloc=t;\n"
+                ));
+            }
             for (i, s) in p.steps.steps.iter().enumerate() {
                 let (label, style) = match action(i) {
                     Some(Action::Run) => (

@@ -3,13 +3,15 @@
 
 pub mod check;
 pub mod deploy;
+pub mod diff;
+pub mod env;
 pub mod graph;
 pub mod plan;
 pub mod state;
 pub mod steps;
 pub mod watch;
 
-use crate::cli::{Cli, Command, DeployArgs};
+use crate::cli::{Cli, Command, DeployArgs, EnvCommand};
 use crate::error::usage;
 use crate::plan::{Decision, PlanOptions};
 use crate::project::Project;
@@ -19,6 +21,8 @@ use anyhow::Result;
 
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    // A bad environment name stops every command before anything is read.
+    crate::environment::selected(cli.global.env.as_deref())?;
     match &cli.command {
         None | Some(Command::Deploy) => deploy::run(&cli),
         Some(Command::Plan) => plan::run(&cli),
@@ -31,6 +35,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             poll.map(std::time::Duration::from_millis),
         ),
         Some(Command::State(sc)) => state::run(&cli, sc),
+        Some(Command::Env(EnvCommand::List)) => env::list(&cli),
+        Some(Command::Diff { from, to }) => diff::run(&cli, from, to),
     }
 }
 

@@ -38,6 +38,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             .collect();
         let doc = serde_json::json!({
             "command": "plan",
+            "env": p.env,
             "state": p.state_location,
             "steps": decisions.iter().map(decision_json).collect::<Vec<_>>(),
             "gone": gone,
@@ -72,6 +73,12 @@ pub(crate) fn print_not_checked(p: &Project, decisions: &[Decision]) {
 
 pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
     let width = decisions.iter().map(|d| d.step.len()).max().unwrap_or(0);
+    if let Some(env) = console.env() {
+        console.line(&format!(
+            "Environment {}:",
+            console.paint(report::BOLD, env)
+        ));
+    }
     for d in decisions {
         let mark = match d.action {
             Action::Run => console.paint(report::GREEN, "run    "),

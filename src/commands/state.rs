@@ -3,8 +3,9 @@
 
 use crate::backend;
 use crate::cli::{Cli, OutputFormat, StateCommand};
+use crate::environment;
 use crate::error::{exit, usage};
-use crate::project::current_store;
+use crate::project::{current_store, target, Target};
 use crate::state::StateStore;
 use anyhow::Result;
 
@@ -12,8 +13,16 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
     let lock_timeout = cli.global.lock_timeout;
     match sc {
         StateCommand::Show { step } => {
-            let store = current_store(cli)?;
-            let state = store.load()?;
+            let target = target(cli)?;
+            let store = target.store()?;
+            let mut state = store.load()?;
+            if let Some(env) = &target.env {
+                // Shown even before the environment's first run wrote it.
+                state.extra.insert(
+                    backend::ENV_KEY.into(),
+                    serde_json::Value::String(env.clone()),
+                );
+            }
             let text = match step {
                 None => state.to_json(),
                 Some(s) => {
@@ -31,7 +40,16 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         StateCommand::Reset { names: steps } => {
-            let store = current_store(cli)?;
+            let target = target(cli)?;
+            target.confirm_protected(
+                cli,
+                if steps.is_empty() {
+                    "`state reset` forgets every step"
+                } else {
+                    "`state reset` forgets steps"
+                },
+            )?;
+            let store = target.store()?;
             let _lock = store.lock(lock_timeout)?;
             let mut state = store.load()?;
             for s in steps {
@@ -91,7 +109,9 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         StateCommand::Rollback { version } => {
-            let store = current_store(cli)?;
+            let target = target(cli)?;
+            target.confirm_protected(cli, "`state rollback` replaces its state")?;
+            let store = target.store()?;
             let _lock = store.lock(lock_timeout)?;
             let _current = store.load()?;
             let mut old = store.version(version)?;
@@ -108,31 +128,49 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         StateCommand::Push { destination, force } => {
-            let from = current_store(cli)?;
+            let target = target(cli)?;
+            let from = target.store()?;
             let to = backend::open(destination)?;
-            copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout)
+            copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout, &target)
         }
         StateCommand::Pull { source, force } => {
+            let target = target(cli)?;
+            if *force {
+                target.confirm_protected(cli, "`state pull --force` replaces its state")?;
+            }
             let from = backend::open(source)?;
-            let to = current_store(cli)?;
-            copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout)
+            let to = target.store()?;
+            copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout, &target)
         }
     }
 }
 
 /// Copies the state between two locations, under both locks; refuses to overwrite a
 /// destination that holds state unless forced.
+/// The state copied is the selected environment's: a state of another environment is refused.
 fn copy_state(
     from: &dyn StateStore,
     to: &dyn StateStore,
     force: bool,
     lock_timeout: std::time::Duration,
+    target: &Target,
 ) -> Result<i32> {
     let _from_lock = from.lock(lock_timeout)?;
     let _to_lock = to.lock(lock_timeout)?;
     let state = from.load()?;
     if state.steps.is_empty() {
         return Err(usage(format!("{} holds no state to copy", from.location())));
+    }
+    // A default environment's state may be taken into an environment (adopting it); a state
+    // of another environment may not.
+    let recorded = backend::state_env(&state);
+    if recorded.is_some() && recorded != target.env.as_deref() {
+        return Err(usage(format!(
+            "{} holds the state of environment `{}`, not `{}`: not copied (select that environment with --env)",
+            from.location(),
+            environment::display(recorded),
+            environment::display(target.env.as_deref()),
+        )));
     }
     let existing = to.load()?;
     if !existing.steps.is_empty() && !force {

@@ -25,6 +25,14 @@ use std::time::{Duration, Instant};
 pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32> {
     let root = std::env::current_dir()?;
     let mut project = Project::load(cli, true)?;
+    if cli.deploy.force_all {
+        project.confirm_protected(cli, "--force-all runs every step")?;
+    }
+    // `[watch]`, or `[watch staging]` in an environment.
+    let tag = match &project.env {
+        Some(env) => format!("[watch {env}]"),
+        None => "[watch]".to_string(),
+    };
     // From now on a signal is handled here (state saved), not by exiting at once.
     process::DEFER_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
     let (tx, rx) = mpsc::channel::<DebounceEventResult>();
@@ -58,7 +66,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
                     changed.iter().cloned().collect::<Vec<_>>().join(", ")
                 };
                 project.console.line(&format!(
-                    "[watch] {what}: {line} ({})",
+                    "{tag} {what}: {line} ({})",
                     crate::report::duration(t0.elapsed())
                 ));
             }
@@ -77,7 +85,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
         if !broken {
             project
                 .console
-                .line("[watch] waiting for changes (Ctrl+C to stop)");
+                .line(&format!("{tag} waiting for changes (Ctrl+C to stop)"));
         }
         broken = false;
         // Wait for relevant changes; what arrived during the run is already queued.
@@ -134,7 +142,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
             }
             Err(e) => {
                 project.console.error(&format!(
-                    "{e:#}\n[watch] fix it and save: watch goes on with the last good steps and config"
+                    "{e:#}\n{tag} fix it and save: watch goes on with the last good steps and config"
                 ));
                 broken = true;
                 continue;
