@@ -125,7 +125,8 @@ pub struct DeployArgs {
     #[arg(long, global = true)]
     pub no_verify_after_run: bool,
     /// Fail a step at any read it does not declare (config key, env var, outputs of a step it
-    /// does not need); also `deployment.strict: true`.
+    /// does not need; also `deployment.strict: true`), and refuse a command that carries a
+    /// secret on its command line instead of warning (also `deployment.strict_secrets: true`).
     #[arg(long, global = true)]
     pub strict: bool,
 }
@@ -137,7 +138,11 @@ pub enum Command {
     /// Show each step's decision and reason; run nothing.
     Plan,
     /// List the steps with their description and dependencies.
-    Steps,
+    Steps {
+        /// Show which config keys are treated as secret (and why) instead.
+        #[arg(long)]
+        secrets: bool,
+    },
     /// Report every read a step made (in its last run) that its declaration does not cover:
     /// exit 0 when there is none, 1 when there are some.
     Check,

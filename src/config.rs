@@ -46,6 +46,14 @@ pub struct DeploymentSettings {
     /// A protected environment: `--reset-state`, `--force-all`, `state reset` and
     /// `state rollback` need its name typed (or `--confirm-env NAME`).
     pub protected: bool,
+    /// A command that carries a secret on its command line is refused before it starts
+    /// (`--strict`), instead of warned about.
+    pub strict_secrets: bool,
+    /// Config keys whose values are secret besides those found by name (dotted keys, `*` for
+    /// one segment; a key covers its subtree).
+    pub secret_keys: Vec<String>,
+    /// Config keys that are not secret although their name looks so (same syntax).
+    pub not_secret_keys: Vec<String>,
 }
 
 impl Default for DeploymentSettings {
@@ -59,6 +67,9 @@ impl Default for DeploymentSettings {
             refresh: false,
             verify_after_run: true,
             protected: false,
+            strict_secrets: false,
+            secret_keys: Vec::new(),
+            not_secret_keys: Vec::new(),
         }
     }
 }
@@ -96,15 +107,93 @@ impl AdvancedSettings {
     }
 }
 
-/// Key names (the last segment) whose values are secret wherever they stand.
-const SECRET_KEY_WORDS: &[&str] = &[
-    "password",
-    "secret",
-    "api_key",
-    "token",
-    "connection_string",
-    "connection_url",
+/// Why a config key holds a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretBy {
+    /// It is under `secrets:`.
+    Section,
+    /// Its name ends with a secret word (`password`, `*_token`, `api_key`, ...): strings only.
+    Name,
+    /// `deployment.secret_keys` lists it (or a key above it).
+    Listed,
+}
+
+impl SecretBy {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SecretBy::Section => "under `secrets:`",
+            SecretBy::Name => "by its name",
+            SecretBy::Listed => "listed in deployment.secret_keys",
+        }
+    }
+}
+
+/// Key names whose values are secret: a name is secret when its last whole segments (split at
+/// `_`, `-` and lower-to-upper case changes) are one of these. `max_tokens`, `password_policy`,
+/// `token_ttl`, `secret_name` are not.
+pub const SECRET_NAME_ENDINGS: &[&[&str]] = &[
+    &["password"],
+    &["passwd"],
+    &["passphrase"],
+    &["secret"],
+    &["token"],
+    &["apikey"],
+    &["api", "key"],
+    &["access", "key"],
+    &["account", "key"],
+    &["private", "key"],
+    &["shared", "key"],
+    &["primary", "key"],
+    &["secondary", "key"],
+    &["connection", "string"],
+    &["connection", "url"],
+    &["credentials"],
 ];
+
+/// The lower-case segments of a key name: `adminPassword` and `admin-password` give
+/// `[admin, password]`.
+pub fn name_segments(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c == '_' || c == '-' || c == ' ' || c == '.' {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Does a name end with one of `endings` (whole segments)?
+pub fn name_ends_with(name: &str, endings: &[&[&str]]) -> bool {
+    let segs = name_segments(name);
+    endings.iter().any(|e| {
+        segs.len() >= e.len()
+            && segs[segs.len() - e.len()..]
+                .iter()
+                .zip(e.iter())
+                .all(|(a, b)| a == b)
+    })
+}
+
+/// Does a dotted key match a pattern (`*` matches one segment) or lie under one?
+fn key_matches(pattern: &str, key: &str) -> bool {
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = key.split('.').collect();
+    k.len() >= p.len() && p.iter().zip(&k).all(|(p, k)| *p == "*" || p == k)
+}
 
 impl Config {
     /// Reads and parses `path`. Errors name the file, line and column.
@@ -260,40 +349,55 @@ impl Config {
         Ok(out)
     }
 
-    /// Is the value at `key` (or anything under it) secret?
-    pub fn is_secret_key(key: &str) -> bool {
-        let mut segments = key.split('.');
-        if segments.next() == Some("secrets") {
-            return true;
+    /// Why the value at `key` is secret, if it is: the key itself or a key above it is under
+    /// `secrets:`, is listed in `deployment.secret_keys`, or has a secret name; unless
+    /// `deployment.not_secret_keys` lists it (or a key above it). `deployment.*` settings
+    /// themselves are never secret.
+    pub fn secret_by(&self, key: &str) -> Option<SecretBy> {
+        let d = &self.settings.deployment;
+        if key.is_empty() || key == "deployment" || key.starts_with("deployment.") {
+            return None;
         }
-        let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-        SECRET_KEY_WORDS.iter().any(|w| last.contains(w))
-    }
-
-    /// Does the value at `key` hold a secret (the key itself is secret, or a key under it)?
-    pub fn has_secret(&self, key: &str) -> bool {
-        fn walk(v: &Value, key: &str, inherited: bool) -> bool {
-            let secret = inherited || Config::is_secret_key(key);
-            match v {
-                Value::Object(m) => m
-                    .iter()
-                    .any(|(k, c)| walk(c, &format!("{key}.{k}"), secret)),
-                Value::Array(a) => a.iter().any(|c| walk(c, key, secret)),
-                Value::String(s) => secret && !s.is_empty(),
-                Value::Number(_) => secret,
-                _ => false,
+        if d.not_secret_keys.iter().any(|p| key_matches(p, key)) {
+            return None;
+        }
+        if key == "secrets" || key.starts_with("secrets.") {
+            return Some(SecretBy::Section);
+        }
+        if d.secret_keys.iter().any(|p| key_matches(p, key)) {
+            return Some(SecretBy::Listed);
+        }
+        // The key or any key above it (array indices are not names).
+        let mut prefix = String::new();
+        for seg in key.split('.') {
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(seg);
+            if seg.parse::<usize>().is_err()
+                && name_ends_with(seg, SECRET_NAME_ENDINGS)
+                && !d.not_secret_keys.iter().any(|p| key_matches(p, &prefix))
+            {
+                return Some(SecretBy::Name);
             }
         }
-        match self.get(key) {
-            Some(v) => walk(v, key, false),
-            None => false,
+        None
+    }
+
+    /// Is this value, found at `key`, secret? Strings (not empty) are when the key is secret;
+    /// numbers only when the key is secret by section or list, never by name (`max_tokens:
+    /// 4096` is a limit, not a secret); booleans and null never.
+    pub fn value_is_secret(&self, key: &str, v: &Value) -> bool {
+        match (v, self.secret_by(key)) {
+            (Value::String(s), Some(_)) => !s.is_empty(),
+            (Value::Number(_), Some(SecretBy::Section | SecretBy::Listed)) => true,
+            _ => false,
         }
     }
 
-    /// Registers every secret string value in the config with `masker`.
-    pub fn register_secrets(&self, masker: &Masker) {
-        fn walk(v: &Value, key: &str, masker: &Masker, inherited: bool) {
-            let secret = inherited || (!key.is_empty() && Config::is_secret_key(key));
+    /// Every secret value in the config: (dotted key, why, the value as text).
+    pub fn secret_values(&self) -> Vec<(String, SecretBy, String)> {
+        fn walk(c: &Config, v: &Value, key: &str, out: &mut Vec<(String, SecretBy, String)>) {
             match v {
                 Value::Object(m) => {
                     for (k, child) in m {
@@ -302,20 +406,44 @@ impl Config {
                         } else {
                             format!("{key}.{k}")
                         };
-                        walk(child, &sub, masker, secret);
+                        walk(c, child, &sub, out);
                     }
                 }
                 Value::Array(a) => {
                     for (i, child) in a.iter().enumerate() {
-                        walk(child, &format!("{key}.{i}"), masker, secret);
+                        walk(c, child, &format!("{key}.{i}"), out);
                     }
                 }
-                Value::String(s) if secret => masker.add(s),
-                Value::Number(n) if secret => masker.add(&n.to_string()),
+                leaf if c.value_is_secret(key, leaf) => {
+                    let text = match leaf {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    if let Some(by) = c.secret_by(key) {
+                        out.push((key.to_string(), by, text));
+                    }
+                }
                 _ => {}
             }
         }
-        walk(&self.root, "", masker, false);
+        let mut out = Vec::new();
+        walk(self, &self.root, "", &mut out);
+        out
+    }
+
+    /// Does the value at `key` hold a secret (the key itself is secret, or a key under it)?
+    pub fn has_secret(&self, key: &str) -> bool {
+        let prefix = format!("{key}.");
+        self.secret_values()
+            .iter()
+            .any(|(k, _, _)| k == key || k.starts_with(&prefix))
+    }
+
+    /// Registers every secret value in the config with `masker`, named by its key.
+    pub fn register_secrets(&self, masker: &Masker) {
+        for (key, _, value) in self.secret_values() {
+            masker.add_named(&value, &format!("config {key}"));
+        }
     }
 }
 
@@ -496,6 +624,46 @@ deployment: {<<: {resume: true}}\n",
         assert!(c.settings.deployment.resume, "a merged setting is read");
         let err = cfg("a: {<<: 3}\n").unwrap_err().to_string();
         assert!(err.contains("c.yaml") && err.contains("`<<` at a"), "{err}");
+    }
+
+    #[test]
+    fn key_names_match_whole_segments() {
+        let c = cfg("a: 1\n").unwrap();
+        for k in [
+            "postgresql.admin_password",
+            "secrets.x",
+            "app.jwt_secret",
+            "api_key",
+            "x.access_token",
+            "mongodb.connection_url",
+            "adminPassword",
+            "x.apiKey",
+            "storage.connection_string",
+            "db.password.0",
+        ] {
+            assert!(c.secret_by(k).is_some(), "{k}");
+        }
+        for k in [
+            "llm.max_tokens",
+            "password_policy",
+            "auth.token_ttl",
+            "x.secret_name",
+            "keyvault.name",
+            "tokens",
+            "deployment.strict_secrets",
+            "passwords_expire",
+        ] {
+            assert_eq!(c.secret_by(k), None, "{k}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_never_secret_by_name_and_lists_add_and_except() {
+        let c = cfg("llm:\n  max_tokens: 4096\n  token: 123456789\n  api_key: sk-abcdef\nsecrets:\n  pin: 987654\n  on: true\nmongodb:\n  uri: mongodb://u:pw@h\nauth:\n  password_policy: strict\n  reset_token: not-a-secret-really\ndeployment:\n  secret_keys: [mongodb.uri]\n  not_secret_keys: [auth.reset_token]\n").unwrap();
+        let keys: Vec<String> = c.secret_values().into_iter().map(|(k, _, _)| k).collect();
+        assert_eq!(keys, ["llm.api_key", "mongodb.uri", "secrets.pin"]);
+        assert!(c.has_secret("llm"));
+        assert!(!c.has_secret("auth"));
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct Runner<'a> {
     pub verify_after_run: bool,
     /// Fingerprints a step again when it starts after ancestors ran in this deployment.
     pub fingerprint: &'a (dyn Fn(&crate::step::Step) -> Result<Fingerprint> + Sync),
+    /// `--strict` / `deployment.strict_secrets`: a secret on a command line fails the step.
+    pub strict_secrets: bool,
 }
 
 /// How often a long-running step says it is still running when there is no live view.
@@ -608,6 +610,9 @@ impl Runner<'_> {
             strict: self.strict,
             verifying: Default::default(),
             read_cache: None,
+            strict_secrets: self.strict_secrets,
+            warned: Default::default(),
+            secret_files: Default::default(),
         })
     }
 
@@ -669,6 +674,8 @@ impl Runner<'_> {
             _ => Ok(()),
         };
         let elapsed = t0.elapsed();
+        // The step's secret files go as soon as it ends, whatever the outcome.
+        ctx.remove_secret_files();
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())

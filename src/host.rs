@@ -51,6 +51,12 @@ pub struct StepContext {
     pub secret_salt: String,
     /// `--strict`: an undeclared read fails the step at the read.
     pub strict: bool,
+    /// `--strict` / `deployment.strict_secrets`: a secret on a command line fails the step.
+    pub strict_secrets: bool,
+    /// Commands already warned about (a secret on the command line): once per step and command.
+    pub warned: Mutex<std::collections::HashSet<String>>,
+    /// Files made by `secret_file()`, removed when the step ends.
+    pub secret_files: Mutex<crate::secret_file::SecretFiles>,
     /// While the step's `verify()` runs: only reads are allowed (see [`is_read_verb`]).
     pub verifying: std::sync::atomic::AtomicBool,
     /// Answers of read-only commands already run by `verify()` functions in this refresh,
@@ -111,6 +117,14 @@ impl StepContext {
             )));
         }
         Ok(())
+    }
+
+    /// Removes the files `secret_file()` made (the executor calls it when the step ends).
+    pub fn remove_secret_files(&self) {
+        self.secret_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove();
     }
 
     /// Writes a (masked) line to the step's log file.
@@ -227,10 +241,15 @@ pub fn print_line(text: &str) {
 
 /// Registers every host function on `engine`.
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("az", |args: Array| az(args, false));
-    engine.register_fn("az_try", |args: Array| az(args, true));
-    engine.register_fn("exec", |args: Array| exec(args, false));
-    engine.register_fn("exec_try", |args: Array| exec(args, true));
+    engine.register_fn("az", |args: Array| az(args, RMap::new(), false));
+    engine.register_fn("az_try", |args: Array| az(args, RMap::new(), true));
+    engine.register_fn("exec", |args: Array| exec(args, RMap::new(), false));
+    engine.register_fn("exec_try", |args: Array| exec(args, RMap::new(), true));
+    engine.register_fn("az", |args: Array, opts: RMap| az(args, opts, false));
+    engine.register_fn("az_try", |args: Array, opts: RMap| az(args, opts, true));
+    engine.register_fn("exec", |args: Array, opts: RMap| exec(args, opts, false));
+    engine.register_fn("exec_try", |args: Array, opts: RMap| exec(args, opts, true));
+    engine.register_fn("secret_file", secret_file);
     engine.register_fn("http_get", http_get);
     engine.register_fn("docker_build", docker_build);
     engine.register_fn("docker_build", docker_build_many);
@@ -248,7 +267,10 @@ pub fn register(engine: &mut Engine) {
         Ok(current("is_forced")?.forced)
     });
     register_outputs_view(engine);
-    engine.register_fn("secret", secret);
+    engine.register_fn("secret", |value: Dynamic| secret(value, None));
+    engine.register_fn("secret", |value: Dynamic, name: &str| {
+        secret(value, Some(name))
+    });
     engine.register_fn("env", |ncx: NativeCallContext, name: &str| {
         env(&ncx, name, None, false)
     });
@@ -363,14 +385,134 @@ fn dry_run_try() -> Dynamic {
     result_map(-1, "", "dry run")
 }
 
-/// Runs a command for a step: logs it, honours dry run, timeout, retries, interrupts.
-/// `retry`: how many attempts in all on exit code 1.
+/// Options of `az`, `az_try`, `exec` and `exec_try` (a map as the second argument).
+#[derive(Debug, Default)]
+struct CommandOptions {
+    /// What the program reads on standard input (never on its command line, never logged).
+    stdin: Option<String>,
+}
+
+impl CommandOptions {
+    fn parse(func: &str, opts: &RMap) -> HostResult<CommandOptions> {
+        let mut out = CommandOptions::default();
+        for (k, v) in opts {
+            match k.as_str() {
+                "stdin" if v.is_string() => {
+                    out.stdin = Some(v.clone().into_string().unwrap_or_default())
+                }
+                "stdin" => {
+                    return Err(err(format!(
+                        "{func}(): `stdin` must be a string, found {}",
+                        v.type_name()
+                    )))
+                }
+                other => {
+                    return Err(err(format!(
+                        "{func}(): unknown option `{other}` (options: stdin)"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Secrets on a command line that the Azure CLI offers no other way to pass: (the command's
+/// words, the flag the secret must directly follow). Allowed by the guard even with --strict;
+/// listed in docs/reliability.md.
+pub const ARGV_SECRET_EXCEPTIONS: &[(&[&str], &str)] = &[
+    (
+        &["az", "postgres", "flexible-server", "create"],
+        "--admin-password",
+    ),
+    (
+        &["az", "postgres", "flexible-server", "update"],
+        "--admin-password",
+    ),
+];
+
+/// The program and its command words (the items before the first option): `az keyvault
+/// secret set`, `docker build`.
+fn command_words(argv: &[String]) -> String {
+    let mut words: Vec<&str> = argv.first().map(String::as_str).into_iter().collect();
+    words.extend(
+        argv.iter()
+            .skip(1)
+            .take_while(|a| !a.starts_with('-') && a.len() < 40 && !a.contains(['/', '=', ' ']))
+            .take(4)
+            .map(String::as_str),
+    );
+    words.join(" ")
+}
+
+/// Is argument `i` of `argv` a documented exception (the secret directly follows its flag)?
+fn is_argv_exception(argv: &[String], i: usize) -> bool {
+    ARGV_SECRET_EXCEPTIONS.iter().any(|(words, flag)| {
+        argv.len() > words.len()
+            && argv.iter().zip(words.iter()).all(|(a, w)| a == w)
+            && i > 0
+            && argv[i - 1] == *flag
+    })
+}
+
+/// The guard: a command whose argv carries a secret (any encoding) is warned about once per
+/// step and command, naming the step, the program and the secret (by name); with
+/// `--strict` / `deployment.strict_secrets` it is refused before it starts.
+fn guard_argv(ctx: &StepContext, argv: &[String]) -> HostResult<()> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, a) in argv.iter().enumerate() {
+        if is_argv_exception(argv, i) {
+            continue;
+        }
+        for n in ctx.masker.secrets_in(a) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let command = command_words(argv);
+    let what = format!(
+        "`{command}` would carry {} on its command line, where any process on this machine can read it (ps, /proc/PID/cmdline)",
+        names.join(", ")
+    );
+    let how = "pass it on standard input (`#{ stdin: value }` as the command's options) or in a file (`secret_file(value)`); see docs/steps.md";
+    if ctx.strict_secrets {
+        return Err(err(ctx.masker.mask(&format!(
+            "step `{}`: {what}: refused (--strict / deployment.strict_secrets); {how}",
+            ctx.step
+        ))));
+    }
+    let first = ctx
+        .warned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(command.clone());
+    if first {
+        ctx.warn(&format!(
+            "step `{}`: {what}; {how} (--strict refuses such commands)",
+            ctx.step
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a command for a step: guards its argv, logs it, honours dry run, timeout, retries,
+/// interrupts. `attempts`: how many attempts in all on exit code 1. `stdin`: the standard
+/// input (a secret it holds is never shown).
 fn run_command(
     ctx: &StepContext,
     argv: &[String],
     attempts: u32,
+    stdin: Option<&str>,
 ) -> HostResult<Option<process::Output>> {
-    let shown = ctx.masker.mask(&show_command(argv));
+    guard_argv(ctx, argv)?;
+    let mut shown = ctx.masker.mask(&show_command(argv));
+    if stdin.is_some() {
+        shown.push_str(" < (standard input)");
+    }
     if ctx.dry_run {
         ctx.console
             .step_line(&ctx.step, &format!("would run: {shown}"));
@@ -385,7 +527,11 @@ fn run_command(
     let mut delay = ctx.settings.retry_delay();
     let mut attempt = 1;
     let result = loop {
-        match process::run(argv, ctx.settings.operation_timeout()) {
+        match process::run(
+            argv,
+            ctx.settings.operation_timeout(),
+            stdin.map(str::as_bytes),
+        ) {
             Ok(out) => {
                 register_output_secrets(&ctx.masker, argv, &out.stdout);
                 if !out.stdout.trim().is_empty() {
@@ -429,28 +575,46 @@ fn run_command(
     result
 }
 
-/// JSON keys whose string values Azure returns as secrets (keys, passwords, connection
-/// strings). Matched case-insensitively against the last word of the key.
-const SECRET_FIELDS: &[&str] = &[
-    "key",
-    "keys",
-    "password",
-    "passwords",
-    "secret",
-    "connectionstring",
-    "token",
-    "accesstoken",
-    "sharedkey",
+/// Field names whose string values Azure returns as secrets, as whole name segments the field
+/// ends with (`primaryKey`, `adminPassword`, `primarySharedKey`, `connectionString`,
+/// `accessToken`, ...; not `keyName`, `tokenType`, `passwordPolicy`).
+const SECRET_FIELD_ENDINGS: &[&[&str]] = &[
+    &["key"],
+    &["keys"],
+    &["password"],
+    &["passwords"],
+    &["secret"],
+    &["secrets"],
+    &["token"],
+    &["sharedkey"],
+    &["connection", "string"],
+    &["connection", "strings"],
+    &["connectionstring"],
+    &["sas"],
+    &["credentials"],
+];
+
+/// Fields that label a secret inside a secret container (`{"keyName": "key1", "value": ...}`,
+/// `{"name": "password", "value": ...}`): never secret themselves.
+const LABEL_FIELDS: &[&str] = &[
+    "name",
+    "keyname",
+    "type",
+    "permissions",
+    "id",
+    "username",
+    "kind",
+    "creationtime",
+    "expiry",
 ];
 
 fn is_secret_field(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SECRET_FIELDS.iter().any(|f| lower.ends_with(f))
+    crate::config::name_ends_with(name, SECRET_FIELD_ENDINGS)
 }
 
-/// Marks what a command printed as secret when it is: the values of secret-looking JSON fields
-/// (`primaryKey`, `adminPassword`, ...), and the whole answer of `keyvault secret show`.
-/// Done before anything is logged, so that a key az returns never reaches a log.
+/// Marks what a command printed as secret when it is, before anything is logged: the values of
+/// secret-looking JSON fields, credential lists (`{"keyName"|"name": ..., "value": ...}`), the
+/// whole answer of `keyvault secret show`, SAS tokens and connection strings by their shape.
 fn register_output_secrets(masker: &Masker, argv: &[String], stdout: &str) {
     let is_secret_show = argv.iter().any(|a| a == "keyvault")
         && argv.iter().any(|a| a == "secret")
@@ -459,37 +623,99 @@ fn register_output_secrets(masker: &Masker, argv: &[String], stdout: &str) {
     if text.is_empty() {
         return;
     }
+    let source = format!("an answer of {}", command_words(argv));
     match serde_json::from_str::<Value>(text) {
         Ok(v) => {
             if is_secret_show {
                 match &v {
-                    Value::String(s) => masker.add(s),
+                    Value::String(s) => masker.add_named(s, &source),
                     Value::Object(m) => {
                         if let Some(Value::String(s)) = m.get("value") {
-                            masker.add(s)
+                            masker.add_named(s, &source)
                         }
                     }
                     _ => {}
                 }
             }
-            walk_secret_fields(masker, &v, false);
+            walk_secret_fields(masker, &v, false, &source);
         }
-        Err(_) if is_secret_show => masker.add(text),
-        Err(_) => {}
+        Err(_) if is_secret_show => masker.add_named(text, &source),
+        Err(_) => register_by_shape(masker, text, &source),
     }
 }
 
-fn walk_secret_fields(masker: &Masker, v: &Value, secret: bool) {
+fn walk_secret_fields(masker: &Masker, v: &Value, secret: bool, source: &str) {
     match v {
         Value::Object(m) => {
+            // A credential entry: {"keyName": "key1", "value": "..."} (storage account keys),
+            // {"name": "password", "value": "..."} inside a secret list (acr credential).
+            let credential_entry = m.contains_key("keyName")
+                || m.contains_key("KeyName")
+                || (secret && m.contains_key("value"));
             for (k, child) in m {
-                walk_secret_fields(masker, child, secret || is_secret_field(k));
+                let lower = k.to_ascii_lowercase();
+                let child_secret = if LABEL_FIELDS.contains(&lower.as_str()) {
+                    false
+                } else {
+                    secret || is_secret_field(k) || (credential_entry && lower == "value")
+                };
+                walk_secret_fields(masker, child, child_secret, source);
             }
         }
-        Value::Array(a) => a.iter().for_each(|c| walk_secret_fields(masker, c, secret)),
-        // Short values ("a", "0") are flags, not keys; masking them would garble every line.
-        Value::String(s) if secret && s.len() >= 6 => masker.add(s),
+        Value::Array(a) => a
+            .iter()
+            .for_each(|c| walk_secret_fields(masker, c, secret, source)),
+        Value::String(s) if secret => masker.add_named(s, source),
+        Value::String(s) => register_by_shape(masker, s, source),
         _ => {}
+    }
+}
+
+/// Connection-string keys whose values are secret (`AccountKey=...;`).
+const SECRET_CONNECTION_PARTS: &[&str] = &[
+    "accountkey",
+    "sharedaccesskey",
+    "sharedaccesssignature",
+    "password",
+    "pwd",
+    "accesskey",
+    "sig",
+];
+
+/// Secrets recognised by their shape in a text: a SAS token (`sv=...&sig=...`), a connection
+/// string with a key or password (`...;AccountKey=...;`), a URL with a password
+/// (`scheme://user:password@host`). The whole text and the secret part are registered.
+fn register_by_shape(masker: &Masker, text: &str, source: &str) {
+    let t = text.trim().trim_start_matches('?');
+    if t.len() < crate::secrets::MIN_PATTERN_LEN {
+        return;
+    }
+    let mut found = false;
+    for sep in [';', '&'] {
+        for part in t.split(sep) {
+            if let Some((k, v)) = part.split_once('=') {
+                let k = k.trim().to_ascii_lowercase();
+                if SECRET_CONNECTION_PARTS.contains(&k.as_str()) && !v.trim().is_empty() {
+                    masker.add_named(v.trim(), source);
+                    found = true;
+                }
+            }
+        }
+    }
+    // scheme://user:password@host
+    if let Some((_, rest)) = t.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if let Some((_, password)) = userinfo.split_once(':') {
+                if !password.is_empty() {
+                    masker.add_named(password, source);
+                    found = true;
+                }
+            }
+        }
+    }
+    if found {
+        masker.add_named(t, source);
     }
 }
 
@@ -517,9 +743,10 @@ fn failure(ctx: &StepContext, argv: &[String], out: &process::Output) -> Box<Eva
         .mask(&format!("{shown} failed (exit {}): {detail}", out.code)))
 }
 
-fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
+fn az(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic> {
     let func = if try_mode { "az_try" } else { "az" };
     let ctx = current(func)?;
+    let opts = CommandOptions::parse(func, &opts)?;
     let mut argv = vec!["az".to_string()];
     argv.extend(to_argv(func, &args, ctx.dry_run)?);
     let chooses_output = argv
@@ -542,7 +769,7 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
     } else {
         ctx.settings.retry_attempts
     };
-    let Some(out) = run_cached(&ctx, &argv, attempts)? else {
+    let Some(out) = run_cached(&ctx, &argv, attempts, opts.stdin.as_deref())? else {
         return Ok(if try_mode {
             dry_run_try()
         } else {
@@ -585,10 +812,11 @@ fn run_cached(
     ctx: &StepContext,
     argv: &[String],
     attempts: u32,
+    stdin: Option<&str>,
 ) -> HostResult<Option<process::Output>> {
-    let cache = match (&ctx.read_cache, ctx.is_verifying()) {
-        (Some(c), true) => c,
-        _ => return run_command(ctx, argv, attempts),
+    let cache = match (&ctx.read_cache, ctx.is_verifying(), stdin) {
+        (Some(c), true, None) => c,
+        _ => return run_command(ctx, argv, attempts, stdin),
     };
     let slot = cache
         .lock()
@@ -604,7 +832,7 @@ fn run_cached(
         ));
         return Ok(Some(out.clone()));
     }
-    let out = run_command(ctx, argv, attempts)?;
+    let out = run_command(ctx, argv, attempts, None)?;
     if let Some(o) = &out {
         // Answers (found, or not found: exit 3); failures are not kept.
         if o.code == 0 || o.code == 3 {
@@ -614,15 +842,16 @@ fn run_cached(
     Ok(out)
 }
 
-fn exec(args: Array, try_mode: bool) -> HostResult<Dynamic> {
+fn exec(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic> {
     let func = if try_mode { "exec_try" } else { "exec" };
     let ctx = current(func)?;
     ctx.refuse_in_verify(&format!("{func}()"))?;
+    let opts = CommandOptions::parse(func, &opts)?;
     let argv = to_argv(func, &args, ctx.dry_run)?;
     if argv.is_empty() {
         return Err(err(format!("{func}(): the argv array is empty")));
     }
-    let Some(out) = run_command(&ctx, &argv, 1)? else {
+    let Some(out) = run_command(&ctx, &argv, 1, opts.stdin.as_deref())? else {
         return Ok(if try_mode {
             dry_run_try()
         } else {
@@ -646,7 +875,7 @@ fn http_get(url: &str) -> HostResult<Dynamic> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let Some(out) = run_command(&ctx, &argv, 1)? else {
+    let Some(out) = run_command(&ctx, &argv, 1, None)? else {
         return Ok(dry_run_try());
     };
     let mut m = RMap::new();
@@ -827,14 +1056,14 @@ fn build_one(ctx: &StepContext, spec: &BuildSpec) -> HostResult<String> {
         return Ok(spec.tag.clone());
     }
     let argv = spec.argv();
-    if let Some(out) = run_command(ctx, &argv, 1)? {
+    if let Some(out) = run_command(ctx, &argv, 1, None)? {
         if out.code != 0 {
             return Err(failure(ctx, &argv, &out));
         }
     }
     if spec.push {
         let push_argv = vec!["docker".to_string(), "push".to_string(), spec.tag.clone()];
-        if let Some(out) = run_command(ctx, &push_argv, ctx.settings.retry_attempts)? {
+        if let Some(out) = run_command(ctx, &push_argv, ctx.settings.retry_attempts, None)? {
             if out.code != 0 {
                 return Err(failure(ctx, &push_argv, &out));
             }
@@ -938,8 +1167,19 @@ fn output(key: &str, value: Dynamic) -> HostResult<()> {
     let ctx = current("output")?;
     ctx.refuse_in_verify("output()")?;
     let json: Value = rhai::serde::from_dynamic(&value)?;
-    let text = serde_json::to_string(&json).unwrap_or_default();
-    if ctx.masker.contains_secret(&text) {
+    // The value itself, not its serialised text (where escapes would hide a secret).
+    fn holds_secret(m: &Masker, v: &Value) -> bool {
+        match v {
+            Value::String(s) => m.is_secret_value(s),
+            Value::Number(n) => m.is_secret_value(&n.to_string()),
+            Value::Array(a) => a.iter().any(|x| holds_secret(m, x)),
+            Value::Object(o) => o
+                .iter()
+                .any(|(k, x)| m.is_secret_value(k) || holds_secret(m, x)),
+            _ => false,
+        }
+    }
+    if holds_secret(&ctx.masker, &json) {
         return Err(err(format!(
             "output(\"{key}\", ...): the value contains a secret; secrets are never written to state (keep it in Key Vault and read it when needed)"
         )));
@@ -1063,10 +1303,39 @@ fn register_outputs_view(engine: &mut Engine) {
     });
 }
 
-fn secret(value: Dynamic) -> HostResult<Dynamic> {
+fn secret(value: Dynamic, name: Option<&str>) -> HostResult<Dynamic> {
     let ctx = current("secret")?;
-    ctx.masker.add(&display(&value));
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => format!("a value marked with secret() in step `{}`", ctx.step),
+    };
+    ctx.masker.add_named(&display(&value), &name);
     Ok(value)
+}
+
+/// `secret_file(value)`: the path of a 0600 file holding `value` in the step's private
+/// temporary directory (removed when the step ends). The value becomes secret.
+fn secret_file(value: Dynamic) -> HostResult<String> {
+    let ctx = current("secret_file")?;
+    let text = display(&value);
+    ctx.masker.add_named(
+        &text,
+        &format!("a value given to secret_file() in step `{}`", ctx.step),
+    );
+    if ctx.dry_run {
+        return Ok("<secret file>".to_string());
+    }
+    let path = ctx
+        .secret_files
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .create(&ctx.step, text.as_bytes())
+        .map_err(|e| {
+            err(format!(
+                "secret_file(): cannot write a private temporary file: {e}"
+            ))
+        })?;
+    Ok(path.display().to_string())
 }
 
 fn env(
@@ -1102,7 +1371,8 @@ fn env(
         }
     };
     if is_secret {
-        ctx.masker.add(&value);
+        ctx.masker
+            .add_named(&value, &format!("env_secret(\"{name}\")"));
     }
     Ok(value)
 }
@@ -1127,6 +1397,12 @@ fn generate_password(len: i64) -> HostResult<String> {
     bytes[1] = UPPER[rng.random_range(0..UPPER.len())];
     bytes[2] = DIGIT[rng.random_range(0..DIGIT.len())];
     let pw = String::from_utf8(bytes).unwrap_or_default();
-    ctx.masker.add(&pw);
+    ctx.masker.add_named(
+        &pw,
+        &format!(
+            "a password generated by generate_password() in step `{}`",
+            ctx.step
+        ),
+    );
     Ok(pw)
 }

@@ -24,6 +24,7 @@ pub mod reads;
 pub mod refresh;
 pub mod report;
 pub mod script;
+pub mod secret_file;
 pub mod secrets;
 pub mod state;
 pub mod step;
@@ -59,10 +60,12 @@ pub fn main() -> i32 {
             for cause in e.chain().skip(1) {
                 msg.push_str(&format!("\n  caused by: {cause}"));
             }
+            // The error may quote a command or an answer: masked like every other sink.
+            let msg = secrets::global().mask(&msg);
             report::Console::new(false).error(&msg);
             if json {
                 let doc = serde_json::json!({ "error": msg, "exit_code": code });
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                report::print_json(&doc);
             }
             code
         }

@@ -49,10 +49,13 @@ pub fn install_signal_handlers() {
                     crate::error::exit::SIGINT
                 };
                 if !DEFER_SIGNALS.load(Ordering::SeqCst) {
+                    crate::secret_file::remove_all();
                     std::process::exit(code);
                 }
                 if interrupted().is_some() {
                     eprintln!("second signal: exiting now");
+                    // Secret files of running steps do not outlive stepwise.
+                    crate::secret_file::remove_all();
                     std::process::exit(code);
                 }
                 INTERRUPTED.store(sig, Ordering::SeqCst);
@@ -109,20 +112,24 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Runs `argv` (no shell), waits at most `timeout`, returns its exit code and output.
-pub fn run(argv: &[String], timeout: Duration) -> Result<Output, RunError> {
+/// Runs `argv` (no shell), waits at most `timeout`, returns its exit code and output. `stdin`:
+/// what the program reads on its standard input (nothing otherwise); it never appears in argv.
+pub fn run(argv: &[String], timeout: Duration, stdin: Option<&[u8]>) -> Result<Output, RunError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| RunError::Spawn("empty command".into()))?;
     if let Some(sig) = interrupted() {
         return Err(RunError::Interrupted(sig));
     }
-    let handle = duct::cmd(program, args)
-        .before_spawn(|c| {
-            c.process_group(0);
-            Ok(())
-        })
-        .stdin_null()
+    let expr = duct::cmd(program, args).before_spawn(|c| {
+        c.process_group(0);
+        Ok(())
+    });
+    let expr = match stdin {
+        Some(bytes) => expr.stdin_bytes(bytes.to_vec()),
+        None => expr.stdin_null(),
+    };
+    let handle = expr
         .stdout_capture()
         .stderr_capture()
         .unchecked()

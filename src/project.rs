@@ -56,7 +56,8 @@ impl Project {
         }
         console.set_env(env);
         let console = Arc::new(console);
-        let masker = Arc::new(Masker::new());
+        // One redactor per process: every sink (console, logs, errors printed by main) uses it.
+        let masker: Arc<Masker> = crate::secrets::global();
         config.register_secrets(&masker);
         if config.overlay.is_some() {
             // Secrets of the base that the overlay replaced are masked too.
@@ -266,7 +267,7 @@ fn init_tracing(verbose: bool) {
             tracing_subscriber::EnvFilter::try_from_env("STEPWISE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::report::MaskedStderr)
         .with_ansi(
             std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),

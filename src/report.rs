@@ -127,11 +127,13 @@ impl Console {
         }
     }
 
-    /// A line on stdout.
+    /// A line on stdout (masked).
     pub fn line(&self, text: &str) {
         if self.quiet {
             return;
         }
+        let masked = crate::secrets::global().mask(text);
+        let text = masked.as_str();
         if let Some(multi) = &self.live {
             let _ = multi.println(text);
             return;
@@ -142,8 +144,10 @@ impl Console {
         let _ = out.flush();
     }
 
-    /// A line on stderr.
+    /// A line on stderr (masked).
     pub fn error_line(&self, text: &str) {
+        let masked = crate::secrets::global().mask(text);
+        let text = masked.as_str();
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(multi) = &self.live {
             multi.suspend(|| {
@@ -182,6 +186,37 @@ impl Console {
 
     pub fn error(&self, text: &str) {
         self.error_line(&format!("{} {text}", self.paint(RED, "error:")));
+    }
+}
+
+/// Prints text on stdout as is, masked (documents such as `state show`, graphs).
+pub fn print_text(text: &str) {
+    let masked = crate::secrets::global().mask(text);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(masked.as_bytes());
+    let _ = out.flush();
+}
+
+/// Prints a JSON document on stdout (pretty, one line break at the end), every string masked
+/// before it is written and the text masked again after.
+pub fn print_json(doc: &serde_json::Value) {
+    let masker = crate::secrets::global();
+    let text = serde_json::to_string_pretty(&masker.mask_json(doc)).unwrap_or_default();
+    print_text(&format!("{text}\n"));
+}
+
+/// Where the debug logs (`--verbose`, tracing) go: stderr, masked.
+pub struct MaskedStderr;
+
+impl Write for MaskedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let masked = crate::secrets::global().mask(&text);
+        std::io::stderr().lock().write_all(masked.as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

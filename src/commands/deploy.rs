@@ -97,10 +97,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             print_summary(&p.console, &report, dry_run);
         }
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&run_json(&p, &decisions, &report, dry_run, code))?
-            );
+            report::print_json(&run_json(&p, &decisions, &report, dry_run, code));
         }
         return Ok(code);
     }
@@ -136,10 +133,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         None => exit::OK,
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&run_json(&p, &decisions, &report, dry_run, code))?
-        );
+        report::print_json(&run_json(&p, &decisions, &report, dry_run, code));
     }
     Ok(code)
 }
@@ -191,6 +185,7 @@ fn with_runner<R>(
         running: Default::default(),
         hash_cache: Some(p.hash_cache.clone()),
         strict: d.strict || p.config.settings.deployment.strict,
+        strict_secrets: d.strict || p.config.settings.deployment.strict_secrets,
         verify_after_run: !d.no_verify_after_run && p.config.settings.deployment.verify_after_run,
         fingerprint: &fingerprint_at_start,
     };

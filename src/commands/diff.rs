@@ -151,18 +151,16 @@ fn leaves(v: &Value, key: &str, out: &mut BTreeMap<String, Value>) {
     }
 }
 
-/// Is a value at `key` secret: the key or one of its parents is, or the value holds a string
-/// either config registered as secret?
-fn is_secret(key: &str, values: &[Option<&Value>], maskers: &[&Masker]) -> bool {
-    let mut prefix = String::new();
-    for seg in key.split('.') {
-        if !prefix.is_empty() {
-            prefix.push('.');
-        }
-        prefix.push_str(seg);
-        if Config::is_secret_key(&prefix) {
-            return true;
-        }
+/// Is a value at `key` secret: either config says the key (or one of its parents) is secret,
+/// or the value holds a string either config registered as secret?
+fn is_secret(
+    key: &str,
+    values: &[Option<&Value>],
+    maskers: &[&Masker],
+    configs: &[&Config],
+) -> bool {
+    if configs.iter().any(|c| c.secret_by(key).is_some()) {
+        return true;
     }
     values.iter().flatten().any(|v| {
         let text = canonical_json(v);
@@ -188,7 +186,7 @@ fn config_diff(a: &Config, b: &Config) -> Vec<KeyDiff> {
             key: key.clone(),
             from: va.cloned(),
             to: vb.cloned(),
-            secret: is_secret(key, &[va, vb], &[&ma, &mb]),
+            secret: is_secret(key, &[va, vb], &[&ma, &mb], &[a, b]),
         });
     }
     out

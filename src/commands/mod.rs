@@ -26,7 +26,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         None | Some(Command::Deploy) => deploy::run(&cli),
         Some(Command::Plan) => plan::run(&cli),
-        Some(Command::Steps) => steps::run(&cli),
+        Some(Command::Steps { secrets }) => steps::run(&cli, *secrets),
         Some(Command::Check) => check::run(&cli),
         Some(Command::Graph { format }) => graph::run(&cli, *format),
         Some(Command::Watch { debounce, poll }) => watch::run(

@@ -44,7 +44,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             "gone": gone,
             "exit_code": code,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        report::print_json(&doc);
         return Ok(code);
     }
     print_plan(&p.console, &decisions);

@@ -36,7 +36,7 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
                     serde_json::to_string_pretty(rec)? + "\n"
                 }
             };
-            print!("{text}");
+            crate::report::print_text(&text);
             Ok(exit::OK)
         }
         StateCommand::Reset { names: steps } => {
