@@ -584,7 +584,6 @@ const SECRET_FIELD_ENDINGS: &[&[&str]] = &[
     &["password"],
     &["passwords"],
     &["secret"],
-    &["secrets"],
     &["token"],
     &["sharedkey"],
     &["connection", "string"],
@@ -637,34 +636,39 @@ fn register_output_secrets(masker: &Masker, argv: &[String], stdout: &str) {
                     _ => {}
                 }
             }
-            walk_secret_fields(masker, &v, false, &source);
+            walk_secret_fields(masker, &v, false, false, &source);
         }
         Err(_) if is_secret_show => masker.add_named(text, &source),
         Err(_) => register_by_shape(masker, text, &source),
     }
 }
 
-fn walk_secret_fields(masker: &Masker, v: &Value, secret: bool, source: &str) {
+/// `secret`: the value stands under a secret field; `secret_list`: inside a `secrets` list
+/// (Container Apps: `{"name": ..., "value": ...}` with `--show-values`, else only names and
+/// Key Vault references, which are not secret).
+fn walk_secret_fields(masker: &Masker, v: &Value, secret: bool, secret_list: bool, source: &str) {
     match v {
         Value::Object(m) => {
             // A credential entry: {"keyName": "key1", "value": "..."} (storage account keys),
             // {"name": "password", "value": "..."} inside a secret list (acr credential).
             let credential_entry = m.contains_key("keyName")
                 || m.contains_key("KeyName")
-                || (secret && m.contains_key("value"));
+                || ((secret || secret_list) && m.contains_key("value"));
             for (k, child) in m {
                 let lower = k.to_ascii_lowercase();
                 let child_secret = if LABEL_FIELDS.contains(&lower.as_str()) {
                     false
+                } else if credential_entry && !secret {
+                    lower == "value" || is_secret_field(k)
                 } else {
-                    secret || is_secret_field(k) || (credential_entry && lower == "value")
+                    secret || is_secret_field(k)
                 };
-                walk_secret_fields(masker, child, child_secret, source);
+                walk_secret_fields(masker, child, child_secret, lower == "secrets", source);
             }
         }
         Value::Array(a) => a
             .iter()
-            .for_each(|c| walk_secret_fields(masker, c, secret, source)),
+            .for_each(|c| walk_secret_fields(masker, c, secret, secret_list, source)),
         Value::String(s) if secret => masker.add_named(s, source),
         Value::String(s) => register_by_shape(masker, s, source),
         _ => {}

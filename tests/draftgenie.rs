@@ -192,7 +192,7 @@ fn first_deployment_creates_everything_then_nothing_runs_and_a_forced_one_create
     assert_eq!(flag(pg, "--tier"), Some("Burstable"));
     assert!(pg.contains(&"--yes".to_string()));
     // Every provider registered.
-    assert_eq!(has(&["provider", "register"]), 7);
+    assert_eq!(has(&["provider", "register"]), 8);
 
     // The container apps: the five services, RabbitMQ and Qdrant, each created once.
     let created: Vec<&str> = calls
@@ -723,8 +723,9 @@ fn secrets_never_reach_the_state_the_logs_or_the_output() {
         .to_string();
     let key = redis_url["rediss://:".len()..redis_url.find('@').unwrap()].replace("%3D", "=");
     secrets.insert(key);
-    secrets.retain(|s| s.len() >= 8 && !s.starts_with("secretref:"));
-    assert!(secrets.len() >= 10, "{secrets:?}");
+    secrets
+        .retain(|s| s.len() >= 8 && !s.starts_with("secretref:") && !s.starts_with("keyvaultref:"));
+    assert!(secrets.len() >= 9, "{secrets:?}");
 
     let mut everything = p.local_files_text();
     everything.push_str(&serde_json::to_string(&p.state()).unwrap());
@@ -750,12 +751,23 @@ fn expected_edges() -> BTreeSet<(String, String)> {
             "create_databases",
             &["create_resource_group", "create_key_vault"],
         ),
-        ("store_secrets", &["create_key_vault", "create_databases"]),
+        (
+            "store_secrets",
+            &[
+                "create_key_vault",
+                "create_databases",
+                "create_container_registry",
+            ],
+        ),
         ("create_container_apps_env", &["create_monitoring"]),
         ("build_and_push_images", &["create_container_registry"]),
         (
             "deploy_infrastructure_services",
-            &["create_container_apps_env", "store_secrets"],
+            &[
+                "create_container_apps_env",
+                "store_secrets",
+                "create_container_registry",
+            ],
         ),
         (
             "deploy_application_services",
@@ -1393,4 +1405,326 @@ fn the_example_dev_and_prod_overlays_deploy_side_by_side_with_their_own_names() 
     p.deploy(&["--env", "prod", "--force-all"])
         .assert_code(1)
         .assert_contains("--confirm-env prod");
+}
+
+/// The keys the fake az hands out (`fake_key` in tests/fixtures/bin/az).
+fn fake_key(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(
+        format!("key/{}", parts.join("/")).as_bytes(),
+    ));
+    format!("{}==", &digest[..40])
+}
+
+/// Is `argv` an az command that starts with `words` (ignoring `--output json`)?
+fn is_command(argv: &[String], w: &[&str]) -> bool {
+    words(argv) == w
+}
+
+/// After a full deployment, a forced one, and one that sets a new PostgreSQL password: no
+/// secret value (configured, generated or handed out by Azure; plain, URL-encoded or base64)
+/// stands in any recorded az or docker argv, except the PostgreSQL admin password right after
+/// `--admin-password` of `postgres flexible-server create/update`; no registry password is
+/// used; every app and job secret is a Key Vault reference; Key Vault values travel in 0600
+/// files that are gone when the run ends.
+#[test]
+fn no_secret_on_any_command_line_of_a_full_deployment() {
+    let p = draftgenie();
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert_ran(&r, &STEPS);
+    // The example config refuses secrets on command lines: the run above proves none was
+    // refused, the checks below that none slipped through in another form.
+    assert!(p.read("config.yaml").contains("strict_secrets: true"));
+    p.deploy(&["--force-all"]).assert_code(0);
+    let cfg = replace(
+        &p.read("config.yaml"),
+        "admin_password: ''",
+        "admin_password: 'Pg-new-Passw0rd-#1'",
+    );
+    p.config(&cfg);
+    p.deploy(&[]).assert_code(0);
+
+    let model = azure(&p);
+    let mut secrets: BTreeSet<String> = [GEMINI, JWT, RABBIT, "Pg-new-Passw0rd-#1"]
+        .map(String::from)
+        .into();
+    for v in model["secrets"]["draftgenie-kv"]
+        .as_object()
+        .unwrap()
+        .values()
+    {
+        secrets.insert(v.as_str().unwrap().to_string());
+    }
+    for key in [
+        ["acr1", "draftgenieacr"],
+        ["acr2", "draftgenieacr"],
+        ["redis1", "draftgenie-redis"],
+        ["redis2", "draftgenie-redis"],
+        ["ws1", "draftgenie-logs"],
+        ["ws2", "draftgenie-logs"],
+    ] {
+        secrets.insert(fake_key(&key));
+    }
+    let pg_passwords: BTreeSet<String> = p
+        .az_calls()
+        .iter()
+        .filter(|c| {
+            is_command(c, &["postgres", "flexible-server", "create"])
+                || is_command(c, &["postgres", "flexible-server", "update"])
+        })
+        .filter_map(|c| flag(c, "--admin-password").map(str::to_string))
+        .collect();
+    // The exception is really exercised (so this test can see a password in argv at all).
+    assert!(
+        pg_passwords.contains("Pg-new-Passw0rd-#1"),
+        "{pg_passwords:?}"
+    );
+    assert_eq!(pg_passwords.len(), 2, "generated, then configured");
+    secrets.extend(pg_passwords.iter().cloned());
+    assert!(secrets.len() >= 15, "{secrets:?}");
+
+    let mut leaks = Vec::new();
+    let mut all: Vec<(&str, Vec<String>)> = Vec::new();
+    let az = p.az_calls();
+    let docker = p.docker_calls();
+    all.extend(az.iter().map(|c| ("az", c.clone())));
+    all.extend(docker.iter().map(|c| ("docker", c.clone())));
+    for (program, argv) in &all {
+        for (i, arg) in argv.iter().enumerate() {
+            let exception = *program == "az"
+                && i > 0
+                && argv[i - 1] == "--admin-password"
+                && (is_command(argv, &["postgres", "flexible-server", "create"])
+                    || is_command(argv, &["postgres", "flexible-server", "update"]))
+                && pg_passwords.contains(arg);
+            if exception {
+                continue;
+            }
+            for s in &secrets {
+                for (form, v) in [
+                    ("plain", s.clone()),
+                    ("url", support::url(s)),
+                    ("base64", support::b64(s)),
+                ] {
+                    if arg.contains(&v) {
+                        leaks.push(format!("{form} {s:?} in {program} {}", argv.join(" ")));
+                    }
+                }
+            }
+        }
+        for f in [
+            "--registry-password",
+            "--password",
+            "--registry-username",
+            "--value",
+        ] {
+            assert!(
+                !argv.iter().any(|a| a == f),
+                "{f} in {program} {}",
+                argv.join(" ")
+            );
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "secrets on command lines:\n{}",
+        leaks.join("\n")
+    );
+
+    // App and job secrets are Key Vault references read with the apps' identity.
+    let identity = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/draftgenie-prod-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/draftgenie-apps";
+    let mut items = 0;
+    for c in &az {
+        for f in ["--secrets", "-s"] {
+            for item in items_after(c, f) {
+                items += 1;
+                let (_, value) = item.split_once('=').unwrap();
+                assert!(
+                    value.starts_with("keyvaultref:https://draftgenie-kv.vault.azure.net/secrets/")
+                        && value.ends_with(&format!(",identityref:{identity}")),
+                    "not a Key Vault reference: {item}"
+                );
+            }
+        }
+    }
+    assert!(items >= 20, "{items} secret items");
+    let resources = model["resources"].as_object().unwrap();
+    let mut apps = 0;
+    for r in resources.values() {
+        let group = r["_group"].as_str().unwrap();
+        if group != "containerapp" && group != "containerapp job" {
+            continue;
+        }
+        apps += 1;
+        let conf = &r["properties"]["configuration"];
+        for s in conf["secrets"].as_array().unwrap() {
+            assert!(s["keyVaultUrl"].is_string(), "{}: {s}", r["name"]);
+            assert_eq!(s["identity"], identity);
+        }
+        for reg in conf["registries"].as_array().unwrap() {
+            assert_eq!(reg["identity"], identity, "{}", r["name"]);
+            assert_eq!(reg["passwordSecretRef"], "", "{}", r["name"]);
+        }
+        assert!(
+            r.get("_secret_values").is_none(),
+            "{}: plain secret values",
+            r["name"]
+        );
+    }
+    assert_eq!(apps, 9, "7 apps and 2 jobs");
+    assert_eq!(
+        resources["acr||draftgenieacr"]["adminUserEnabled"], false,
+        "admin user off"
+    );
+    // The identity pulls (AcrPull on the registry) and reads the vault's secrets.
+    let principal = resources["identity||draftgenie-apps"]["principalId"].clone();
+    assert!(model["roleAssignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| {
+            a["principalId"] == principal
+                && a["roleDefinitionName"] == "AcrPull"
+                && a["scope"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/registries/draftgenieacr")
+        }));
+    assert!(
+        resources["keyvault||draftgenie-kv"]["properties"]["accessPolicies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["objectId"] == principal)
+    );
+
+    // Key Vault values went through private files, gone after the run.
+    let sets: Vec<_> = support::az_calls_with_files(&p)
+        .into_iter()
+        .filter(|(c, _)| is_command(c, &["keyvault", "secret", "set"]))
+        .collect();
+    assert!(sets.len() >= 8, "{} keyvault secret set", sets.len());
+    for (c, files) in &sets {
+        let path = flag(c, "--file").expect("--file");
+        assert_eq!(flag(c, "--encoding"), Some("utf-8"));
+        assert_eq!(files.get(path), Some(&Some("0600".to_string())), "{c:?}");
+        assert!(!std::path::Path::new(path).exists(), "{path} left behind");
+    }
+}
+
+/// The state of a deployment made by the earlier steps: apps and jobs pull with the registry's
+/// admin password and hold plain secrets, no managed identity exists.
+fn make_it_look_like_the_old_deployment(p: &Project) {
+    let mut model = azure(p);
+    let resources = model["resources"].as_object_mut().unwrap();
+    resources.remove("identity||draftgenie-apps");
+    resources["acr||draftgenieacr"]["adminUserEnabled"] = true.into();
+    resources["keyvault||draftgenie-kv"]["properties"]["accessPolicies"] = serde_json::json!([]);
+    for r in resources.values_mut() {
+        let group = r["_group"].as_str().unwrap().to_string();
+        if group != "containerapp" && group != "containerapp job" {
+            continue;
+        }
+        r.as_object_mut().unwrap().remove("identity");
+        let conf = &mut r["properties"]["configuration"];
+        let mut secrets: Vec<Value> = conf["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::json!({ "name": s["name"] }))
+            .collect();
+        if !conf["registries"].as_array().unwrap().is_empty() {
+            conf["registries"] = serde_json::json!([{
+                "server": "draftgenieacr.azurecr.io", "identity": "",
+                "username": "draftgenieacr", "passwordSecretRef": "draftgenieacrazurecrio-draftgenieacr"
+            }]);
+            secrets.push(serde_json::json!({ "name": "draftgenieacrazurecrio-draftgenieacr" }));
+        }
+        conf["secrets"] = Value::Array(secrets);
+    }
+    model["roleAssignments"] = serde_json::json!([]);
+    std::fs::write(p.path().join("azure.json"), model.to_string()).unwrap();
+}
+
+/// An existing deployment (registry password, plain secrets) upgrades in place: the identity
+/// is created and granted before any app uses it, each app and job gets the identity before its
+/// registry entry and secrets switch to it (the fake az refuses any other order, as Azure
+/// would), the admin user goes off only after the last one switched, and verify_deployment
+/// checks the result (and catches a leftover plain secret).
+#[test]
+fn an_existing_deployment_upgrades_in_place_to_the_identity_and_key_vault_references() {
+    let p = draftgenie();
+    p.deploy(&[]).assert_code(0);
+    make_it_look_like_the_old_deployment(&p);
+    p.clear_calls();
+    // New step scripts re-run every step that uses them; --force-all does the same here.
+    let r = p.deploy(&["--force-all"]);
+    r.assert_code(0);
+    assert_ran(&r, &STEPS);
+
+    let calls = p.az_calls();
+    let at = |pred: &dyn Fn(&Vec<String>) -> bool| calls.iter().position(pred);
+    let grant_pull = at(&|c| is_command(c, &["role", "assignment", "create"])).expect("AcrPull");
+    let grant_read = at(&|c| is_command(c, &["keyvault", "set-policy"])).expect("set-policy");
+    let admin_off = at(&|c| is_command(c, &["acr", "update"])).expect("admin user disabled");
+    assert_eq!(flag(&calls[admin_off], "--admin-enabled"), Some("false"));
+    let mut last_switch = 0;
+    for (kind, names) in [
+        (&["containerapp"][..], APP_NAMES.to_vec()),
+        (
+            &["containerapp", "job"][..],
+            vec!["speaker-service-migrate", "evaluation-service-migrate"],
+        ),
+    ] {
+        for name in names {
+            let of = |sub: &[&str]| {
+                let w: Vec<&str> = kind.iter().chain(sub).copied().collect();
+                at(&|c| is_command(c, &w) && flag(c, "--name") == Some(name))
+                    .unwrap_or_else(|| panic!("no az {} for {name}", w.join(" ")))
+            };
+            let assign = of(&["identity", "assign"]);
+            let registry = of(&["registry", "set"]);
+            let removed = of(&["secret", "remove"]);
+            let secrets = of(&["secret", "set"]);
+            assert!(
+                grant_pull < assign && assign < registry && registry < removed,
+                "{name}"
+            );
+            assert!(grant_read < secrets && assign < secrets, "{name}");
+            assert_eq!(
+                flag(&calls[registry], "--identity").map(|i| i.ends_with("/draftgenie-apps")),
+                Some(true)
+            );
+            last_switch = last_switch.max(registry);
+        }
+    }
+    assert!(
+        last_switch < admin_off,
+        "admin user disabled while still in use"
+    );
+    // RabbitMQ reads its password from Key Vault too.
+    let rabbit = at(&|c| {
+        is_command(c, &["containerapp", "identity", "assign"])
+            && flag(c, "--name") == Some("rabbitmq")
+    })
+    .expect("rabbitmq identity");
+    let rabbit_secret = at(&|c| {
+        is_command(c, &["containerapp", "secret", "set"]) && flag(c, "--name") == Some("rabbitmq")
+    })
+    .expect("rabbitmq secret");
+    assert!(grant_read < rabbit_secret && rabbit < rabbit_secret);
+
+    // A leftover plain secret is reported by verify_deployment.
+    let mut model = azure(&p);
+    model["resources"]["containerapp||draft-service"]["properties"]["configuration"]["secrets"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({ "name": "legacy-token" }));
+    std::fs::write(p.path().join("azure.json"), model.to_string()).unwrap();
+    p.deploy(&["--force-step", "verify_deployment"])
+        .assert_code(1)
+        .assert_contains(
+            "draft-service: secret legacy-token holds a value, not a Key Vault reference",
+        );
 }

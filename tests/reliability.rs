@@ -826,32 +826,6 @@ fn non_utf8_file_names_are_hashed_and_their_changes_seen() {
     assert_eq!(p.deploy(&[]).ran(), ["a"]);
 }
 
-fn b64(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..(c.len() + 1) {
-            out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-        }
-    }
-    out
-}
-
-fn url(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[test]
 fn secrets_audit_no_secret_in_any_byte_stepwise_writes() {
     let mut p = Project::new();
@@ -868,7 +842,7 @@ fn secrets_audit_no_secret_in_any_byte_stepwise_writes() {
     .az_rules(json!([
         {"args": ["redis", "list-keys"], "stdout": format!("{{\"primaryKey\": \"{az_secret}\"}}")},
         // a command that echoes encoded forms of a known secret
-        {"args": ["echo"], "stdout": format!("{{\"b64\": \"{}\", \"url\": \"{}\", \"plain\": \"{cfg_secret}\"}}", b64(cfg_secret), url(cfg_secret))},
+        {"args": ["echo"], "stdout": format!("{{\"b64\": \"{}\", \"url\": \"{}\", \"plain\": \"{cfg_secret}\"}}", support::b64(cfg_secret), support::url(cfg_secret))},
         {"args": ["fail"], "exit": 2, "stderr": format!("bad value {pw_secret} for --password")}
     ]))
     .step(
@@ -919,8 +893,8 @@ fn secrets_audit_no_secret_in_any_byte_stepwise_writes() {
     for s in [cfg_secret, env_secret, fn_secret, az_secret, pw_secret] {
         for (form, v) in [
             ("plain", s.to_string()),
-            ("base64", b64(s)),
-            ("url-encoded", url(s)),
+            ("base64", support::b64(s)),
+            ("url-encoded", support::url(s)),
         ] {
             if written.contains(&v) {
                 leaks.push(format!("{s} ({form})"));
