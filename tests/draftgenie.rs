@@ -1613,40 +1613,6 @@ fn no_secret_on_any_command_line_of_a_full_deployment() {
     }
 }
 
-/// The state of a deployment made by the earlier steps: apps and jobs pull with the registry's
-/// admin password and hold plain secrets, no managed identity exists.
-fn make_it_look_like_the_old_deployment(p: &Project) {
-    let mut model = azure(p);
-    let resources = model["resources"].as_object_mut().unwrap();
-    resources.remove("identity||draftgenie-apps");
-    resources["acr||draftgenieacr"]["adminUserEnabled"] = true.into();
-    resources["keyvault||draftgenie-kv"]["properties"]["accessPolicies"] = serde_json::json!([]);
-    for r in resources.values_mut() {
-        let group = r["_group"].as_str().unwrap().to_string();
-        if group != "containerapp" && group != "containerapp job" {
-            continue;
-        }
-        r.as_object_mut().unwrap().remove("identity");
-        let conf = &mut r["properties"]["configuration"];
-        let mut secrets: Vec<Value> = conf["secrets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| serde_json::json!({ "name": s["name"] }))
-            .collect();
-        if !conf["registries"].as_array().unwrap().is_empty() {
-            conf["registries"] = serde_json::json!([{
-                "server": "draftgenieacr.azurecr.io", "identity": "",
-                "username": "draftgenieacr", "passwordSecretRef": "draftgenieacrazurecrio-draftgenieacr"
-            }]);
-            secrets.push(serde_json::json!({ "name": "draftgenieacrazurecrio-draftgenieacr" }));
-        }
-        conf["secrets"] = Value::Array(secrets);
-    }
-    model["roleAssignments"] = serde_json::json!([]);
-    std::fs::write(p.path().join("azure.json"), model.to_string()).unwrap();
-}
-
 /// An existing deployment (registry password, plain secrets) upgrades in place: the identity
 /// is created and granted before any app uses it, each app and job gets the identity before its
 /// registry entry and secrets switch to it (the fake az refuses any other order, as Azure
@@ -1656,7 +1622,7 @@ fn make_it_look_like_the_old_deployment(p: &Project) {
 fn an_existing_deployment_upgrades_in_place_to_the_identity_and_key_vault_references() {
     let p = draftgenie();
     p.deploy(&[]).assert_code(0);
-    make_it_look_like_the_old_deployment(&p);
+    support::draftgenie_as_before_the_identity(&p.path().join("azure.json"));
     p.clear_calls();
     // New step scripts re-run every step that uses them; --force-all does the same here.
     let r = p.deploy(&["--force-all"]);

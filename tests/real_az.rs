@@ -2,8 +2,10 @@
 //!
 //! The steps run against the stateful fake az (a first deployment; a forced redeployment where
 //! everything exists; a forced one that takes the other branches: a soft-deleted Key Vault,
-//! a registry without its admin user, a resized PostgreSQL server and Redis cache, a new
-//! PostgreSQL password). Each distinct recorded argv is then given to the real CLI, without a
+//! a deployment made by the earlier steps (apps and jobs pulling with the registry's admin
+//! password, plain secrets, no managed identity) upgraded in place, a resized PostgreSQL
+//! server and Redis cache, a new PostgreSQL password). Each distinct recorded argv is then
+//! given to the real CLI, without a
 //! login: the CLI parses the arguments before it needs an account, so a malformed command
 //! fails with a parse error (exit 2: `unrecognized arguments`, `the following arguments are
 //! required`, `invalid choice`; or exit 1 `Failed to parse ...` for the newer AAZ commands)
@@ -25,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{copy_dir, replace, repo, Project};
+use support::{copy_dir, draftgenie_as_before_the_identity, replace, repo, Project};
 
 /// The real Azure CLI, or a failure that says how to get it.
 fn real_az() -> PathBuf {
@@ -61,19 +63,18 @@ fn record_commands() -> Vec<Vec<String>> {
     p.deploy(&[]).assert_code(0);
     // 2. Forced redeployment: everything exists (show, then update).
     p.deploy(&["--force-all"]).assert_code(0);
-    // 3. Forced, taking the other branches: the Key Vault is soft-deleted (recover), the
-    //    registry's admin user is off (acr update), the database and cache are resized and
-    //    the PostgreSQL password is set from the config (flexible-server update, redis update).
+    // 3. Forced, taking the other branches: the apps and jobs look as the earlier steps made
+    //    them (registry password, plain secrets, no identity: identity create, role
+    //    assignment create, set-policy, identity assign, registry set --identity, secret
+    //    remove, acr update --admin-enabled false), the Key Vault is soft-deleted (recover),
+    //    the database and cache are resized and the PostgreSQL password is set from the
+    //    config (flexible-server update, redis update).
+    draftgenie_as_before_the_identity(&azure);
     let mut model: Value = serde_json::from_str(&std::fs::read_to_string(&azure).unwrap()).unwrap();
     let resources = model["resources"].as_object_mut().unwrap();
-    assert!(resources.remove("keyvault||draftgenie-kv").is_some());
-    resources["acr||draftgenieacr"]["adminUserEnabled"] = json!(false);
+    let vault = resources.remove("keyvault||draftgenie-kv").unwrap();
+    model["deleted"] = json!({ "keyvault||draftgenie-kv": vault });
     std::fs::write(&azure, model.to_string()).unwrap();
-    p.az_rules(json!([
-        {"args": ["keyvault", "show-deleted"], "stdout": "{\"name\": \"draftgenie-kv\"}"},
-        {"args": ["keyvault", "recover"],
-         "stdout": "{\"name\": \"draftgenie-kv\", \"properties\": {\"vaultUri\": \"https://draftgenie-kv.vault.azure.net/\"}}"}
-    ]));
     let mut cfg = p.read("config.yaml");
     cfg = replace(&cfg, "sku: Standard_B1ms", "sku: Standard_D2s_v3");
     cfg = replace(&cfg, "tier: Burstable", "tier: GeneralPurpose");
@@ -95,6 +96,16 @@ fn record_commands() -> Vec<Vec<String>> {
     for needed in [
         &["keyvault", "recover"][..],
         &["acr", "update"],
+        &["identity", "create"],
+        &["role", "assignment", "create"],
+        &["keyvault", "set-policy"],
+        &["keyvault", "secret", "set"],
+        &["containerapp", "identity", "assign"],
+        &["containerapp", "registry", "set"],
+        &["containerapp", "secret", "remove"],
+        &["containerapp", "job", "identity", "assign"],
+        &["containerapp", "job", "registry", "set"],
+        &["containerapp", "job", "secret", "remove"],
         &["postgres", "flexible-server", "update"],
         &["redis", "update"],
         &["containerapp", "create"],

@@ -606,3 +606,40 @@ pub fn az_calls_with_files(
         })
         .collect()
 }
+
+/// Turns the fake az's model (`azure.json`) of a DraftGenie deployment into one made by the
+/// steps before the managed identity: apps and jobs pull with the registry's admin password and
+/// hold plain secrets, no identity exists, the registry's admin user is on, the vault grants
+/// no one.
+pub fn draftgenie_as_before_the_identity(azure: &Path) {
+    let mut model: Value = serde_json::from_str(&std::fs::read_to_string(azure).unwrap()).unwrap();
+    let resources = model["resources"].as_object_mut().unwrap();
+    resources.remove("identity||draftgenie-apps");
+    resources["acr||draftgenieacr"]["adminUserEnabled"] = true.into();
+    resources["keyvault||draftgenie-kv"]["properties"]["accessPolicies"] = serde_json::json!([]);
+    for r in resources.values_mut() {
+        let group = r["_group"].as_str().unwrap().to_string();
+        if group != "containerapp" && group != "containerapp job" {
+            continue;
+        }
+        r.as_object_mut().unwrap().remove("identity");
+        let conf = &mut r["properties"]["configuration"];
+        let mut secrets: Vec<Value> = conf["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::json!({ "name": s["name"] }))
+            .collect();
+        if !conf["registries"].as_array().unwrap().is_empty() {
+            conf["registries"] = serde_json::json!([{
+                "server": "draftgenieacr.azurecr.io", "identity": "",
+                "username": "draftgenieacr",
+                "passwordSecretRef": "draftgenieacrazurecrio-draftgenieacr"
+            }]);
+            secrets.push(serde_json::json!({ "name": "draftgenieacrazurecrio-draftgenieacr" }));
+        }
+        conf["secrets"] = Value::Array(secrets);
+    }
+    model["roleAssignments"] = serde_json::json!([]);
+    std::fs::write(azure, model.to_string()).unwrap();
+}
