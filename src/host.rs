@@ -669,8 +669,13 @@ fn walk_secret_fields(masker: &Masker, v: &Value, secret: bool, secret_list: boo
         Value::Array(a) => a
             .iter()
             .for_each(|c| walk_secret_fields(masker, c, secret, secret_list, source)),
-        Value::String(s) if secret => masker.add_named(s, source),
-        Value::String(s) => register_by_shape(masker, s, source),
+        Value::String(s) => {
+            if secret {
+                masker.add_named(s, source);
+            }
+            // The key inside a connection string is secret on its own too.
+            register_by_shape(masker, s, source);
+        }
         _ => {}
     }
 }

@@ -399,6 +399,59 @@ mod tests {
         assert_eq!(m.secrets_in("abc"), vec!["short".to_string()]);
     }
 
+    /// Secrets with quotes, backslashes, unicode, `=`, spaces and URL/base64 characters.
+    fn secret_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        "[A-Za-z0-9'\"\\\\=\u{e9}\u{20ac}\u{1f600} %+/&:;!?-]{6,20}"
+            .prop_filter("a secret has no surrounding space", |s| {
+                s.trim() == s && s.chars().any(|c| c.is_alphanumeric())
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Whatever a secret is and wherever it stands in a text, no encoding of the text shows
+        /// the secret (or the part of an encoding that depends on the secret alone) after
+        /// masking.
+        #[test]
+        fn no_encoding_of_a_secret_survives_masking(
+            secret in secret_strategy(),
+            prefix in "[a-z:=\"' ]{0,5}",
+            suffix in "[a-z:=\"' ]{0,5}",
+        ) {
+            let m = Masker::new();
+            m.add(&secret);
+            let text = format!("{prefix}{secret}{suffix}");
+            let shell = format!("'{}'", text.replace('\'', "'\\''"));
+            let encoded = [
+                text.clone(),
+                shell.clone(),
+                serde_json::to_string(&text).unwrap(),
+                json_escaped(&text, true),
+                serde_json::to_string(&shell).unwrap(),
+                url_encoded(&text, true, false, true),
+                url_encoded(&text, false, true, true),
+                url_encoded(&text, true, false, false),
+                STANDARD.encode(&text),
+                URL_SAFE.encode(&text),
+            ];
+            let secret_forms: Vec<String> = forms(&secret)
+                .into_iter()
+                .filter(|f| f.chars().count() >= MIN_PATTERN_LEN)
+                .collect();
+            for e in &encoded {
+                let masked = m.mask(e);
+                for f in &secret_forms {
+                    proptest::prop_assert!(
+                        !masked.contains(f.as_str()),
+                        "{:?} in {:?} masked to {:?}", f, e, masked
+                    );
+                }
+                proptest::prop_assert!(!masked.contains(secret.as_str()));
+            }
+        }
+    }
+
     #[test]
     fn secrets_in_names_each_secret_once() {
         let m = Masker::new();
