@@ -108,7 +108,7 @@ fn secrets_in_json_answers_in_base64_at_any_offset_and_in_the_error_of_main_are_
         "escaped": QUOTED,
         "basic": b64(&format!("user:{QUOTED}")),
         "other": b64(&format!("u:{QUOTED}!")),
-        "third": b64(&format!("{QUOTED}")),
+        "third": b64(QUOTED),
     });
     p.config(&format!(
         "db:\n  password: {}\nadvanced:\n  retry_delay: 0\n",

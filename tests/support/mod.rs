@@ -574,14 +574,12 @@ pub fn url(s: &str) -> String {
         .collect()
 }
 
+/// Files a fake az call named: path -> mode like "0600", or None when it did not exist.
+pub type NamedFiles = std::collections::BTreeMap<String, Option<String>>;
+
 /// Every recorded call of the fake az with the files it named (`--file`, `@path`): (argv,
 /// path -> mode like "0600", or None when the file did not exist).
-pub fn az_calls_with_files(
-    p: &Project,
-) -> Vec<(
-    Vec<String>,
-    std::collections::BTreeMap<String, Option<String>>,
-)> {
+pub fn az_calls_with_files(p: &Project) -> Vec<(Vec<String>, NamedFiles)> {
     std::fs::read_to_string(p.path().join("az.log"))
         .unwrap_or_default()
         .lines()
