@@ -235,7 +235,7 @@ fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
 pub fn print_line(text: &str) {
     match CURRENT.with(|c| c.borrow().clone()) {
         Some(ctx) => ctx.say(text),
-        None => eprintln!("{text}"),
+        None => eprintln!("{}", crate::secrets::global().mask(text)),
     }
 }
 
@@ -701,6 +701,10 @@ fn register_by_shape(masker: &Masker, text: &str, source: &str) {
     }
     let mut found = false;
     for sep in [';', '&'] {
+        // Only texts made of several `key=value` parts (a connection string, a SAS token).
+        if !t.contains(sep) {
+            continue;
+        }
         for part in t.split(sep) {
             if let Some((k, v)) = part.split_once('=') {
                 let k = k.trim().to_ascii_lowercase();
