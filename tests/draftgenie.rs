@@ -410,7 +410,11 @@ fn changing_postgresql_sku_reruns_create_databases_only_and_resizes_the_server()
         .assert_contains(
             "maybe   run_migrations                   runs if outputs of store_secrets change",
         )
-        .assert_contains("Plan: 1 to run, 10 up to date, 3 pending");
+        // RabbitMQ reads its password's version (a Key Vault reference follows it).
+        .assert_contains(
+            "maybe   deploy_infrastructure_services   runs if outputs of store_secrets change",
+        )
+        .assert_contains("Plan: 1 to run, 9 up to date, 4 pending");
 
     p.clear_calls();
     let r = p.deploy(&[]);
@@ -426,7 +430,11 @@ fn changing_postgresql_sku_reruns_create_databases_only_and_resizes_the_server()
     assert!(r
         .summary_of("store_secrets")
         .contains("outputs of create_databases unchanged"));
-    for s in ["configure_environment_variables", "run_migrations"] {
+    for s in [
+        "configure_environment_variables",
+        "run_migrations",
+        "deploy_infrastructure_services",
+    ] {
         assert!(
             r.summary_of(s)
                 .contains("outputs of store_secrets unchanged"),
@@ -1221,7 +1229,7 @@ fn refresh_names_exactly_the_drift_repairs_it_and_then_finds_nothing() {
         .assert_contains("run     create_databases                 drift: Redis cache draftgenie-redis not found")
         // store_secrets reads the cache's outputs: decided when create_databases has run.
         .assert_contains("maybe   store_secrets")
-        .assert_contains("Plan: 1 to run, 10 up to date, 3 pending");
+        .assert_contains("Plan: 1 to run, 9 up to date, 4 pending");
     let r = p.deploy(&["--refresh"]);
     r.assert_code(0);
     assert_ran(&r, &["create_databases"]);
