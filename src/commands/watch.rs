@@ -185,8 +185,7 @@ fn cycle(
     if !first {
         // A step that failed in this watch and is unchanged since waits for an edit.
         for d in decisions.iter_mut() {
-            if d.action == Action::Run && attempted.get(&d.step) == Some(&d.fingerprint.combined)
-            {
+            if d.action == Action::Run && attempted.get(&d.step) == Some(&d.fingerprint.combined) {
                 d.action = Action::Pending;
                 d.reasons = vec!["unchanged since its last failed attempt".into()];
             }
