@@ -412,10 +412,9 @@ impl BlobStore {
     }
 
     fn read_lock(&self) -> Result<Option<(LockRecord, Option<String>)>> {
-        Ok(match self.get_text(&self.lock_path())? {
-            None => None,
-            Some((text, etag)) => Some((parse_lock(&text), etag)),
-        })
+        Ok(self
+            .get_text(&self.lock_path())?
+            .map(|(text, etag)| (parse_lock(&text), etag)))
     }
 
     /// Marks the lock released, only if it is still the version `etag`.
@@ -568,6 +567,10 @@ fn httpdate(t: time::OffsetDateTime) -> String {
         t.second()
     )
 }
+
+/// A lock just taken: the lock blob's ETag, when the winning write was sent, and the message
+/// to print when it was taken over.
+type Acquired = (Option<String>, Instant, Option<String>);
 
 /// A held blob lock: renewed in the background; released (conditionally) when dropped.
 pub struct BlobLock {
@@ -723,6 +726,10 @@ fn renew_until_stopped(
                     Ok(Ok((theirs, etag))) => {
                         let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
                         if theirs.token == h.record.token && !theirs.released {
+                            tracing::debug!(
+                                seq = theirs.seq,
+                                "a renewal went through although its answer was lost"
+                            );
                             // Ours: it counts from when that renewal was sent.
                             let when = h
                                 .sent
@@ -908,25 +915,22 @@ impl StateStore for BlobStore {
                 // Our own create went through; its answer was lost and the request retried.
                 break (their, sent_at, None);
             }
-            let take =
-                |why: Option<String>| -> Result<Option<(Option<String>, Instant, Option<String>)>> {
-                    let sent_at = Instant::now();
-                    let mode = PutMode::Update(UpdateVersion {
-                        e_tag: their.clone(),
-                        version: None,
-                    });
-                    match self.write_lock(&ours, mode) {
-                        Ok(e) => Ok(Some((e, sent_at, why))),
-                        Err(object_store::Error::Precondition { .. })
-                        | Err(object_store::Error::NotFound { .. }) => match self.read_lock()? {
-                            Some((now, etag)) if now.token == token => {
-                                Ok(Some((etag, sent_at, why)))
-                            }
-                            _ => Ok(None),
-                        },
-                        Err(e) => Err(self.explain("cannot lock", &e)),
-                    }
-                };
+            let take = |why: Option<String>| -> Result<Option<Acquired>> {
+                let sent_at = Instant::now();
+                let mode = PutMode::Update(UpdateVersion {
+                    e_tag: their.clone(),
+                    version: None,
+                });
+                match self.write_lock(&ours, mode) {
+                    Ok(e) => Ok(Some((e, sent_at, why))),
+                    Err(object_store::Error::Precondition { .. })
+                    | Err(object_store::Error::NotFound { .. }) => match self.read_lock()? {
+                        Some((now, etag)) if now.token == token => Ok(Some((etag, sent_at, why))),
+                        _ => Ok(None),
+                    },
+                    Err(e) => Err(self.explain("cannot lock", &e)),
+                }
+            };
             if rec.released {
                 // Taken conditionally: of two runs only one wins.
                 if let Some((e, t, _)) = take(None)? {

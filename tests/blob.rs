@@ -382,7 +382,7 @@ fn a_renewal_whose_answer_was_lost_is_recognised_as_the_runs_own() {
         .command(&["--auto-approve"])
         .env("AZURE_STORAGE_CONNECTION_STRING", proxy.connection_string())
         .env("TAG", "A")
-        .env("SLEEP", "7")
+        .env("SLEEP", "8")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -395,10 +395,11 @@ fn a_renewal_whose_answer_was_lost_is_recognised_as_the_runs_own() {
     // A renewal reaches the storage and succeeds there; its answer is lost. The next attempt,
     // conditional on the version before, is refused: the run must see that the lock still
     // carries its own renewal, not conclude that another run took it.
-    proxy.set(support::ProxyMode::DropAnswers);
-    std::thread::sleep(Duration::from_millis(800));
-    proxy.set(support::ProxyMode::Pass);
-    proxy.reset_connections();
+    proxy.set(support::ProxyMode::LoseNextLockWriteAnswer);
+    assert!(wait_for(Duration::from_secs(5), || proxy
+        .lost_answers
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 1));
     // Well past a lifetime later the lock is still held and renewed: another run is refused.
     std::thread::sleep(Duration::from_millis(3500));
     let b = p

@@ -552,6 +552,8 @@ pub struct Proxy {
     pub port: u16,
     mode: std::sync::Arc<std::sync::atomic::AtomicU64>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    /// How many answers `LoseNextLockWriteAnswer` swallowed.
+    pub lost_answers: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What the proxy does with the bytes that go through it.
@@ -561,8 +563,9 @@ pub enum ProxyMode {
     Pass,
     /// Forwards nothing (connections stay open, requests go unanswered): storage unreachable.
     Cut,
-    /// Forwards requests, drops the answers: the server acts, the client never hears.
-    DropAnswers,
+    /// Forwards the next write of a lock blob (`PUT ….lock`), swallows its answer and closes
+    /// that connection: the server acted, the client never heard. Then back to `Pass`.
+    LoseNextLockWriteAnswer,
     /// Forwards, but holds each chunk of a request this long first.
     DelayRequests(Duration),
 }
@@ -572,7 +575,7 @@ impl ProxyMode {
         match self {
             ProxyMode::Pass => 0,
             ProxyMode::Cut => 1,
-            ProxyMode::DropAnswers => 2,
+            ProxyMode::LoseNextLockWriteAnswer => 2,
             ProxyMode::DelayRequests(d) => 3 + d.as_millis() as u64,
         }
     }
@@ -581,12 +584,14 @@ impl ProxyMode {
 impl Proxy {
     /// A proxy on a free loopback port in front of `127.0.0.1:target`.
     pub fn start(target: u16) -> Proxy {
-        use std::sync::atomic::Ordering;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (m, c) = (mode.clone(), conns.clone());
+        let mode = Arc::new(AtomicU64::new(0));
+        let lost_answers = Arc::new(AtomicU64::new(0));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (m, c, lost) = (mode.clone(), conns.clone(), lost_answers.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -598,6 +603,9 @@ impl Proxy {
                     all.push(client.try_clone().unwrap());
                     all.push(server.try_clone().unwrap());
                 }
+                // Set when this connection's next answer is to be swallowed.
+                let swallow = Arc::new(AtomicBool::new(false));
+                let client2 = client.try_clone().unwrap();
                 for (mut from, mut to, request) in [
                     (
                         client.try_clone().unwrap(),
@@ -606,7 +614,8 @@ impl Proxy {
                     ),
                     (server, client, false),
                 ] {
-                    let m = m.clone();
+                    let (m, swallow, lost) = (m.clone(), swallow.clone(), lost.clone());
+                    let client = client2.try_clone().unwrap();
                     std::thread::spawn(move || {
                         use std::io::{Read, Write};
                         let mut buf = vec![0u8; 64 * 1024];
@@ -618,10 +627,32 @@ impl Proxy {
                             match m.load(Ordering::SeqCst) {
                                 0 => {}
                                 1 => continue,
-                                2 if !request => continue,
-                                2 => {}
-                                d if request => std::thread::sleep(Duration::from_millis(d - 3)),
+                                2 if request => {
+                                    let head = String::from_utf8_lossy(&buf[..n.min(300)]);
+                                    let first = head.lines().next().unwrap_or("");
+                                    if first.starts_with("PUT ")
+                                        && first.contains(".lock")
+                                        && m.compare_exchange(
+                                            2,
+                                            0,
+                                            Ordering::SeqCst,
+                                            Ordering::SeqCst,
+                                        )
+                                        .is_ok()
+                                    {
+                                        swallow.store(true, Ordering::SeqCst);
+                                    }
+                                }
+                                d if d >= 3 && request => {
+                                    std::thread::sleep(Duration::from_millis(d - 3))
+                                }
                                 _ => {}
+                            }
+                            if !request && swallow.load(Ordering::SeqCst) {
+                                lost.fetch_add(1, Ordering::SeqCst);
+                                let _ = client.shutdown(std::net::Shutdown::Both);
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                return;
                             }
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
@@ -632,7 +663,12 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, mode, conns }
+        Proxy {
+            port,
+            mode,
+            conns,
+            lost_answers,
+        }
     }
 
     pub fn set(&self, mode: ProxyMode) {
