@@ -59,6 +59,11 @@ impl Capture {
         if let Some(s) = &mut self.spill {
             s.write(bytes);
         }
+        // The head fills up to `HEAD` bytes even when the limit was smaller.
+        if self.buf.len() < HEAD {
+            let take = (HEAD - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..take]);
+        }
         if bytes.len() >= TAIL {
             self.tail.clear();
             self.tail.extend_from_slice(&bytes[bytes.len() - TAIL..]);
