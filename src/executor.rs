@@ -572,10 +572,13 @@ impl Runner<'_> {
         forced: bool,
         state: Arc<Mutex<State>>,
         salt: &str,
-        log: Option<std::fs::File>,
-        log_path: Option<std::path::PathBuf>,
+        log: Option<(std::fs::File, std::path::PathBuf)>,
         dry_run: bool,
     ) -> Arc<StepContext> {
+        let (log, log_path) = match log {
+            Some((f, p)) => (Some(f), Some(p)),
+            None => (None, None),
+        };
         let step = &self.steps.steps[i];
         Arc::new(StepContext {
             step: step.name.clone(),
@@ -640,25 +643,18 @@ impl Runner<'_> {
             .log_dir
             .as_ref()
             .map(|dir| dir.join(format!("{}.log", step.name)));
-        let log = log_path.as_ref().and_then(|path| {
+        let log = log_path.and_then(|path| {
             use std::os::unix::fs::OpenOptionsExt;
             state::create_private_dir(path.parent()?).ok()?;
-            std::fs::OpenOptions::new()
+            let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .mode(0o600)
-                .open(path)
-                .ok()
+                .open(&path)
+                .ok()?;
+            Some((f, path))
         });
-        let ctx = self.context(
-            i,
-            decision.forced,
-            state.clone(),
-            salt,
-            log,
-            log_path,
-            self.dry_run,
-        );
+        let ctx = self.context(i, decision.forced, state.clone(), salt, log, self.dry_run);
         let started_at = state::now();
         let t0 = Instant::now();
         self.console.start_step(&step.name);

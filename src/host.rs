@@ -785,7 +785,10 @@ fn http_get(url: &str) -> HostResult<Dynamic> {
     let mut m = RMap::new();
     m.insert("ok".into(), Dynamic::from(out.code == 0));
     m.insert("code".into(), Dynamic::from(i64::from(out.code)));
-    m.insert("body".into(), Dynamic::from(returned_text(&ctx, &out.stdout)));
+    m.insert(
+        "body".into(),
+        Dynamic::from(returned_text(&ctx, &out.stdout)),
+    );
     let stderr = out.stderr.last(8192);
     let error = if out.code == 0 {
         String::new()

@@ -80,7 +80,7 @@ impl Runner<'_> {
                 scope.spawn(|| loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(&i) = todo.get(k) else { break };
-                    let mut ctx = self.context(i, false, state.clone(), &salt, None, None, false);
+                    let mut ctx = self.context(i, false, state.clone(), &salt, None, false);
                     if let Some(c) = Arc::get_mut(&mut ctx) {
                         c.read_cache = Some(cache.clone());
                         c.verifying = true.into();
