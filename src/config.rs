@@ -74,6 +74,8 @@ pub struct AdvancedSettings {
     pub operation_timeout: f64,
     /// May step declarations name paths outside the project root (`..`, absolute)?
     pub allow_paths_outside_root: bool,
+    /// The most output of an `az` command stepwise reads as JSON (MiB); more fails clearly.
+    pub max_json_output_mb: u64,
 }
 
 impl Default for AdvancedSettings {
@@ -83,6 +85,7 @@ impl Default for AdvancedSettings {
             retry_delay: 5.0,
             operation_timeout: 600.0,
             allow_paths_outside_root: false,
+            max_json_output_mb: 64,
         }
     }
 }
@@ -93,6 +96,10 @@ impl AdvancedSettings {
     }
     pub fn operation_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.operation_timeout.max(0.001))
+    }
+    /// `max_json_output_mb` in bytes.
+    pub fn max_json_output(&self) -> usize {
+        (self.max_json_output_mb.clamp(1, 4096) as usize) << 20
     }
 }
 

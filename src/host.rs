@@ -31,6 +31,8 @@ pub struct StepContext {
     pub outputs: Mutex<Map<String, Value>>,
     /// The step's log file (commands and their output, masked).
     pub log: Mutex<Option<std::fs::File>>,
+    /// Its path (named when output too large to return is truncated).
+    pub log_path: Option<std::path::PathBuf>,
     pub console: Arc<Console>,
     /// The command running now, for progress display.
     pub current_command: Mutex<Option<String>>,
@@ -356,11 +358,69 @@ fn result_map(code: i64, stdout: &str, stderr: &str) -> Dynamic {
     m.insert("stdout".into(), Dynamic::from(stdout.trim().to_string()));
     m.insert("stderr".into(), Dynamic::from(stderr.trim().to_string()));
     m.insert("json".into(), if is_json { json } else { Dynamic::UNIT });
+    m.insert("truncated".into(), Dynamic::from(false));
+    Dynamic::from(m)
+}
+
+/// `az_try`/`exec_try`'s map for a finished command. Output too large for a script string
+/// comes truncated with a marker (`truncated: true`, `json: ()`); the log has all of it.
+fn result_of(ctx: &StepContext, out: &process::Output) -> Dynamic {
+    let fits =
+        |c: &crate::capture::Captured| c.whole.as_ref().is_some_and(|b| b.len() <= RETURN_LIMIT);
+    if fits(&out.stdout) && fits(&out.stderr) {
+        return result_map(
+            i64::from(out.code),
+            &out.stdout.whole_text().unwrap_or_default(),
+            &out.stderr.whole_text().unwrap_or_default(),
+        );
+    }
+    let stdout = returned_text(ctx, &out.stdout);
+    let stderr = returned_text(ctx, &out.stderr);
+    let mut m = RMap::new();
+    m.insert("ok".into(), Dynamic::from(out.code == 0));
+    m.insert("code".into(), Dynamic::from(i64::from(out.code)));
+    // JSON that stayed within its limit is still parsed, even when too long to return as text.
+    let json = out
+        .stdout
+        .whole_text()
+        .map(|t| parse_stdout(&t))
+        .filter(|(_, is_json)| *is_json)
+        .map(|(j, _)| j)
+        .unwrap_or(Dynamic::UNIT);
+    m.insert("stdout".into(), Dynamic::from(stdout));
+    m.insert("stderr".into(), Dynamic::from(stderr));
+    m.insert("json".into(), json);
+    m.insert("truncated".into(), Dynamic::from(true));
     Dynamic::from(m)
 }
 
 fn dry_run_try() -> Dynamic {
     result_map(-1, "", "dry run")
+}
+
+/// How much of a command's output a script gets back as a string: more is truncated with a
+/// marker naming the step's log, which has all of it.
+const RETURN_LIMIT: usize = crate::script::MAX_STRING_SIZE - 1024;
+
+/// What a command's output is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// `az`: stdout is JSON, read whole up to `advanced.max_json_output_mb`.
+    Json,
+    /// Anything else: text.
+    Text,
+}
+
+/// Streams the part of an output that is not kept in memory to the step's log, masked.
+struct LogSpill(crate::secrets::MaskingWriter<std::fs::File>);
+
+impl crate::capture::Spill for LogSpill {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+    fn finish(&mut self) {
+        self.0.finish();
+    }
 }
 
 /// Runs a command for a step: logs it, honours dry run, timeout, retries, interrupts.
@@ -369,6 +429,7 @@ fn run_command(
     ctx: &StepContext,
     argv: &[String],
     attempts: u32,
+    expect: Expect,
 ) -> HostResult<Option<process::Output>> {
     let shown = ctx.masker.mask(&show_command(argv));
     if ctx.dry_run {
@@ -384,15 +445,62 @@ fn run_command(
     let attempts = attempts.max(1);
     let mut delay = ctx.settings.retry_delay();
     let mut attempt = 1;
+    let json_limit = ctx.settings.max_json_output();
     let result = loop {
-        match process::run(argv, ctx.settings.operation_timeout()) {
+        let spill = || -> Option<Box<dyn crate::capture::Spill>> {
+            let file = ctx
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()?
+                .try_clone()
+                .ok()?;
+            Some(Box::new(LogSpill(crate::secrets::MaskingWriter::new(
+                ctx.masker.clone(),
+                file,
+            ))))
+        };
+        let opts = process::RunOptions {
+            timeout: ctx.settings.operation_timeout(),
+            stdout_keep: if expect == Expect::Json {
+                json_limit
+            } else {
+                1 << 20
+            },
+            stderr_keep: 1 << 20,
+            // JSON too large to read is not logged either: the secret fields in it could not
+            // be found and masked.
+            stdout_spill: if expect == Expect::Json {
+                None
+            } else {
+                spill()
+            },
+            stderr_spill: spill(),
+        };
+        match process::run(argv, opts) {
             Ok(out) => {
-                register_output_secrets(&ctx.masker, argv, &out.stdout);
-                if !out.stdout.trim().is_empty() {
-                    ctx.log_file(&out.stdout);
+                if let Some(text) = out.stdout.whole_text() {
+                    register_output_secrets(&ctx.masker, argv, &text);
+                    if !text.trim().is_empty() {
+                        ctx.log_file(&text);
+                    }
+                } else if expect == Expect::Json {
+                    ctx.log_file(&format!(
+                        "[{} bytes of output, more than the {} MiB read as JSON: not logged]",
+                        out.stdout.total,
+                        json_limit >> 20
+                    ));
                 }
-                if !out.stderr.trim().is_empty() {
-                    ctx.log_file(&out.stderr);
+                if let Some(text) = out.stderr.whole_text() {
+                    if !text.trim().is_empty() {
+                        ctx.log_file(&text);
+                    }
+                }
+                if let Some(n) = out.leftover {
+                    ctx.warn(&format!(
+                        "{shown} exited, but {n} process(es) it started were still running {:.1}s later: stopped them (their output after that is dropped)",
+                        process::output_grace().as_secs_f64()
+                    ));
                 }
                 if out.code == 1 && attempt < attempts {
                     ctx.warn(&format!(
@@ -402,8 +510,8 @@ fn run_command(
                     ));
                     if !sleep_interruptible(delay) {
                         break Err(err(format!(
-                            "interrupted by signal {}",
-                            process::interrupted().unwrap_or(0)
+                            "{shown}: {}",
+                            process::stop_reason().unwrap_or_default()
                         )));
                     }
                     delay *= 2;
@@ -412,9 +520,9 @@ fn run_command(
                 }
                 break Ok(Some(out));
             }
-            Err(RunError::Interrupted(sig)) => {
-                ctx.log_file(&format!("interrupted by signal {sig}"));
-                break Err(err(format!("{shown}: interrupted by signal {sig}")));
+            Err(e @ (RunError::Interrupted(_) | RunError::LockLost)) => {
+                ctx.log_file(&e.to_string());
+                break Err(err(format!("{shown}: {e}")));
             }
             Err(e) => {
                 let msg = ctx.masker.mask(&format!("{shown}: {e}"));
@@ -427,6 +535,19 @@ fn run_command(
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = None;
     result
+}
+
+/// Where the whole output of a step's commands is, for truncation markers.
+fn log_name(ctx: &StepContext) -> String {
+    ctx.log_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the step's log".into())
+}
+
+/// A command's stdout as a script gets it: trimmed, truncated with a marker when too large.
+fn returned_text(ctx: &StepContext, c: &crate::capture::Captured) -> String {
+    c.text(RETURN_LIMIT, &log_name(ctx)).trim().to_string()
 }
 
 /// JSON keys whose string values Azure returns as secrets (keys, passwords, connection
@@ -496,21 +617,22 @@ fn walk_secret_fields(masker: &Masker, v: &Value, secret: bool) {
 fn sleep_interruptible(d: Duration) -> bool {
     let end = std::time::Instant::now() + d;
     while std::time::Instant::now() < end {
-        if process::interrupted().is_some() {
+        if process::stopping() {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20).min(end - std::time::Instant::now()));
     }
-    process::interrupted().is_none()
+    !process::stopping()
 }
 
 fn failure(ctx: &StepContext, argv: &[String], out: &process::Output) -> Box<EvalAltResult> {
     let shown = show_command(argv);
-    let stderr = out.stderr.trim();
-    let detail = if stderr.is_empty() {
-        out.stdout.trim()
+    let stderr = out.stderr.last(8192);
+    let stdout = out.stdout.last(8192);
+    let detail = if stderr.trim().is_empty() {
+        stdout.trim()
     } else {
-        stderr
+        stderr.trim()
     };
     err(ctx
         .masker
@@ -550,13 +672,21 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
         });
     };
     if try_mode {
-        return Ok(result_map(i64::from(out.code), &out.stdout, &out.stderr));
+        return Ok(result_of(&ctx, &out));
     }
     if out.code != 0 {
         return Err(failure(&ctx, &argv, &out));
     }
+    let Some(stdout) = out.stdout.whole_text() else {
+        return Err(err(ctx.masker.mask(&format!(
+            "{} printed {:.1} MiB of output, more than the {} MiB stepwise reads as JSON (advanced.max_json_output_mb): narrow it with --query, or raise the limit",
+            show_command(&argv),
+            out.stdout.total as f64 / (1024.0 * 1024.0),
+            ctx.settings.max_json_output() >> 20
+        ))));
+    };
     // JSON was asked for and what came looks like JSON but is not: say so, quoting it.
-    let text = out.stdout.trim();
+    let text = stdout.trim();
     if !chooses_output
         && (text.starts_with('{') || text.starts_with('['))
         && serde_json::from_str::<Value>(text).is_err()
@@ -573,10 +703,13 @@ fn az(args: Array, try_mode: bool) -> HostResult<Dynamic> {
         ))));
     }
     // Empty output (`--output none`, `provider register`) is the empty string.
-    Ok(if out.stdout.trim().is_empty() {
+    Ok(if text.is_empty() {
         Dynamic::from(String::new())
+    } else if text.len() > RETURN_LIMIT && serde_json::from_str::<Value>(text).is_err() {
+        // Text too long for a script string (`--output tsv` of a long list).
+        Dynamic::from(returned_text(&ctx, &out.stdout))
     } else {
-        parse_stdout(&out.stdout).0
+        parse_stdout(&stdout).0
     })
 }
 
@@ -588,7 +721,7 @@ fn run_cached(
 ) -> HostResult<Option<process::Output>> {
     let cache = match (&ctx.read_cache, ctx.is_verifying()) {
         (Some(c), true) => c,
-        _ => return run_command(ctx, argv, attempts),
+        _ => return run_command(ctx, argv, attempts, Expect::Json),
     };
     let slot = cache
         .lock()
@@ -604,7 +737,7 @@ fn run_cached(
         ));
         return Ok(Some(out.clone()));
     }
-    let out = run_command(ctx, argv, attempts)?;
+    let out = run_command(ctx, argv, attempts, Expect::Json)?;
     if let Some(o) = &out {
         // Answers (found, or not found: exit 3); failures are not kept.
         if o.code == 0 || o.code == 3 {
@@ -622,7 +755,7 @@ fn exec(args: Array, try_mode: bool) -> HostResult<Dynamic> {
     if argv.is_empty() {
         return Err(err(format!("{func}(): the argv array is empty")));
     }
-    let Some(out) = run_command(&ctx, &argv, 1)? else {
+    let Some(out) = run_command(&ctx, &argv, 1, Expect::Text)? else {
         return Ok(if try_mode {
             dry_run_try()
         } else {
@@ -630,12 +763,12 @@ fn exec(args: Array, try_mode: bool) -> HostResult<Dynamic> {
         });
     };
     if try_mode {
-        return Ok(result_map(i64::from(out.code), &out.stdout, &out.stderr));
+        return Ok(result_of(&ctx, &out));
     }
     if out.code != 0 {
         return Err(failure(&ctx, &argv, &out));
     }
-    Ok(Dynamic::from(out.stdout.trim().to_string()))
+    Ok(Dynamic::from(returned_text(&ctx, &out.stdout)))
 }
 
 /// `http_get(url)`: an HTTP GET with `curl -fsS` (argv, a 10 s limit): `#{ ok, code, body,
@@ -646,19 +779,23 @@ fn http_get(url: &str) -> HostResult<Dynamic> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let Some(out) = run_command(&ctx, &argv, 1)? else {
+    let Some(out) = run_command(&ctx, &argv, 1, Expect::Text)? else {
         return Ok(dry_run_try());
     };
     let mut m = RMap::new();
     m.insert("ok".into(), Dynamic::from(out.code == 0));
     m.insert("code".into(), Dynamic::from(i64::from(out.code)));
-    m.insert("body".into(), Dynamic::from(out.stdout.trim().to_string()));
+    m.insert(
+        "body".into(),
+        Dynamic::from(returned_text(&ctx, &out.stdout)),
+    );
+    let stderr = out.stderr.last(8192);
     let error = if out.code == 0 {
         String::new()
-    } else if out.stderr.trim().is_empty() {
+    } else if stderr.trim().is_empty() {
         format!("curl exited {}", out.code)
     } else {
-        out.stderr.trim().to_string()
+        stderr.trim().to_string()
     };
     m.insert("error".into(), Dynamic::from(error));
     Ok(Dynamic::from(m))
@@ -827,14 +964,15 @@ fn build_one(ctx: &StepContext, spec: &BuildSpec) -> HostResult<String> {
         return Ok(spec.tag.clone());
     }
     let argv = spec.argv();
-    if let Some(out) = run_command(ctx, &argv, 1)? {
+    if let Some(out) = run_command(ctx, &argv, 1, Expect::Text)? {
         if out.code != 0 {
             return Err(failure(ctx, &argv, &out));
         }
     }
     if spec.push {
         let push_argv = vec!["docker".to_string(), "push".to_string(), spec.tag.clone()];
-        if let Some(out) = run_command(ctx, &push_argv, ctx.settings.retry_attempts)? {
+        if let Some(out) = run_command(ctx, &push_argv, ctx.settings.retry_attempts, Expect::Text)?
+        {
             if out.code != 0 {
                 return Err(failure(ctx, &push_argv, &out));
             }

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod blob;
+pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -27,12 +28,17 @@ pub mod script;
 pub mod secrets;
 pub mod state;
 pub mod step;
+pub mod supervisor;
 pub mod watch;
 
 use clap::Parser;
 
 /// The program: parses the command line, runs it, prints errors, returns the exit code.
 pub fn main() -> i32 {
+    // Started as a command's supervisor (see `supervisor`): nothing else of stepwise runs.
+    if let Some(code) = supervisor::maybe_run() {
+        return code;
+    }
     // A file size limit (`ulimit -f`) must fail a write with EFBIG (the state stays intact),
     // not kill the process.
     unsafe {
@@ -52,9 +58,15 @@ pub fn main() -> i32 {
     };
     let json = cli.global.output == cli::OutputFormat::Json;
     match commands::run(cli) {
+        // A run that lost its lock ends with its own code, whatever else happened.
+        Ok(_) if process::lock_lost().is_some() => error::exit::LOCK_LOST,
         Ok(code) => code,
         Err(e) => {
-            let code = error::exit_code(&e);
+            let code = if process::lock_lost().is_some() {
+                error::exit::LOCK_LOST
+            } else {
+                error::exit_code(&e)
+            };
             let mut msg = e.to_string();
             for cause in e.chain().skip(1) {
                 msg.push_str(&format!("\n  caused by: {cause}"));

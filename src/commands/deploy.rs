@@ -130,6 +130,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             .line("Dry run: no command ran and no state was written.");
     }
     let code = match report.interrupted {
+        _ if report.lock_lost.is_some() => exit::LOCK_LOST,
         Some(libc::SIGTERM) => exit::SIGTERM,
         Some(_) => exit::SIGINT,
         None if report.failed() => exit::STEP_FAILED,
