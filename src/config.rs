@@ -329,7 +329,10 @@ impl Config {
 /// Resolves YAML merge keys in place, recursively: `<<: *base` (a mapping) and `<<: [*a, *b]`
 /// (a list of mappings; earlier ones win). Keys written in the mapping itself win over merged
 /// ones; a merged mapping's own merge keys are resolved too. Returns whether there was any.
-fn apply_merge_keys(v: &mut serde_norway::Value, at: &str) -> std::result::Result<bool, String> {
+pub(crate) fn apply_merge_keys(
+    v: &mut serde_norway::Value,
+    at: &str,
+) -> std::result::Result<bool, String> {
     use serde_norway::Value as Y;
     let mut any = false;
     match v {
