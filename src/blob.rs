@@ -471,15 +471,25 @@ impl BlobStore {
     /// held the lock before (and may not know yet that it lost it) now fails: the state's
     /// ETag is the fencing token. Not kept in history (nothing changed).
     fn fence(&self) -> Result<()> {
-        let bytes = match self.get_text(&self.state_path())? {
-            Some((text, etag)) => {
-                // Only the ETag matters: a state that does not parse is left to `load` to
-                // refuse, unchanged.
+        let current = self.rt.block_on(async {
+            match self.store.get(&self.state_path()).await {
+                Ok(res) => {
+                    let etag = res.meta.e_tag.clone();
+                    Ok(Some((res.bytes().await?, etag)))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let bytes = match current.map_err(|e| self.explain("cannot read", &e))? {
+            Some((bytes, etag)) => {
+                // Only the ETag matters: the very bytes go back (a state that does not parse
+                // is left to `load` to refuse, unchanged).
                 let mode = PutMode::Update(UpdateVersion {
                     e_tag: etag,
                     version: None,
                 });
-                match self.put(&self.state_path(), text.into_bytes(), mode) {
+                match self.put(&self.state_path(), bytes.to_vec(), mode) {
                     Ok(_) | Err(object_store::Error::Precondition { .. }) => return Ok(()),
                     Err(e) => return Err(self.explain("cannot write state", &e)),
                 }
