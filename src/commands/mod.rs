@@ -2,11 +2,16 @@
 //! together. Nothing below this layer imports it.
 
 pub mod check;
+pub mod completions;
+pub mod definitions;
 pub mod deploy;
 pub mod diff;
 pub mod env;
 pub mod graph;
+pub mod init;
+pub mod man;
 pub mod plan;
+pub mod schema;
 pub mod state;
 pub mod steps;
 pub mod watch;
@@ -37,6 +42,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::State(sc)) => state::run(&cli, sc),
         Some(Command::Env(EnvCommand::List)) => env::list(&cli),
         Some(Command::Diff { from, to }) => diff::run(&cli, from, to),
+        Some(Command::Init { dir }) => init::run(dir),
+        Some(Command::Completions {
+            shell,
+            static_script,
+        }) => completions::run(*shell, *static_script),
+        Some(Command::Man { dir }) => man::run(dir),
+        Some(Command::Definitions { dir }) => definitions::run(&cli, dir),
+        Some(Command::Schema) => schema::run(),
     }
 }
 
