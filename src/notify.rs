@@ -114,7 +114,9 @@ async fn deliver(hook: &Hook<'_>, body: String) -> Result<(), String> {
     let attempts = hook.settings.retries.min(10) + 1;
     let mut pause = Duration::from_millis(500);
     let mut last = String::new();
+    let mut made = 0;
     for attempt in 1..=attempts {
+        made = attempt;
         let sent = client
             .post(&hook.url)
             .header("content-type", "application/json")
@@ -145,8 +147,8 @@ async fn deliver(hook: &Hook<'_>, body: String) -> Result<(), String> {
         pause = (pause * 2).min(Duration::from_secs(5));
     }
     Err(format!(
-        "{last} after {attempts} attempt{}",
-        if attempts == 1 { "" } else { "s" }
+        "{last} after {made} attempt{}",
+        if made == 1 { "" } else { "s" }
     ))
 }
 
