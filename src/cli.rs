@@ -53,7 +53,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub confirm_env: Option<String>,
     /// `json`: one JSON document on stdout instead of the human output; `markdown` (deploy,
-    /// plan): a Markdown table and summary on stdout (e.g. for `$GITHUB_STEP_SUMMARY`), the
+    /// plan, diff): a Markdown table and summary on stdout (e.g. for `$GITHUB_STEP_SUMMARY`), the
     /// human output on stderr.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

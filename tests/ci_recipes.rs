@@ -125,11 +125,15 @@ fn every_stepwise_command_in_the_recipes_is_accepted() {
         let (_, doc) = load(rel);
         let commands = stepwise_commands(&doc);
         assert!(
-            commands.iter().any(|c| c.get(1).map(String::as_str) == Some("plan")),
+            commands
+                .iter()
+                .any(|c| c.get(1).map(String::as_str) == Some("plan")),
             "{rel}: no `stepwise plan`"
         );
         assert!(
-            commands.iter().any(|c| c.contains(&"--auto-approve".to_string())),
+            commands
+                .iter()
+                .any(|c| c.contains(&"--auto-approve".to_string())),
             "{rel}: no `stepwise --auto-approve`"
         );
         for c in &commands {
@@ -141,41 +145,71 @@ fn every_stepwise_command_in_the_recipes_is_accepted() {
 }
 
 fn steps_of(job: &Value) -> Vec<&Value> {
-    job["steps"].as_array().map(|a| a.iter().collect()).unwrap_or_default()
+    job["steps"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }
 
 #[test]
 fn the_github_workflow_has_the_promised_shape() {
     let (_, doc) = load(GITHUB);
-    assert_eq!(doc["permissions"]["id-token"], "write", "OIDC needs id-token: write");
+    assert_eq!(
+        doc["permissions"]["id-token"], "write",
+        "OIDC needs id-token: write"
+    );
     assert!(doc["on"]["pull_request"].is_object());
     assert_eq!(doc["on"]["push"]["branches"][0], "main");
-    assert!(doc["env"]["STEPWISE_STATE"].as_str().unwrap().starts_with("az://"));
+    assert!(doc["env"]["STEPWISE_STATE"]
+        .as_str()
+        .unwrap()
+        .starts_with("az://"));
     let jobs = doc["jobs"].as_object().unwrap();
     let plan = &jobs["plan"];
     let deploy = &jobs["deploy"];
     assert!(plan["if"].as_str().unwrap().contains("pull_request"));
     assert!(deploy["if"].as_str().unwrap().contains("refs/heads/main"));
     assert_eq!(deploy["concurrency"]["cancel-in-progress"], false);
-    assert!(deploy["concurrency"]["group"].as_str().unwrap().contains("deploy"));
+    assert!(deploy["concurrency"]["group"]
+        .as_str()
+        .unwrap()
+        .contains("deploy"));
     for (name, job, command) in [
-        ("plan", plan, "stepwise plan --output markdown >> \"$GITHUB_STEP_SUMMARY\""),
+        (
+            "plan",
+            plan,
+            "stepwise plan --output markdown >> \"$GITHUB_STEP_SUMMARY\"",
+        ),
         ("deploy", deploy, "--auto-approve"),
     ] {
         let steps = steps_of(job);
         let login = steps
             .iter()
-            .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("azure/login@")))
+            .find(|s| {
+                s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("azure/login@"))
+            })
             .unwrap_or_else(|| panic!("{name}: no azure/login"));
-        assert!(login["with"]["client-id"].is_string(), "{name}: OIDC login by client id");
-        assert!(login["with"].get("creds").is_none(), "{name}: no stored credential");
         assert!(
-            steps.iter().any(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache@"))
+            login["with"]["client-id"].is_string(),
+            "{name}: OIDC login by client id"
+        );
+        assert!(
+            login["with"].get("creds").is_none(),
+            "{name}: no stored credential"
+        );
+        assert!(
+            steps.iter().any(|s| s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/cache@"))
                 && s["with"]["path"] == ".stepwise/hashcache"),
             "{name}: .stepwise/hashcache not cached"
         );
         assert!(
-            steps.iter().any(|s| s["run"].as_str().is_some_and(|r| r.contains(command))),
+            steps
+                .iter()
+                .any(|s| s["run"].as_str().is_some_and(|r| r.contains(command))),
             "{name}: no step runs {command}"
         );
     }
@@ -185,7 +219,10 @@ fn the_github_workflow_has_the_promised_shape() {
 fn the_azure_pipeline_has_the_promised_shape() {
     let (_, doc) = load(AZURE);
     assert_eq!(doc["lockBehavior"], "sequential");
-    assert!(doc["variables"]["STEPWISE_STATE"].as_str().unwrap().starts_with("az://"));
+    assert!(doc["variables"]["STEPWISE_STATE"]
+        .as_str()
+        .unwrap()
+        .starts_with("az://"));
     let mut tasks = Vec::new();
     fn find_tasks<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
         match v {
@@ -200,15 +237,31 @@ fn the_azure_pipeline_has_the_promised_shape() {
         }
     }
     find_tasks(&doc, &mut tasks);
-    assert_eq!(tasks.len(), 2, "an AzureCLI@2 task for plan and one for deploy");
+    assert_eq!(
+        tasks.len(),
+        2,
+        "an AzureCLI@2 task for plan and one for deploy"
+    );
     for t in &tasks {
-        assert!(t["inputs"]["azureSubscription"].as_str().unwrap().contains("AZURE_SERVICE_CONNECTION"));
+        assert!(t["inputs"]["azureSubscription"]
+            .as_str()
+            .unwrap()
+            .contains("AZURE_SERVICE_CONNECTION"));
         assert_eq!(t["inputs"]["scriptType"], "bash");
-        assert!(t["inputs"]["inlineScript"].as_str().unwrap().contains("task.uploadsummary"));
+        assert!(t["inputs"]["inlineScript"]
+            .as_str()
+            .unwrap()
+            .contains("task.uploadsummary"));
     }
     let stages = doc["stages"].as_array().unwrap();
-    assert!(stages[0]["condition"].as_str().unwrap().contains("PullRequest"));
-    assert!(stages[1]["condition"].as_str().unwrap().contains("refs/heads/main"));
+    assert!(stages[0]["condition"]
+        .as_str()
+        .unwrap()
+        .contains("PullRequest"));
+    assert!(stages[1]["condition"]
+        .as_str()
+        .unwrap()
+        .contains("refs/heads/main"));
 }
 
 /// A tool installed by scripts/test.sh: `env` names it, else the default under `.tools`.
@@ -253,7 +306,11 @@ fn actionlint_passes_the_github_workflow() {
     // The check is real: a mistake in a copy of the workflow is found.
     std::fs::write(
         &broken,
-        support::replace(&yaml, "${{ vars.AZURE_CLIENT_ID }}", "${{ github.no_such_thing }}"),
+        support::replace(
+            &yaml,
+            "${{ vars.AZURE_CLIENT_ID }}",
+            "${{ github.no_such_thing }}",
+        ),
     )
     .unwrap();
     let text = actionlint(dir.path());
@@ -290,7 +347,10 @@ fn ci_expressions_replaced(script: &str) -> String {
     let mut rest = script;
     while let Some(i) = rest.find("${{") {
         out.push_str(&rest[..i]);
-        let end = rest[i..].find("}}").map(|e| i + e + 2).unwrap_or(rest.len());
+        let end = rest[i..]
+            .find("}}")
+            .map(|e| i + e + 2)
+            .unwrap_or(rest.len());
         out.push_str("ci-value");
         rest = &rest[end..];
     }
@@ -302,7 +362,11 @@ fn ci_expressions_replaced(script: &str) -> String {
         result.push_str(&rest[..i]);
         let after = &rest[i + 2..];
         match after.find(')') {
-            Some(e) if after[..e].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') => {
+            Some(e)
+                if after[..e]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') =>
+            {
                 result.push_str("/ci-value");
                 rest = &after[e + 1..];
             }
@@ -319,7 +383,11 @@ fn ci_expressions_replaced(script: &str) -> String {
 #[test]
 fn shellcheck_passes_every_script_of_the_recipes() {
     let shellcheck = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("shellcheck")).find(|p| p.exists()))
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("shellcheck"))
+                .find(|p| p.exists())
+        })
         .unwrap_or_else(|| tool("STEPWISE_TEST_SHELLCHECK", ".tools/py-venv/bin/shellcheck"));
     let dir = tempfile::tempdir().unwrap();
     let mut n = 0;
@@ -331,8 +399,16 @@ fn shellcheck_passes_every_script_of_the_recipes() {
         for s in found {
             n += 1;
             let file = dir.path().join(format!("script{n}.sh"));
-            std::fs::write(&file, format!("#!/bin/bash\nset -e\n{}\n", ci_expressions_replaced(&s))).unwrap();
-            let out = Command::new(&shellcheck).args(["-s", "bash"]).arg(&file).output().unwrap();
+            std::fs::write(
+                &file,
+                format!("#!/bin/bash\nset -e\n{}\n", ci_expressions_replaced(&s)),
+            )
+            .unwrap();
+            let out = Command::new(&shellcheck)
+                .args(["-s", "bash"])
+                .arg(&file)
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "{rel}: shellcheck on\n{s}\n{}",

@@ -180,7 +180,10 @@ fn bash_loads_the_script_and_completes_step_names() {
         bash_complete(&p, "stepwise --force-step "),
         ["network", "database", "deploy_app"]
     );
-    assert_eq!(bash_complete(&p, "stepwise plan --only d"), ["database", "deploy_app"]);
+    assert_eq!(
+        bash_complete(&p, "stepwise plan --only d"),
+        ["database", "deploy_app"]
+    );
     assert_eq!(
         bash_complete(&p, "stepwise state reset deploy"),
         ["deploy_app"]
@@ -335,7 +338,8 @@ fn man_pages_render_without_warnings() {
 /// Every function the engine's host module registers: (name, number of parameters).
 fn registered_host_functions() -> Vec<(String, usize)> {
     let engine = stepwise::script::engine();
-    let meta: Value = serde_json::from_str(&engine.gen_fn_metadata_to_json(false).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&engine.gen_fn_metadata_to_json(false).unwrap()).unwrap();
     let mut out: Vec<(String, usize)> = meta["functions"]
         .as_array()
         .unwrap()
@@ -369,8 +373,7 @@ fn definitions_contain_every_host_function_with_its_docs_and_the_prelude() {
         let at = lines
             .iter()
             .position(|l| {
-                l.starts_with(&format!("fn {name}("))
-                    && l.matches(':').count() == *params
+                l.starts_with(&format!("fn {name}(")) && l.matches(':').count() == *params
             })
             .unwrap_or_else(|| panic!("fn {name} with {params} parameters missing:\n{statics}"));
         assert!(
@@ -386,7 +389,9 @@ fn definitions_contain_every_host_function_with_its_docs_and_the_prelude() {
     // The prelude's public helpers, with their doc comments.
     let prelude = p.read("defs/prelude.d.rhai");
     assert!(
-        prelude.contains("/// Tags every resource gets.\n/// (from the config)\nfn standard_tags(env: ?) -> ?;"),
+        prelude.contains(
+            "/// Tags every resource gets.\n/// (from the config)\nfn standard_tags(env: ?) -> ?;"
+        ),
         "{prelude}"
     );
     assert!(prelude.contains("fn untagged() -> ?;"), "{prelude}");
@@ -394,7 +399,10 @@ fn definitions_contain_every_host_function_with_its_docs_and_the_prelude() {
     // The step reference documents every host function too.
     let docs = std::fs::read_to_string(repo().join("docs/steps.md")).unwrap();
     for (name, _) in hosts.iter().filter(|(n, _)| !n.contains('$')) {
-        assert!(docs.contains(&format!("`{name}")), "docs/steps.md does not mention {name}");
+        assert!(
+            docs.contains(&format!("`{name}")),
+            "docs/steps.md does not mention {name}"
+        );
     }
 }
 
@@ -404,7 +412,10 @@ fn definitions_refuse_the_steps_folder() {
     p.run(&["definitions", "steps"])
         .assert_code(2)
         .assert_contains("steps folder");
-    assert!(std::fs::read_dir(p.path().join("steps")).unwrap().next().is_none());
+    assert!(std::fs::read_dir(p.path().join("steps"))
+        .unwrap()
+        .next()
+        .is_none());
 }
 
 // ---------------------------------------------------------------- schema
@@ -431,7 +442,10 @@ for path in sys.argv[2:]:
         .arg("-c")
         .arg(script)
         .arg(dir.path().join("schema.json"))
-        .args(docs.iter().map(|(n, _)| dir.path().join(format!("{n}.json"))))
+        .args(
+            docs.iter()
+                .map(|(n, _)| dir.path().join(format!("{n}.json"))),
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -463,7 +477,10 @@ fn schema_accepts_the_example_config_and_rejects_wrong_types() {
     let example = std::fs::read_to_string(repo().join("config.example.yaml")).unwrap();
     let template = std::fs::read_to_string(repo().join("templates/init/config.yaml")).unwrap();
     let wrong: Vec<(&str, String)> = vec![
-        ("retry_attempts", "advanced:\n  retry_attempts: three\n".into()),
+        (
+            "retry_attempts",
+            "advanced:\n  retry_attempts: three\n".into(),
+        ),
         ("dry_run", "deployment:\n  dry_run: maybe\n".into()),
         ("state_path", "state:\n  path: 5\n".into()),
         ("parallel_builds", "docker:\n  parallel_builds: 0\n".into()),
@@ -496,8 +513,10 @@ fn schema_accepts_the_example_config_and_rejects_wrong_types() {
 #[test]
 fn markdown_output_of_a_run_with_a_failed_and_a_skipped_step() {
     let p = Project::new();
-    p.config("secrets:\n  token: tok-s3cr3t-123\nadvanced:\n  retry_attempts: 1\n  retry_delay: 0\n")
-        .step("01_base.rhai", &step("", r#"az(["base"]);"#));
+    p.config(
+        "secrets:\n  token: tok-s3cr3t-123\nadvanced:\n  retry_attempts: 1\n  retry_delay: 0\n",
+    )
+    .step("01_base.rhai", &step("", r#"az(["base"]);"#));
     p.deploy(&[]).assert_code(0);
     p.step(
         "02_broken.rhai",
@@ -506,7 +525,10 @@ fn markdown_output_of_a_run_with_a_failed_and_a_skipped_step() {
             r#"throw "cannot use " + read_config("secrets.token") + " | here";"#,
         ),
     )
-    .step("03_after.rhai", &step(r#"needs: ["broken"]"#, r#"az(["after"]);"#));
+    .step(
+        "03_after.rhai",
+        &step(r#"needs: ["broken"]"#, r#"az(["after"]);"#),
+    );
     let r = p.deploy(&["--output", "markdown"]);
     r.assert_code(1);
     let md = &r.stdout;
@@ -524,8 +546,15 @@ fn markdown_output_of_a_run_with_a_failed_and_a_skipped_step() {
     let broken = row("broken");
     assert!(broken.contains("❌ failed"), "{broken}");
     // The secret is masked and the `|` in the message does not break the table.
-    assert!(broken.contains("***") && broken.contains("\\| here"), "{broken}");
-    assert_eq!(broken.replace("\\|", "").matches('|').count(), 5, "{broken}");
+    assert!(
+        broken.contains("***") && broken.contains("\\| here"),
+        "{broken}"
+    );
+    assert_eq!(
+        broken.replace("\\|", "").matches('|').count(),
+        5,
+        "{broken}"
+    );
     assert!(row("after").contains("🚧 blocked"));
     assert!(
         lines
@@ -541,9 +570,22 @@ fn markdown_output_of_a_run_with_a_failed_and_a_skipped_step() {
 
     let plan = p.run(&["plan", "--output", "markdown"]);
     plan.assert_code(0);
-    assert!(plan.stdout.starts_with("### stepwise plan: 2 to run\n"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("| `broken` | ▶️ run | failed before |"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("| `base` | ⏭️ skip | up to date |"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.starts_with("### stepwise plan: 2 to run\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("| `broken` | ▶️ run | failed before |"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("| `base` | ⏭️ skip | up to date |"),
+        "{}",
+        plan.stdout
+    );
     assert!(plan
         .stdout
         .contains("**Plan: 2 to run, 1 up to date, 0 pending, 0 not selected**"));
@@ -555,5 +597,65 @@ fn markdown_output_of_an_error_is_markdown_too() {
     p.config("x: [1, 2\n");
     let r = p.run(&["plan", "--output", "markdown"]);
     r.assert_code(2);
-    assert!(r.stdout.starts_with("### stepwise: error (exit 2)\n\n```\nconfig.yaml:"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("### stepwise: error (exit 2)\n\n```\nconfig.yaml:"),
+        "{}",
+        r.stdout
+    );
+    // Commands without a Markdown form say so instead of printing nothing.
+    p.run(&["steps", "--output", "markdown"])
+        .assert_code(2)
+        .assert_contains("--output markdown is for deploy, plan and diff");
+}
+
+#[test]
+fn markdown_output_of_a_diff_between_environments_hides_secrets() {
+    let mut p = Project::new();
+    p.local_state();
+    p.config("app:\n  name: app\n  sku: small\nsecrets:\n  api_key: base-KEY-0000\n")
+        .file(
+            "config.staging.yaml",
+            "app:\n  name: app-staging\nsecrets:\n  api_key: stg-KEY-1111-secret\n",
+        )
+        .file(
+            "config.prod.yaml",
+            "app:\n  name: app-prod\n  sku: large|xl\nsecrets:\n  api_key: prd-KEY-2222-secret\n",
+        )
+        .step(
+            "01_web.rhai",
+            &step(r#"config: ["app.name", "secrets.api_key"]"#, ""),
+        )
+        .step("02_other.rhai", &step("", ""));
+    let r = p.run(&["diff", "staging", "prod", "--output", "markdown"]);
+    r.assert_code(0)
+        .assert_not_contains("stg-KEY-1111-secret")
+        .assert_not_contains("prd-KEY-2222-secret");
+    let md = &r.stdout;
+    assert!(
+        md.starts_with("### stepwise diff: staging → prod\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `app.name` | changed | `\"app-staging\"` | `\"app-prod\"` |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `app.sku` | changed | `\"small\"` | `\"large\\|xl\"` |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `secrets.api_key` | changed (secret) |  |  |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `web` | ⚠️ differs | config app.name, config secrets.api_key |"),
+        "{md}"
+    );
+    assert!(md.contains("| `other` | same |  |"), "{md}");
+    assert!(md
+        .trim_end()
+        .ends_with("**3 config keys and 1 of 2 steps differ between staging and prod.**"));
+    // The human lines went to stderr.
+    assert!(r.stderr.contains("Steps (staging → prod):"), "{}", r.stderr);
 }

@@ -177,7 +177,10 @@ fn each_format_gets_its_payload_when_a_deployment_fails() {
     let teams = &server.to("/teams/hook-T0KEN-teams")[0].body;
     assert_eq!(teams["type"], "message");
     let card = &teams["attachments"][0];
-    assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        card["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
     assert_eq!(card["content"]["type"], "AdaptiveCard");
     let body = card["content"]["body"].as_array().unwrap();
     assert_eq!(body[0]["color"], "Attention");
@@ -207,7 +210,10 @@ fn each_format_gets_its_payload_when_a_deployment_fails() {
     for path in ["slack", "teams", "json"] {
         let token = format!("hook-T0KEN-{path}");
         assert!(!r.all().contains(&token), "{}", r.all());
-        assert!(!written.contains(&token), "{token} written to state or logs");
+        assert!(
+            !written.contains(&token),
+            "{token} written to state or logs"
+        );
     }
 }
 
@@ -229,7 +235,9 @@ fn the_on_filter_decides_and_runs_that_change_nothing_send_nothing() {
     assert_eq!(sent[0].body["event"], "success");
     assert_eq!(sent[0].body["exit_code"], 0);
     // Nothing to do, and dry runs: no notification.
-    p.deploy(&[]).assert_code(0).assert_contains("Nothing to do.");
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
     p.deploy(&["--dry-run", "--force-all"]).assert_code(0);
     assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
     // A missing url_env variable is a warning, not an error.
@@ -257,7 +265,9 @@ fn a_500_is_retried_and_a_404_is_not() {
     ));
     let r = p.deploy(&["--force-step", "a"]);
     r.assert_code(0)
-        .assert_contains("notify.0 (json): notification not delivered: HTTP 404 Not Found after 1 attempt")
+        .assert_contains(
+            "notify.0 (json): notification not delivered: HTTP 404 Not Found after 1 attempt",
+        )
         .assert_not_contains("gone-T0KEN");
     assert_eq!(gone.requests().len(), 1);
 }
@@ -277,7 +287,9 @@ fn a_server_that_never_answers_times_out_and_changes_nothing() {
     let took = started.elapsed();
     // The deployment's own result: b failed, exit 1, recorded as without notifications.
     r.assert_code(1)
-        .assert_contains("notify.0 (teams): notification not delivered: no answer within 1s after 2 attempts")
+        .assert_contains(
+            "notify.0 (teams): notification not delivered: no answer within 1s after 2 attempts",
+        )
         .assert_not_contains("silent-T0KEN");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(server.requests().len(), 2);

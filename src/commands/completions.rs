@@ -13,7 +13,6 @@ pub fn run(shell: Shell, static_script: bool) -> Result<i32> {
         &completion::completer_path(),
         &mut out,
     )?;
-    use std::io::Write;
-    std::io::stdout().write_all(&out)?;
+    super::print_stdout(&String::from_utf8_lossy(&out))?;
     Ok(exit::OK)
 }

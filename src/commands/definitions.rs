@@ -61,7 +61,8 @@ pub fn run(cli: &Cli, dir: &Path) -> Result<i32> {
 
 /// The prelude's public functions as definitions: doc comments, then `fn name(a: ?) -> ?;`.
 fn prelude_definitions(ast: &rhai::AST, file: &str) -> String {
-    let mut out = format!("module static;\n\n// The helpers of {file}, callable from every step.\n");
+    let mut out =
+        format!("module static;\n\n// The helpers of {file}, callable from every step.\n");
     let mut fns: Vec<_> = ast
         .iter_functions()
         .filter(|f| f.access != rhai::FnAccess::Private)

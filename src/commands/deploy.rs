@@ -7,11 +7,11 @@ use crate::config::NotifyEvent;
 use crate::environment;
 use crate::error::{exit, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
-use crate::{markdown, notify};
 use crate::plan::{self, Action, Decision};
 use crate::project::Project;
 use crate::report::{self, Console};
 use crate::state::{State, StateStore};
+use crate::{markdown, notify};
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -207,10 +207,9 @@ fn print_document(
             "{}",
             serde_json::to_string_pretty(&run_json(p, decisions, report, dry_run, code))?
         ),
-        OutputFormat::Markdown => print!(
-            "{}",
-            p.masker.mask(&markdown::run(report, dry_run, code))
-        ),
+        OutputFormat::Markdown => {
+            print!("{}", p.masker.mask(&markdown::run(report, dry_run, code)))
+        }
         OutputFormat::Human => {}
     }
     Ok(())

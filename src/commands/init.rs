@@ -7,12 +7,18 @@ use std::path::Path;
 
 /// The files of a new project: (path, contents).
 const FILES: &[(&str, &str)] = &[
-    ("config.yaml", include_str!("../../templates/init/config.yaml")),
+    (
+        "config.yaml",
+        include_str!("../../templates/init/config.yaml"),
+    ),
     (
         "steps/01_hello.rhai",
         include_str!("../../templates/init/steps/01_hello.rhai"),
     ),
-    ("prelude.rhai", include_str!("../../templates/init/prelude.rhai")),
+    (
+        "prelude.rhai",
+        include_str!("../../templates/init/prelude.rhai"),
+    ),
 ];
 
 /// The line `.gitignore` needs.
@@ -53,8 +59,12 @@ pub fn run(dir: &Path) -> Result<i32> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", gitignore.display())),
     };
     let ignored = existing.as_deref().is_some_and(|t| {
-        t.lines()
-            .any(|l| matches!(l.trim(), ".stepwise" | ".stepwise/" | "/.stepwise" | "/.stepwise/"))
+        t.lines().any(|l| {
+            matches!(
+                l.trim(),
+                ".stepwise" | ".stepwise/" | "/.stepwise" | "/.stepwise/"
+            )
+        })
     });
     if !ignored {
         // Appending a line adds to the file; nothing in it is replaced.
@@ -68,7 +78,10 @@ pub fn run(dir: &Path) -> Result<i32> {
             Some(t) if !t.is_empty() && !t.ends_with('\n') => "\n",
             _ => "",
         };
-        writeln!(f, "{sep}# stepwise: state, logs and hash cache of this machine\n{IGNORE}")?;
+        writeln!(
+            f,
+            "{sep}# stepwise: state, logs and hash cache of this machine\n{IGNORE}"
+        )?;
         if existing.is_some() {
             println!("  added {IGNORE} to .gitignore");
         } else {
@@ -84,7 +97,11 @@ pub fn run(dir: &Path) -> Result<i32> {
     if !left_alone.is_empty() {
         eprintln!(
             "error: {} already existed and {} not overwritten: {}",
-            if left_alone.len() == 1 { "a file" } else { "files" },
+            if left_alone.len() == 1 {
+                "a file"
+            } else {
+                "files"
+            },
             if left_alone.len() == 1 { "was" } else { "were" },
             left_alone.join(", ")
         );

@@ -5,9 +5,7 @@ use crate::error::exit;
 use anyhow::Result;
 
 pub fn run() -> Result<i32> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&crate::config::json_schema())?
-    );
+    let text = serde_json::to_string_pretty(&crate::config::json_schema())?;
+    super::print_stdout(&format!("{text}\n"))?;
     Ok(exit::OK)
 }
