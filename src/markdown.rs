@@ -31,9 +31,11 @@ impl Counts {
     }
 }
 
-/// How a run ended, in one word: `succeeded`, `failed` or `interrupted`.
+/// How a run ended: `succeeded`, `failed`, `interrupted` or `lost its lock`.
 pub fn result_word(report: &RunReport) -> &'static str {
-    if report.interrupted.is_some() {
+    if report.lock_lost.is_some() {
+        "lost its lock"
+    } else if report.interrupted.is_some() {
         "interrupted"
     } else if report.failed() {
         "failed"
@@ -212,6 +214,7 @@ mod tests {
             ],
             wall: Duration::from_secs(2),
             interrupted: None,
+            lock_lost: None,
         };
         let md = run(&report, false, 1);
         let lines: Vec<&str> = md.lines().collect();

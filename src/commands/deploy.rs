@@ -220,10 +220,12 @@ fn notify(p: &Project, decisions: &[Decision], report: &RunReport, code: i32) {
     if p.config.settings.notify.is_empty() {
         return;
     }
-    let event = match (report.interrupted, report.failed()) {
-        (Some(_), _) => NotifyEvent::Interrupted,
-        (None, true) => NotifyEvent::Failure,
-        (None, false) => NotifyEvent::Success,
+    // A run that lost its lock stopped like an interrupted one.
+    let stopped = report.interrupted.is_some() || report.lock_lost.is_some();
+    let event = match (stopped, report.failed()) {
+        (true, _) => NotifyEvent::Interrupted,
+        (false, true) => NotifyEvent::Failure,
+        (false, false) => NotifyEvent::Success,
     };
     let notice = notify::Notice {
         event,
