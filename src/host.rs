@@ -9,7 +9,9 @@ use crate::reads::{self, Reads};
 use crate::report::Console;
 use crate::secrets::Masker;
 use crate::state::State;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Map as RMap, NativeCallContext};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map as RMap, NativeCallContext,
+};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::io::Write;
@@ -227,55 +229,191 @@ pub fn print_line(text: &str) {
     }
 }
 
-/// Registers every host function on `engine`.
+/// Registers every host function on `engine`, each with its parameter names and types and a
+/// doc comment (what `stepwise definitions` writes for editors).
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("az", |args: Array| az(args, false));
-    engine.register_fn("az_try", |args: Array| az(args, true));
-    engine.register_fn("exec", |args: Array| exec(args, false));
-    engine.register_fn("exec_try", |args: Array| exec(args, true));
-    engine.register_fn("http_get", http_get);
-    engine.register_fn("docker_build", docker_build);
-    engine.register_fn("docker_build", docker_build_many);
-    engine.register_fn("read_config", |ncx: NativeCallContext, key: &str| {
+    def(
+        "az",
+        &["args: array", "?"],
+        "Runs the Azure CLI with an argv array (never a shell) and returns its parsed JSON\n\
+         output (map, array, string, number or bool), the trimmed text when it is not JSON, or\n\
+         \"\" when it printed nothing. Adds `--output json` unless the args choose an output.\n\
+         A non-zero exit fails the step with az's stderr; exit code 1 is retried\n\
+         `advanced.retry_attempts` times with a doubling pause from `advanced.retry_delay`.\n\
+         Dry run: prints the command and returns #{}.\n\
+         Example: `let rg = az([\"group\", \"show\", \"--name\", name]);`",
+    )
+    .register_into_engine(engine, |args: Array| az(args, false));
+    def(
+        "az_try",
+        &["args: array", "map"],
+        "Like `az` but never fails the step and never retries: returns\n\
+         #{ ok, code, stdout, stderr, json } (`json` is () when stdout is not JSON). Use it for\n\
+         existence checks (`show` exits 3 when a resource is missing).",
+    )
+    .register_into_engine(engine, |args: Array| az(args, true));
+    def(
+        "exec",
+        &["args: array", "string"],
+        "Runs a program with an argv array (never a shell) and returns its trimmed stdout; a\n\
+         non-zero exit fails the step. Killed after `advanced.operation_timeout` seconds.\n\
+         Dry run: prints the command and returns \"\".",
+    )
+    .register_into_engine(engine, |args: Array| exec(args, false));
+    def(
+        "exec_try",
+        &["args: array", "map"],
+        "Like `exec` but never fails the step: returns #{ ok, code, stdout, stderr, json }.",
+    )
+    .register_into_engine(engine, |args: Array| exec(args, true));
+    def(
+        "http_get",
+        &["url: string", "map"],
+        "An HTTP GET with `curl -fsS` (argv, 10 s limit): #{ ok, code, body, error }. Only\n\
+         reads, so `verify()` may use it (e.g. a health endpoint).",
+    )
+    .register_into_engine(engine, http_get);
+    def(
+        "docker_build",
+        &["spec: map", "string"],
+        "Builds an image: #{ dockerfile, context, tag, platform, build_args, push } (platform,\n\
+         build_args and push are optional), then pushes it when `push` is true. Skipped when the\n\
+         image's inputs (Dockerfile, the context files it copies, args, tag) are unchanged since\n\
+         its last successful build. Returns the tag.",
+    )
+    .register_into_engine(engine, docker_build);
+    def(
+        "docker_build",
+        &["specs: array", "array"],
+        "Builds several images concurrently (`docker.parallel_builds` at a time, default 2);\n\
+         returns their tags in order. The first failure fails the call after the running\n\
+         builds end.",
+    )
+    .register_into_engine(engine, docker_build_many);
+    def(
+        "read_config",
+        &["key: string", "?"],
+        "The config value at a dotted key (`postgresql.sku`, `services.api.port`): string,\n\
+         number, bool, map or array. A missing key fails the step, naming the key. Declare the\n\
+         key in the step's `config` list: a change to it then re-runs the step.",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, key: &str| {
         read_config(&ncx, key, None)
     });
-    engine.register_fn(
+    def(
         "read_config",
+        &["key: string", "fallback: ?", "?"],
+        "The config value at a dotted key, or `fallback` when the key is missing or null.",
+    )
+    .register_into_engine(
+        engine,
         |ncx: NativeCallContext, key: &str, default: Dynamic| read_config(&ncx, key, Some(default)),
     );
-    engine.register_fn("output", output);
-    engine.register_fn("outputs", outputs);
-    engine.register_fn("previous_outputs", previous_outputs);
-    engine.register_fn("is_forced", || -> HostResult<bool> {
+    def(
+        "output",
+        &["key: string", "value: ?", "()"],
+        "Saves a value in this step's state (`outputs`) for later steps and runs. A value that\n\
+         contains a secret is refused. Discarded in a dry run.",
+    )
+    .register_into_engine(engine, output);
+    def(
+        "outputs",
+        &["step: string", "map"],
+        "Another step's saved outputs (an empty map when it has none). Reading them records\n\
+         which keys this step used: when they change, this step runs again. Declare the step in\n\
+         `needs`.",
+    )
+    .register_into_engine(engine, outputs);
+    def(
+        "previous_outputs",
+        &["map"],
+        "This step's own outputs from its last completed run (empty the first time), to leave\n\
+         alone what it deployed before and that has not changed. In `verify()` right after\n\
+         `run()`: the outputs of that run.",
+    )
+    .register_into_engine(engine, previous_outputs);
+    def(
+        "is_forced",
+        &["bool"],
+        "True when the step runs because of --force-all or --force-step.",
+    )
+    .register_into_engine(engine, || -> HostResult<bool> {
         Ok(current("is_forced")?.forced)
     });
     register_outputs_view(engine);
-    engine.register_fn("secret", secret);
-    engine.register_fn("env", |ncx: NativeCallContext, name: &str| {
+    def(
+        "secret",
+        &["value: ?", "?"],
+        "Marks a value as secret and returns it: it is masked (***) in every log line, error\n\
+         and dry-run line (also base64 and URL-encoded) and never written to the state.",
+    )
+    .register_into_engine(engine, secret);
+    def(
+        "env",
+        &["name: string", "string"],
+        "An environment variable; a missing one fails the step. Declare it in the step's `env`\n\
+         list.",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, name: &str| {
         env(&ncx, name, None, false)
     });
-    engine.register_fn(
+    def(
         "env",
+        &["name: string", "fallback: string", "string"],
+        "An environment variable, or `fallback` when it is not set.",
+    )
+    .register_into_engine(
+        engine,
         |ncx: NativeCallContext, name: &str, default: &str| env(&ncx, name, Some(default), false),
     );
-    engine.register_fn("env_secret", |ncx: NativeCallContext, name: &str| {
+    def(
+        "env_secret",
+        &["name: string", "string"],
+        "An environment variable that is secret (masked everywhere, never stored).",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, name: &str| {
         env(&ncx, name, None, true)
     });
-    engine.register_fn("log", |msg: Dynamic| -> HostResult<()> {
+    def(
+        "log",
+        &["message: ?", "()"],
+        "A line in the step's output and log (masked). `print` does the same.",
+    )
+    .register_into_engine(engine, |msg: Dynamic| -> HostResult<()> {
         current("log")?.say(&display(&msg));
         Ok(())
     });
-    engine.register_fn("warn", |msg: Dynamic| -> HostResult<()> {
+    def(
+        "warn",
+        &["message: ?", "()"],
+        "A warning line in the step's output and log (masked).",
+    )
+    .register_into_engine(engine, |msg: Dynamic| -> HostResult<()> {
         current("warn")?.warn(&display(&msg));
         Ok(())
     });
-    engine.register_fn("is_dry_run", || -> HostResult<bool> {
+    def(
+        "is_dry_run",
+        &["bool"],
+        "True under --dry-run: commands are printed, not run.",
+    )
+    .register_into_engine(engine, || -> HostResult<bool> {
         Ok(current("is_dry_run")?.dry_run)
     });
-    engine.register_fn("generate_password", generate_password);
-    // Rhai's `type_of` exists; add a JSON helper that scripts commonly need.
-    engine.register_fn(
+    def(
+        "generate_password",
+        &["length: int", "string"],
+        "A random password of letters and digits (at least one of each class), already\n\
+         marked secret.",
+    )
+    .register_into_engine(engine, generate_password);
+    def(
         "to_json",
+        &["value: ?", "string"],
+        "The value as compact JSON text (maps, arrays, strings, numbers, bools, ()).",
+    )
+    .register_into_engine(
+        engine,
         |_ctx: NativeCallContext, v: Dynamic| -> HostResult<String> {
             let value: Value = match v.clone().try_cast::<OutputsView>() {
                 Some(view) => Value::Object(view.whole()),
@@ -284,6 +422,19 @@ pub fn register(engine: &mut Engine) {
             Ok(serde_json::to_string(&value).unwrap_or_default())
         },
     );
+}
+
+/// A host function's registration: parameters (`name: type`, then the return type) and its
+/// doc comment (plain lines; each becomes a `///` line).
+fn def(name: &str, params: &[&str], doc: &str) -> FuncRegistration {
+    let comment = doc
+        .lines()
+        .map(|l| format!("/// {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    FuncRegistration::new(name)
+        .with_params_info(params)
+        .with_comments([comment])
 }
 
 fn display(v: &Dynamic) -> String {
@@ -1174,29 +1325,80 @@ impl OutputsView {
     }
 }
 
+/// What `outputs(step)` returns: a read-only map that records which keys a step reads.
 fn register_outputs_view(engine: &mut Engine) {
     engine.register_type_with_name::<OutputsView>("map");
-    engine.register_indexer_get(|v: &mut OutputsView, key: &str| v.get(key));
-    engine.register_fn("contains", |v: &mut OutputsView, key: &str| {
+    def(
+        "index$get$",
+        &["outputs: map", "key: string", "?"],
+        "`outputs(step)[key]`: one output of another step (() when missing).",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView, key: &str| v.get(key));
+    def(
+        "contains",
+        &["outputs: map", "key: string", "bool"],
+        "Whether another step saved this output.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView, key: &str| {
         v.record(key);
         v.map.contains_key(key)
     });
-    engine.register_fn("get", |v: &mut OutputsView, key: &str| v.get(key));
-    engine.register_fn("keys", |v: &mut OutputsView| -> Array {
+    def(
+        "get",
+        &["outputs: map", "key: string", "?"],
+        "One output of another step (() when missing).",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView, key: &str| v.get(key));
+    def(
+        "keys",
+        &["outputs: map", "array"],
+        "The names of another step's outputs.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| -> Array {
         v.whole().keys().map(|k| Dynamic::from(k.clone())).collect()
     });
-    engine.register_fn("values", |v: &mut OutputsView| -> Array {
+    def(
+        "values",
+        &["outputs: map", "array"],
+        "The values of another step's outputs.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| -> Array {
         v.whole().values().map(json_to_dynamic).collect()
     });
-    engine.register_fn("len", |v: &mut OutputsView| v.whole().len() as i64);
-    engine.register_fn("is_empty", |v: &mut OutputsView| v.whole().is_empty());
-    engine.register_fn("to_map", |v: &mut OutputsView| {
+    def(
+        "len",
+        &["outputs: map", "int"],
+        "How many outputs another step saved.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| v.whole().len() as i64);
+    def(
+        "is_empty",
+        &["outputs: map", "bool"],
+        "Whether another step saved no outputs.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| v.whole().is_empty());
+    def(
+        "to_map",
+        &["outputs: map", "map"],
+        "Another step's outputs as an ordinary map.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| {
         json_to_dynamic(&Value::Object(v.whole()))
     });
-    engine.register_fn("to_string", |v: &mut OutputsView| {
+    def(
+        "to_string",
+        &["outputs: map", "string"],
+        "Another step's outputs as text.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| {
         json_to_dynamic(&Value::Object(v.whole())).to_string()
     });
-    engine.register_fn("to_debug", |v: &mut OutputsView| {
+    def(
+        "to_debug",
+        &["outputs: map", "string"],
+        "Another step's outputs as debug text.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| {
         format!("{:?}", json_to_dynamic(&Value::Object(v.whole())))
     });
 }

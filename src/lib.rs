@@ -5,6 +5,7 @@ pub mod blob;
 pub mod capture;
 pub mod cli;
 pub mod commands;
+pub mod completion;
 pub mod config;
 pub mod dockerfile;
 pub mod dockerignore;
@@ -16,6 +17,8 @@ pub mod hashcache;
 pub mod host;
 pub mod legacy;
 pub mod lock;
+pub mod markdown;
+pub mod notify;
 pub mod overlay;
 pub mod paths;
 pub mod plan;
@@ -45,6 +48,9 @@ pub fn main() -> i32 {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     process::install_signal_handlers();
+    // A completion request from the shell (`STEPWISE_COMPLETE=bash stepwise -- ...`) is
+    // answered here, before anything else prints.
+    completion::complete_env();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -56,7 +62,7 @@ pub fn main() -> i32 {
             };
         }
     };
-    let json = cli.global.output == cli::OutputFormat::Json;
+    let output = cli.global.output;
     match commands::run(cli) {
         // A run that lost its lock ends with its own code, whatever else happened.
         Ok(_) if process::lock_lost().is_some() => error::exit::LOCK_LOST,
@@ -72,9 +78,13 @@ pub fn main() -> i32 {
                 msg.push_str(&format!("\n  caused by: {cause}"));
             }
             report::Console::new(false).error(&msg);
-            if json {
-                let doc = serde_json::json!({ "error": msg, "exit_code": code });
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            match output {
+                cli::OutputFormat::Json => {
+                    let doc = serde_json::json!({ "error": msg, "exit_code": code });
+                    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                }
+                cli::OutputFormat::Markdown => print!("{}", markdown::error(&msg, code)),
+                cli::OutputFormat::Human => {}
             }
             code
         }

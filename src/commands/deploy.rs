@@ -3,6 +3,7 @@
 use super::plan::print_plan;
 use super::{decide, plan_options, print_gone};
 use crate::cli::{Cli, DeployArgs, OutputFormat};
+use crate::config::NotifyEvent;
 use crate::environment;
 use crate::error::{exit, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
@@ -10,6 +11,7 @@ use crate::plan::{self, Action, Decision};
 use crate::project::Project;
 use crate::report::{self, Console};
 use crate::state::{State, StateStore};
+use crate::{markdown, notify};
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -83,7 +85,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         super::plan::print_not_checked(&p, &decisions);
     }
     print_gone(&p.console, &p, &state);
-    let json = cli.global.output == OutputFormat::Json;
+    let output = cli.global.output;
     if !decisions
         .iter()
         .any(|d| matches!(d.action, Action::Run | Action::Maybe))
@@ -96,12 +98,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         } else {
             print_summary(&p.console, &report, dry_run);
         }
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&run_json(&p, &decisions, &report, dry_run, code))?
-            );
-        }
+        print_document(&p, output, &decisions, &report, dry_run, code)?;
         return Ok(code);
     }
     if !dry_run && !auto_approve {
@@ -136,11 +133,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
         None if report.failed() => exit::STEP_FAILED,
         None => exit::OK,
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&run_json(&p, &decisions, &report, dry_run, code))?
-        );
+    print_document(&p, output, &decisions, &report, dry_run, code)?;
+    if !dry_run {
+        notify(&p, &decisions, &report, code);
     }
     Ok(code)
 }
@@ -196,6 +191,64 @@ fn with_runner<R>(
         fingerprint: &fingerprint_at_start,
     };
     f(&runner)
+}
+
+/// The `--output json` / `--output markdown` document on stdout.
+fn print_document(
+    p: &Project,
+    output: OutputFormat,
+    decisions: &[Decision],
+    report: &RunReport,
+    dry_run: bool,
+    code: i32,
+) -> Result<()> {
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&run_json(p, decisions, report, dry_run, code))?
+        ),
+        OutputFormat::Markdown => {
+            print!("{}", p.masker.mask(&markdown::run(report, dry_run, code)))
+        }
+        OutputFormat::Human => {}
+    }
+    Ok(())
+}
+
+/// Tells the config's webhooks how the deployment ended (never changes the result).
+fn notify(p: &Project, decisions: &[Decision], report: &RunReport, code: i32) {
+    if p.config.settings.notify.is_empty() {
+        return;
+    }
+    // A run that lost its lock stopped like an interrupted one.
+    let stopped = report.interrupted.is_some() || report.lock_lost.is_some();
+    let event = match (stopped, report.failed()) {
+        (true, _) => NotifyEvent::Interrupted,
+        (false, true) => NotifyEvent::Failure,
+        (false, false) => NotifyEvent::Success,
+    };
+    let notice = notify::Notice {
+        event,
+        environment: p.env.clone().unwrap_or_else(|| "default".into()),
+        exit_code: code,
+        summary: markdown::summary_line(report, false, code),
+        markdown: markdown::run(report, false, code),
+        counts: markdown::Counts::of(report),
+        steps: report
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r.step.clone(),
+                    r.outcome.as_str().to_string(),
+                    r.reason.clone(),
+                    (r.duration.as_secs_f64() * 10.0).round() / 10.0,
+                )
+            })
+            .collect(),
+        report: run_json(p, decisions, report, false, code),
+    };
+    notify::send_all(&p.config, &notice, &p.masker, &p.console);
 }
 
 /// Runs the decided steps (records them in `store`), saves the hash cache; prints the step
