@@ -7,6 +7,7 @@ pub mod diff;
 pub mod env;
 pub mod graph;
 pub mod plan;
+pub mod report;
 pub mod state;
 pub mod steps;
 pub mod watch;
@@ -34,6 +35,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             std::time::Duration::from_millis(*debounce),
             poll.map(std::time::Duration::from_millis),
         ),
+        Some(Command::Report { run, open, plan }) => {
+            report::run(&cli, run.as_deref(), *open, *plan)
+        }
         Some(Command::State(sc)) => state::run(&cli, sc),
         Some(Command::Env(EnvCommand::List)) => env::list(&cli),
         Some(Command::Diff { from, to }) => diff::run(&cli, from, to),
