@@ -134,7 +134,7 @@ pub fn timeline(run: &RunSummary, critical: &[String]) -> String {
         let crit = critical.contains(&s.name);
         let class = status_class(&s.result);
         let (bx, bw) = if s.result == "blocked" {
-            (x(*start) - 3.0, 6.0)
+            ((x(*start) - 3.0).clamp(0.0, W - 6.0), 6.0)
         } else {
             (x(*start), (x(*end) - x(*start)).max(2.0))
         };

@@ -114,7 +114,7 @@ pub fn render(run: &RunSummary, history: &[RunSummary]) -> String {
         out.push_str("</section>\n");
     }
     out.push_str(&format!(
-        "<section id=\"graph\"><h2>Step graph</h2>\n<p class=\"muted\">{}</p>\n<div class=\"scroll\">",
+        "<section id=\"graph\"><h2>Step graph</h2>\n<p class=\"muted\">{} Select a step for its details.</p>\n<div class=\"scroll\">",
         if plan {
             "What a deployment would do now; an arrow points from a step to a step that needs it."
         } else {
@@ -549,5 +549,6 @@ svg.wall { width: 100%; height: 120px; display: block; border-bottom: 1px solid 
   .tl-axis .tl-name, .tl-axis .tl-time { display: none; }
   .spark-table th:nth-child(4), .spark-table td:nth-child(4) { display: none; }
   .spark { width: 110px; }
+  svg.graph { max-width: none; }
 }
 "#;
