@@ -86,7 +86,7 @@ pub fn kept(dir: &Path) -> Vec<Kept> {
             })
         })
         .collect();
-    out.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    out.sort_by_key(sort_key);
     out
 }
 

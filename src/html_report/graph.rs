@@ -23,13 +23,17 @@ pub struct Node {
 const CHAR_W: f64 = 7.6;
 const NODE_H: f64 = 44.0;
 
+/// A bezier path as layout-rs gives it: the exit vector of the first point, then the entry
+/// vectors of the next ones.
+type Route = Vec<(Point, Point)>;
+
 /// Records where layout-rs put the nodes and routed the edges.
 #[derive(Default)]
 struct Capture {
     /// Node index → (top-left, size).
     nodes: Vec<Option<(Point, Point)>>,
-    /// (from, to, bezier path as layout-rs gives it).
-    edges: Vec<(usize, usize, Vec<(Point, Point)>)>,
+    /// (from, to, route).
+    edges: Vec<(usize, usize, Route)>,
 }
 
 impl RenderBackend for Capture {

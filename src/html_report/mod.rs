@@ -400,6 +400,13 @@ fn steps(out: &mut String, run: &RunSummary, history: &[RunSummary], plan: bool)
                 esc(&s.reason)
             ));
         }
+        if !s.drift.is_empty() {
+            out.push_str("<h4>Drift found by its verify()</h4>\n<ul class=\"warnings drift\">\n");
+            for d in &s.drift {
+                out.push_str(&format!("<li>{}</li>\n", esc(d)));
+            }
+            out.push_str("</ul>\n");
+        }
         if !s.commands.is_empty() {
             out.push_str(&format!(
                 "<h4>Commands ({})</h4>\n<ol class=\"commands\">\n",
