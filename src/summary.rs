@@ -194,6 +194,26 @@ impl RunSummary {
         }
     }
 
+    /// A plan of the steps of `run` (every step would run), for tests.
+    #[cfg(test)]
+    pub fn of_plan_for_test(run: &RunSummary) -> RunSummary {
+        RunSummary {
+            command: "plan".into(),
+            steps: run
+                .steps
+                .iter()
+                .map(|s| StepSummary {
+                    name: s.name.clone(),
+                    decision: "run".into(),
+                    reasons: s.reasons.clone(),
+                    needs: s.needs.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
     /// The step called `name`.
     pub fn step(&self, name: &str) -> Option<&StepSummary> {
         self.steps.iter().find(|s| s.name == name)

@@ -559,3 +559,91 @@ svg.wall { width: 100%; height: 120px; display: block; border-bottom: 1px solid 
   svg.graph { max-width: none; }
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::StepSummary;
+
+    fn step(name: &str, result: &str, needs: &[&str], t: Option<(f64, f64)>) -> StepSummary {
+        StepSummary {
+            name: name.into(),
+            decision: "run".into(),
+            reasons: vec!["never ran".into()],
+            result: result.into(),
+            reason: "why <not> & \"so\" \x1b[31mred\x1b[0m".into(),
+            duration_secs: t.map(|x| x.1 - x.0).unwrap_or(0.0),
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            started_secs: t.map(|x| x.0),
+            finished_secs: t.map(|x| x.1),
+            commands: vec!["az x --query 'a<b && c>d'".into()],
+            warnings: vec!["careful: <b>".into()],
+            log_tail: vec!["line \u{1}one".into(), "</pre><script>x</script>".into()],
+            ..Default::default()
+        }
+    }
+
+    fn parse(html: &str) -> roxmltree::Document<'_> {
+        roxmltree::Document::parse_with_options(
+            html,
+            roxmltree::ParsingOptions {
+                allow_dtd: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("not well-formed: {e}\n{html}"))
+    }
+
+    #[test]
+    fn every_status_renders_escaped_and_well_formed() {
+        let run = RunSummary {
+            command: "deploy".into(),
+            run_id: "r-1".into(),
+            env: Some("staging".into()),
+            started_at: "2026-11-27T10:00:00.25Z".into(),
+            steps: vec![
+                step("a", "ran", &[], Some((0.0, 1.0))),
+                step("b", "interrupted", &["a"], Some((1.0, 2.0))),
+                step("c", "blocked", &["b"], Some((2.0, 2.0))),
+                step("d", "pending", &[], None),
+                step("e", "skipped", &["a"], None),
+            ],
+            wall_secs: 2.0,
+            interrupted: true,
+            exit_code: 130,
+            ..Default::default()
+        };
+        let html = render(&run, &[]);
+        let dom = parse(&html);
+        assert!(!dom.descendants().any(|n| n.has_tag_name("script")));
+        assert!(html.contains("2026-11-27 10:00:00 UTC"));
+        assert!(html.contains("Environment</dt><dd>staging"));
+        assert!(html.contains("az x --query &#39;a&lt;b &amp;&amp; c&gt;d&#39;"));
+        let status = |s: &str| {
+            dom.descendants()
+                .find(|n| n.has_tag_name("details") && n.attribute("data-step") == Some(s))
+                .and_then(|n| n.attribute("data-status"))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(status("b"), "interrupted");
+        assert_eq!(status("d"), "pending");
+        let body = dom.descendants().find(|n| n.has_tag_name("body")).unwrap();
+        assert_eq!(body.attribute("data-result"), Some("interrupted"));
+        // the interrupted step is open, its bar coloured as interrupted
+        assert!(html.contains("class=\"bar st-interrupted"));
+        // a plan of the same steps: no timeline, decisions on the nodes
+        let plan = RunSummary::of_plan_for_test(&run);
+        let html = render(&plan, &[run.clone()]);
+        let dom = parse(&html);
+        assert!(!html.contains("class=\"tl-row"));
+        assert_eq!(
+            dom.descendants()
+                .filter(|n| n
+                    .attribute("class")
+                    .is_some_and(|c| c.starts_with("node st-run")))
+                .count(),
+            5
+        );
+    }
+}
