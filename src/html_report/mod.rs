@@ -634,7 +634,7 @@ mod tests {
         assert!(html.contains("class=\"bar st-interrupted"));
         // a plan of the same steps: no timeline, decisions on the nodes
         let plan = RunSummary::of_plan_for_test(&run);
-        let html = render(&plan, &[run.clone()]);
+        let html = render(&plan, std::slice::from_ref(&run));
         let dom = parse(&html);
         assert!(!html.contains("class=\"tl-row"));
         assert_eq!(
