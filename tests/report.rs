@@ -481,3 +481,54 @@ fn a_report_that_cannot_be_written_is_a_warning_and_the_deployment_is_recorded()
         .assert_code(0)
         .assert_contains("Nothing to do.");
 }
+
+#[test]
+fn an_environment_keeps_its_reports_beside_its_logs_and_names_itself() {
+    let p = Project::new();
+    p.config("app: base\nadvanced:\n  retry_delay: 0\n")
+        .file("config.staging.yaml", "app: staging\n")
+        .step(
+            "01_a.rhai",
+            &step(r#"config: ["app"]"#, r#"az(["a", read_config("app")]);"#),
+        );
+    let r = p.deploy(&["--env", "staging"]);
+    r.assert_code(0);
+    let path = report_path(&p, &r);
+    assert!(
+        path.starts_with(p.path().join(".stepwise/envs/staging/reports")),
+        "{}",
+        path.display()
+    );
+    assert!(p
+        .path()
+        .join(".stepwise/envs/staging/logs")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some()));
+    let html = std::fs::read_to_string(&path).unwrap();
+    let dom = parse(&html);
+    let header = text_of(
+        dom.descendants()
+            .find(|n| n.has_tag_name("header"))
+            .unwrap(),
+    );
+    assert!(header.contains("Environmentstaging"), "{header}");
+    assert!(text_of(by_step(&dom, "step", "a")).contains("az a staging"));
+    // `report` looks in the selected environment's folder only
+    let found = p.run(&["report", "--env", "staging"]);
+    found.assert_code(0);
+    assert_eq!(p.path().join(found.stdout.trim()), path);
+    p.run(&["report"])
+        .assert_code(2)
+        .assert_contains("no run report in .stepwise/reports");
+    p.run(&["report", "--env", "../x"]).assert_code(2);
+    // the default environment's run goes to .stepwise/reports/
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert!(report_path(&p, &r).starts_with(p.path().join(".stepwise/reports")));
+    let r = p.run(&["report", "--plan", "--env", "staging"]);
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), ".stepwise/envs/staging/reports/plan.html");
+    assert!(p
+        .read(".stepwise/envs/staging/reports/plan.html")
+        .contains("Environment</dt><dd>staging"));
+}
