@@ -532,3 +532,41 @@ fn an_environment_keeps_its_reports_beside_its_logs_and_names_itself() {
         .read(".stepwise/envs/staging/reports/plan.html")
         .contains("Environment</dt><dd>staging"));
 }
+
+#[test]
+fn each_watch_cycle_that_runs_steps_leaves_a_report() {
+    use std::time::Duration;
+    let p = Project::new();
+    p.config("app: 1\nadvanced:\n  retry_delay: 0\n")
+        .step("01_a.rhai", &step(r#"config: ["app"]"#, r#"az(["a"]);"#));
+    let cycles = |p: &Project| {
+        p.read("watch.out")
+            .matches("[watch] waiting for changes")
+            .count()
+    };
+    let child = support::Running(Some(p.spawn_logged(&["watch"], "watch.out")));
+    let limit = Duration::from_secs(60);
+    assert!(
+        support::wait_for(limit, || cycles(&p) >= 1),
+        "{}",
+        p.read("watch.out")
+    );
+    p.config("app: 2\nadvanced:\n  retry_delay: 0\n");
+    assert!(
+        support::wait_for(limit, || cycles(&p) >= 2),
+        "{}",
+        p.read("watch.out")
+    );
+    child.signal_and_wait(libc::SIGINT);
+    let reports: Vec<_> = support::walk(&p.path().join(".stepwise/reports"))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "html"))
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}\n{}", p.read("watch.out"));
+    let latest = p.run(&["report"]);
+    let html = p.read(latest.stdout.trim());
+    assert!(
+        html.contains("data-step=\"a\" data-status=\"ran\""),
+        "{html}"
+    );
+}
