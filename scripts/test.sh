@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of stepwise on a fresh machine: installs what the tests need (the Azure
-# CLI in a virtual environment, for checking recorded az commands against the real CLI),
-# then formatting, lints and the whole test suite.
+# CLI in a virtual environment, for checking recorded az commands against the real CLI;
+# Azurite; Chromium for the run-report browser test), then formatting, lints and the whole
+# test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -74,6 +75,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export STEPWISE_TEST_ALL_SHELLS=1
 
+# Chromium (Debian's package), for the browser test of the HTML run reports. If it cannot be
+# installed at all, that test is skipped, loudly.
+if ! command -v chromium >/dev/null 2>&1; then
+  step "installing Chromium (apt-get install chromium)"
+  sudo=()
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo=(sudo -n); fi
+  if ! { "${sudo[@]}" apt-get update -qq \
+      && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+      >"$tools/chromium-install.log" 2>&1; then
+    export STEPWISE_SKIP_BROWSER="apt-get install chromium failed (see $tools/chromium-install.log)"
+    printf '\n!!!!!!!!!! %s: the browser test of the run reports will be SKIPPED\n\n' "$STEPWISE_SKIP_BROWSER"
+  fi
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$STEPWISE_AZURITE_BIN" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence \
   --disableTelemetry --silent >/dev/null 2>&1 &

@@ -160,6 +160,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+    /// Print the path of a run's HTML report (or open it); `--plan`: render the current plan
+    /// as a report, running nothing.
+    Report {
+        /// A run id (the report's file name without `.html`) or `latest` (the default).
+        #[arg(value_name = "RUN_ID|latest", conflicts_with = "plan")]
+        run: Option<String>,
+        /// Open the report with the platform's opener (xdg-open, open).
+        #[arg(long)]
+        open: bool,
+        /// Render what a deployment would do now (the plan) as a report.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Inspect or change the state.
     #[command(subcommand)]
     State(StateCommand),

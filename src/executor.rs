@@ -60,6 +60,19 @@ pub struct RunReport {
     pub interrupted: Option<i32>,
     /// Why the run lost its state lock, if it did (it stopped like an interrupted run).
     pub lock_lost: Option<String>,
+    /// What each step that started (or was blocked) did in this run, by step name.
+    pub runs: HashMap<String, StepRun>,
+}
+
+/// What a step did in this run: when it started and ended (offsets from the start of the
+/// run; both are the moment it was blocked for a blocked step), the commands it ran and the
+/// warnings it gave, masked as on the console.
+#[derive(Debug, Clone, Default)]
+pub struct StepRun {
+    pub start: Duration,
+    pub end: Duration,
+    pub commands: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -139,6 +152,7 @@ impl Runner<'_> {
             wall: Duration::ZERO,
             interrupted: None,
             lock_lost: None,
+            runs: HashMap::new(),
         }
     }
 
@@ -180,6 +194,7 @@ impl Runner<'_> {
             })
             .collect();
         let mut results: Vec<Option<StepResult>> = vec![None; n];
+        let mut runs: HashMap<String, StepRun> = HashMap::new();
         for (i, d) in decisions.iter().enumerate() {
             if !matches!(d.action, Action::Run | Action::Maybe) && !recheck[i] {
                 let outcome = match d.action {
@@ -246,6 +261,10 @@ impl Runner<'_> {
                                     reason: why,
                                     duration: Duration::ZERO,
                                 });
+                                runs.insert(
+                                    self.steps.steps[i].name.clone(),
+                                    StepRun::at(started.elapsed()),
+                                );
                                 progressed = true;
                             }
                         }
@@ -380,6 +399,15 @@ impl Runner<'_> {
                     if nodes[i] == Node::Interrupted {
                         stop_starting = true;
                     }
+                    let start = update.started.saturating_duration_since(started);
+                    runs.insert(
+                        name.clone(),
+                        StepRun {
+                            start,
+                            end: start + update.duration,
+                            ..update.run
+                        },
+                    );
                     results[i] = Some(StepResult {
                         step: name,
                         outcome: update.outcome,
@@ -398,8 +426,10 @@ impl Runner<'_> {
         // Steps never started (after a failure or an interrupt).
         let interrupted = process::interrupted();
         let lock_lost = process::lock_lost();
+        let wall = started.elapsed();
         for (i, slot) in results.iter_mut().enumerate() {
             if slot.is_none() {
+                runs.insert(self.steps.steps[i].name.clone(), StepRun::at(wall));
                 let why = if lock_lost.is_some() {
                     "not started: the run lost its state lock"
                 } else if interrupted.is_some() {
@@ -420,9 +450,10 @@ impl Runner<'_> {
                 .into_iter()
                 .map(|r| r.expect("every step has a result"))
                 .collect(),
-            wall: started.elapsed(),
+            wall,
             interrupted,
             lock_lost,
+            runs,
         })
     }
 
@@ -620,6 +651,8 @@ impl Runner<'_> {
             strict: self.strict,
             verifying: Default::default(),
             read_cache: None,
+            commands: Default::default(),
+            warnings: Default::default(),
         })
     }
 
@@ -837,7 +870,17 @@ impl Runner<'_> {
                 );
             }
         }
+        let take = |list: &Mutex<Vec<String>>| {
+            std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        let run = StepRun {
+            commands: take(&ctx.commands),
+            warnings: take(&ctx.warnings),
+            ..Default::default()
+        };
         StepRecordUpdate {
+            started: t0,
+            run,
             outcome,
             reason: match &error {
                 Some(e) if outcome != Outcome::Ran => {
@@ -871,7 +914,21 @@ fn read_tail(path: &std::path::Path, max: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+impl StepRun {
+    /// A step that did not run, at `at` (blocked).
+    fn at(at: Duration) -> StepRun {
+        StepRun {
+            start: at,
+            end: at,
+            ..Default::default()
+        }
+    }
+}
+
 struct StepRecordUpdate {
+    /// When the step started, and its commands and warnings.
+    started: Instant,
+    run: StepRun,
     outcome: Outcome,
     reason: String,
     duration: Duration,

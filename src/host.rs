@@ -60,6 +60,10 @@ pub struct StepContext {
     /// Answers of read-only commands already run by `verify()` functions in this refresh,
     /// keyed by argv: a repeated identical read is run once.
     pub read_cache: Option<Arc<ReadCache>>,
+    /// The commands this step ran (masked, as shown on the console), for the run report.
+    pub commands: Mutex<Vec<String>>,
+    /// The warnings this step gave (masked), for the run report.
+    pub warnings: Mutex<Vec<String>>,
 }
 
 /// See [`StepContext::read_cache`]: one slot per argv; a slot is locked while its command
@@ -134,6 +138,10 @@ impl StepContext {
 
     fn warn(&self, text: &str) {
         let masked = self.masker.mask(text);
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(masked.clone());
         self.log_file(&format!("warning: {masked}"));
         self.console.step_warn(&self.step, &masked);
     }
@@ -593,6 +601,10 @@ fn run_command(
         .unwrap_or_else(|e| e.into_inner()) = Some(shown.clone());
     ctx.log_file(&format!("$ {shown}"));
     ctx.console.step_command(&ctx.step, &shown);
+    ctx.commands
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(shown.clone());
     let attempts = attempts.max(1);
     let mut delay = ctx.settings.retry_delay();
     let mut attempt = 1;

@@ -215,6 +215,7 @@ mod tests {
             wall: Duration::from_secs(2),
             interrupted: None,
             lock_lost: None,
+            runs: Default::default(),
         };
         let md = run(&report, false, 1);
         let lines: Vec<&str> = md.lines().collect();

@@ -902,13 +902,27 @@ fn secrets_audit_no_secret_in_any_byte_stepwise_writes() {
         vec!["plan", "--output", "json"],
         vec!["state", "show"],
         vec!["state", "history"],
+        vec!["report"],
+        vec!["report", "--plan"],
     ] {
         let r = p.run(&args);
         written.push_str(&r.stdout);
         written.push_str(&r.stderr);
     }
     assert!(written.contains("***"), "nothing was masked?");
-    for f in support::walk(&p.path().join(".stepwise")) {
+    // the run reports are among the files searched: one per deployment that ran (not the dry
+    // run), each with its summary, and the plan report
+    let files = support::walk(&p.path().join(".stepwise"));
+    let reports: Vec<_> = files
+        .iter()
+        .filter(|f| f.parent().is_some_and(|d| d.ends_with("reports")))
+        .collect();
+    assert_eq!(reports.len(), 3 * 2 + 1, "{reports:?}");
+    assert!(reports.iter().any(|f| {
+        let t = std::fs::read_to_string(f).unwrap();
+        t.contains("keyvault secret set --value ***") && t.contains("data-status=\"failed\"")
+    }));
+    for f in files {
         written.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
     }
     // the commands really got the values

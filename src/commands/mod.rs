@@ -11,6 +11,7 @@ pub mod graph;
 pub mod init;
 pub mod man;
 pub mod plan;
+pub mod report;
 pub mod schema;
 pub mod state;
 pub mod steps;
@@ -47,6 +48,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             std::time::Duration::from_millis(*debounce),
             poll.map(std::time::Duration::from_millis),
         ),
+        Some(Command::Report { run, open, plan }) => {
+            report::run(&cli, run.as_deref(), *open, *plan)
+        }
         Some(Command::State(sc)) => state::run(&cli, sc),
         Some(Command::Env(EnvCommand::List)) => env::list(&cli),
         Some(Command::Diff { from, to }) => diff::run(&cli, from, to),

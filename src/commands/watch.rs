@@ -214,7 +214,8 @@ fn cycle(
     if first {
         print_plan(&p.console, &decisions);
     }
-    let report = execute(p, &cli.deploy, store.as_ref(), &decisions, state, false)?;
+    let super::deploy::Executed { report, meta } =
+        execute(p, &cli.deploy, store.as_ref(), &decisions, state, false)?;
     for (d, r) in decisions.iter().zip(&report.results) {
         match r.outcome {
             Outcome::Failed | Outcome::Interrupted => {
@@ -226,6 +227,10 @@ fn cycle(
             _ => {}
         }
     }
+    let code = if report.failed() { 1 } else { 0 };
+    let mut summary =
+        crate::summary::RunSummary::of_run(&p.steps, &decisions, &report, &meta, false, code);
+    super::deploy::write_report(p, &mut summary);
     let names = |o: Outcome| -> Vec<String> {
         report
             .results
