@@ -99,13 +99,38 @@ enum Auth {
 pub struct LockRecord {
     #[serde(flatten)]
     pub holder: Holder,
-    /// When the lock expires unless renewed (RFC 3339).
+    /// When the lock expires unless renewed (RFC 3339), by the holder's clock. Only a hint for
+    /// messages and for whether waiting is worth it: whether a lock expired is decided by
+    /// watching it, on the waiting run's own monotonic clock, never by comparing clocks.
     pub expires: String,
     pub lifetime_secs: u64,
+    /// The lifetime the holder promises to respect (ms; older records: `lifetime_secs`).
+    #[serde(default)]
+    pub lifetime_ms: u64,
+    /// Random, one per acquisition: tells a run's own writes from another run's.
+    #[serde(default)]
+    pub token: String,
+    /// Renewal number within the acquisition.
+    #[serde(default)]
+    pub seq: u64,
+    /// The lock was released (or removed by `state unlock`): free to take.
+    #[serde(default)]
+    pub released: bool,
 }
 
 impl LockRecord {
-    fn expired(&self) -> bool {
+    /// How long the holder may go without renewing before the lock is free.
+    pub fn lifetime(&self) -> Duration {
+        if self.lifetime_ms > 0 {
+            Duration::from_millis(self.lifetime_ms)
+        } else if self.lifetime_secs > 0 {
+            Duration::from_secs(self.lifetime_secs)
+        } else {
+            Duration::from_secs(60)
+        }
+    }
+    /// Does the record say (by its holder's clock, compared with ours) that it expired?
+    fn looks_expired(&self) -> bool {
         parse_time(&self.expires).is_none_or(|t| t < time::OffsetDateTime::now_utc())
     }
     fn describe(&self) -> String {
@@ -118,7 +143,11 @@ impl LockRecord {
                 self.holder.describe()
             )
         } else {
-            format!("{}; expired {}s ago", self.holder.describe(), -left)
+            format!(
+                "{}; its record says it expired {}s ago (by this machine's clock)",
+                self.holder.describe(),
+                -left
+            )
         }
     }
 }
@@ -132,7 +161,10 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// The lock lifetime: `STEPWISE_LOCK_LIFETIME` (seconds) or 60 s.
+/// The lock lifetime: `STEPWISE_LOCK_LIFETIME` (seconds) or 60 s. The holder renews every
+/// eighth of it; when it has not managed to renew for half of it, it stops (no new step, its
+/// commands stopped within a quarter of it), so it has stopped before a waiting run, which
+/// takes the lock only after watching it go a whole lifetime without renewal, starts.
 pub fn lock_lifetime() -> Duration {
     std::env::var("STEPWISE_LOCK_LIFETIME")
         .ok()
@@ -161,6 +193,20 @@ impl BlobStore {
         let mut builder = MicrosoftAzureBuilder::from_env()
             .with_account(&loc.account)
             .with_container_name(&loc.container);
+        // Bounded requests: a renewal or a write must fail in time, not sit in retries longer
+        // than a lock's lifetime. (First: the client options replace earlier ones, such as
+        // allowing http.)
+        builder = builder
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_timeout(Duration::from_secs(20))
+                    .with_connect_timeout(Duration::from_secs(5)),
+            )
+            .with_retry(object_store::RetryConfig {
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(30),
+                ..Default::default()
+            });
         let auth;
         if let Some(text) = std::env::var("AZURE_STORAGE_CONNECTION_STRING")
             .ok()
@@ -383,33 +429,102 @@ impl BlobStore {
         self.put(&self.lock_path(), bytes, mode)
     }
 
-    fn new_record(holder: &Holder, lifetime: Duration) -> LockRecord {
+    fn new_record(holder: &Holder, lifetime: Duration, token: &str, seq: u64) -> LockRecord {
         LockRecord {
             holder: holder.clone(),
             expires: rfc3339(time::OffsetDateTime::now_utc() + lifetime),
             lifetime_secs: lifetime.as_secs().max(1),
+            lifetime_ms: lifetime.as_millis().max(1) as u64,
+            token: token.to_string(),
+            seq,
+            released: false,
         }
     }
 
     fn read_lock(&self) -> Result<Option<(LockRecord, Option<String>)>> {
-        Ok(match self.get_text(&self.lock_path())? {
-            None => None,
-            Some((text, etag)) => {
-                let rec = serde_json::from_str::<LockRecord>(&text).unwrap_or(LockRecord {
-                    holder: Holder {
-                        user: "?".into(),
-                        host: "?".into(),
-                        pid: 0,
-                        command: "unreadable lock record".into(),
-                        started: String::new(),
-                    },
-                    expires: String::new(),
-                    lifetime_secs: 0,
-                });
-                Some((rec, etag))
-            }
-        })
+        Ok(self
+            .get_text(&self.lock_path())?
+            .map(|(text, etag)| (parse_lock(&text), etag)))
     }
+
+    /// Marks the lock released, only if it is still the version `etag`.
+    fn write_released(
+        &self,
+        rec: &LockRecord,
+        etag: Option<String>,
+    ) -> std::result::Result<Option<String>, object_store::Error> {
+        let released = LockRecord {
+            released: true,
+            ..rec.clone()
+        };
+        self.write_lock(
+            &released,
+            PutMode::Update(UpdateVersion {
+                e_tag: etag,
+                version: None,
+            }),
+        )
+    }
+
+    /// After taking the lock: rewrite the state (same content) so that its ETag changes.
+    /// Every state write is conditional on the ETag its run read, so a write by a run that
+    /// held the lock before (and may not know yet that it lost it) now fails: the state's
+    /// ETag is the fencing token. Not kept in history (nothing changed).
+    fn fence(&self) -> Result<()> {
+        let current = self.rt.block_on(async {
+            match self.store.get(&self.state_path()).await {
+                Ok(res) => {
+                    let etag = res.meta.e_tag.clone();
+                    Ok(Some((res.bytes().await?, etag)))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let bytes = match current.map_err(|e| self.explain("cannot read", &e))? {
+            Some((bytes, etag)) => {
+                // Only the ETag matters: the very bytes go back (a state that does not parse
+                // is left to `load` to refuse, unchanged).
+                let mode = PutMode::Update(UpdateVersion {
+                    e_tag: etag,
+                    version: None,
+                });
+                match self.put(&self.state_path(), bytes.to_vec(), mode) {
+                    Ok(_) | Err(object_store::Error::Precondition { .. }) => return Ok(()),
+                    Err(e) => return Err(self.explain("cannot write state", &e)),
+                }
+            }
+            None => State::default().to_json().into_bytes(),
+        };
+        match self.put(&self.state_path(), bytes, PutMode::Create) {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(self.explain("cannot write state", &e)),
+        }
+    }
+}
+
+fn parse_lock(text: &str) -> LockRecord {
+    serde_json::from_str::<LockRecord>(text).unwrap_or(LockRecord {
+        holder: Holder {
+            user: "?".into(),
+            host: "?".into(),
+            pid: 0,
+            command: "unreadable lock record".into(),
+            started: String::new(),
+        },
+        expires: String::new(),
+        lifetime_secs: 0,
+        lifetime_ms: 0,
+        token: String::new(),
+        seq: 0,
+        released: false,
+    })
+}
+
+fn new_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    hex::encode(bytes)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -493,14 +608,30 @@ fn httpdate(t: time::OffsetDateTime) -> String {
     )
 }
 
-/// A held blob lock: renewed in the background; deleted when dropped.
+/// A lock just taken: the lock blob's ETag, when the winning write was sent, and the message
+/// to print when it was taken over.
+type Acquired = (Option<String>, Instant, Option<String>);
+
+/// A held blob lock: renewed in the background; released (conditionally) when dropped.
 pub struct BlobLock {
     stop: Arc<AtomicBool>,
     renewer: Option<std::thread::JoinHandle<()>>,
     store: Arc<MicrosoftAzure>,
     rt: Arc<tokio::runtime::Runtime>,
     path: ObjPath,
-    etag: Arc<Mutex<Option<String>>>,
+    held: Arc<Mutex<Held>>,
+}
+
+/// What the holder knows about its lock.
+struct Held {
+    record: LockRecord,
+    /// The ETag of the lock blob as this run last wrote it.
+    etag: Option<String>,
+    /// When the last write known to have succeeded was sent (this machine's monotonic clock).
+    confirmed: Instant,
+    /// Renewals sent whose outcome is not known yet: their number and when they were sent.
+    sent: Vec<(u64, Instant)>,
+    lost: bool,
 }
 
 impl Lock for BlobLock {}
@@ -511,17 +642,179 @@ impl Drop for BlobLock {
         if let Some(h) = self.renewer.take() {
             let _ = h.join();
         }
-        // Delete only if it is still ours.
-        let ours = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let store = self.store.clone();
-        let path = self.path.clone();
-        self.rt.block_on(async move {
-            if let Ok(meta) = store.head(&path).await {
-                if meta.e_tag == ours {
-                    let _ = store.delete(&path).await;
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.lost {
+            return;
+        }
+        // Released only if it is still ours: a conditional write, never a delete.
+        let released = LockRecord {
+            released: true,
+            ..held.record.clone()
+        };
+        let opts = PutOptions {
+            mode: PutMode::Update(UpdateVersion {
+                e_tag: held.etag.clone(),
+                version: None,
+            }),
+            ..Default::default()
+        };
+        let bytes = serde_json::to_vec(&released).unwrap_or_default();
+        let (store, path) = (self.store.clone(), self.path.clone());
+        let _ = self.rt.block_on(async move {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                store.put_opts(&path, PutPayload::from(bytes), opts),
+            )
+            .await
+        });
+    }
+}
+
+/// Keeps renewing the lock; when it cannot prove it still holds it — not renewed for half
+/// its lifetime, or found taken — it stops the run (`process::stop_for_lost_lock`).
+fn renew_until_stopped(
+    store: Arc<MicrosoftAzure>,
+    rt: Arc<tokio::runtime::Runtime>,
+    path: ObjPath,
+    held: Arc<Mutex<Held>>,
+    stop: Arc<AtomicBool>,
+    loc: String,
+) {
+    let lifetime = held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .record
+        .lifetime();
+    let every = lifetime / 8;
+    let give_up_after = lifetime / 2;
+    let mut next = Instant::now() + every;
+    let mut last_error = String::new();
+    let lost = |why: String| {
+        held.lock().unwrap_or_else(|e| e.into_inner()).lost = true;
+        crate::process::stop_for_lost_lock(&why);
+    };
+    while !stop.load(Ordering::SeqCst) {
+        let confirmed = held.lock().unwrap_or_else(|e| e.into_inner()).confirmed;
+        let now = Instant::now();
+        let valid_until = confirmed + give_up_after;
+        if now >= valid_until {
+            lost(format!(
+                "this run could not renew its lock on {loc} for {:.1}s (half the lock's {:.1}s lifetime){}: it can no longer prove it holds the lock",
+                now.duration_since(confirmed).as_secs_f64(),
+                lifetime.as_secs_f64(),
+                if last_error.is_empty() { String::new() } else { format!("; last error: {last_error}") }
+            ));
+            return;
+        }
+        if now < next {
+            std::thread::sleep(Duration::from_millis(20).min(next - now));
+            continue;
+        }
+        // One renewal, bounded so that it cannot outlast the lock's validity.
+        let (rec, etag, seq) = {
+            let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+            let seq = h.record.seq + 1;
+            let rec = LockRecord {
+                seq,
+                expires: rfc3339(time::OffsetDateTime::now_utc() + lifetime),
+                ..h.record.clone()
+            };
+            h.sent.push((seq, Instant::now()));
+            (rec, h.etag.clone(), seq)
+        };
+        let sent_at = Instant::now();
+        // However the storage client retries inside, the renewal ends by the lock's validity.
+        let bound = valid_until.saturating_duration_since(sent_at);
+        let bytes = serde_json::to_vec(&rec).unwrap_or_default();
+        let opts = PutOptions {
+            mode: PutMode::Update(UpdateVersion {
+                e_tag: etag,
+                version: None,
+            }),
+            ..Default::default()
+        };
+        let r = rt.block_on(async {
+            tokio::time::timeout(bound, store.put_opts(&path, PutPayload::from(bytes), opts)).await
+        });
+        match r {
+            Ok(Ok(res)) => {
+                let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+                h.etag = res.e_tag;
+                h.record = rec;
+                h.confirmed = sent_at;
+                h.sent.retain(|(s, _)| *s > seq);
+                next = sent_at + every;
+                last_error.clear();
+            }
+            Ok(Err(object_store::Error::Precondition { .. }))
+            | Ok(Err(object_store::Error::NotFound { .. })) => {
+                // Changed since our last known write: one of our own renewals whose answer
+                // was lost (a retried request whose first attempt succeeded), or another run.
+                let current = rt.block_on(async {
+                    let read = async {
+                        let res = store.get(&path).await?;
+                        let etag = res.meta.e_tag.clone();
+                        let bytes = res.bytes().await?;
+                        Ok::<_, object_store::Error>((
+                            parse_lock(&String::from_utf8_lossy(&bytes)),
+                            etag,
+                        ))
+                    };
+                    tokio::time::timeout(bound.max(Duration::from_millis(200)), read).await
+                });
+                match current {
+                    Ok(Ok((theirs, etag))) => {
+                        let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+                        if theirs.token == h.record.token && !theirs.released {
+                            tracing::debug!(
+                                seq = theirs.seq,
+                                "a renewal went through although its answer was lost"
+                            );
+                            // Ours: it counts from when that renewal was sent.
+                            let when = h
+                                .sent
+                                .iter()
+                                .find(|(s, _)| *s == theirs.seq)
+                                .map(|(_, t)| *t);
+                            if let Some(t) = when {
+                                h.confirmed = h.confirmed.max(t);
+                            }
+                            h.sent.retain(|(s, _)| *s > theirs.seq);
+                            h.etag = etag;
+                            h.record = theirs;
+                            next = Instant::now();
+                        } else {
+                            drop(h);
+                            lost(format!(
+                                "the lock on {loc} was {}: this run no longer holds it",
+                                if theirs.released {
+                                    "removed (stepwise state unlock --force?)".to_string()
+                                } else {
+                                    format!("taken by another run ({})", theirs.holder.describe())
+                                }
+                            ));
+                            return;
+                        }
+                    }
+                    Ok(Err(object_store::Error::NotFound { .. })) => {
+                        lost(format!(
+                            "the lock on {loc} was deleted: this run no longer holds it"
+                        ));
+                        return;
+                    }
+                    Ok(Err(e)) => last_error = e.to_string(),
+                    Err(_) => last_error = "no answer in time".into(),
                 }
             }
-        });
+            Ok(Err(e)) => {
+                last_error = e.to_string();
+                next = Instant::now() + (every / 2).max(Duration::from_millis(20));
+            }
+            Err(_) => {
+                last_error = format!("no answer within {:.1}s", bound.as_secs_f64());
+                next = Instant::now();
+            }
+        }
     }
 }
 
@@ -556,7 +849,48 @@ impl StateStore for BlobStore {
             }),
             None => PutMode::Create,
         };
-        match self.put(&self.state_path(), json.clone().into_bytes(), mode) {
+        // A run that lost its lock still records what it can, briefly: storage may be
+        // unreachable, and the write stays conditional.
+        let result = if crate::process::lock_lost().is_some() {
+            let (store, path, bytes) = (self.store.clone(), self.state_path(), json.clone());
+            self.rt
+                .block_on(async move {
+                    tokio::time::timeout(
+                        Duration::from_secs(5),
+                        store.put_opts(
+                            &path,
+                            PutPayload::from(bytes.into_bytes()),
+                            PutOptions {
+                                mode,
+                                ..Default::default()
+                            },
+                        ),
+                    )
+                    .await
+                })
+                .unwrap_or_else(|_| {
+                    Err(object_store::Error::Generic {
+                        store: "MicrosoftAzure",
+                        source: "no answer within 5s".into(),
+                    })
+                })
+                .map(|r| r.e_tag)
+        } else {
+            self.put(&self.state_path(), json.clone().into_bytes(), mode)
+        };
+        // A conditional write refused because its own first attempt went through (the answer
+        // was lost and the request retried) is recognised by its content.
+        let result = match result {
+            Err(
+                e @ (object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. }),
+            ) => match self.get_text(&self.state_path()) {
+                Ok(Some((text, current))) if text == json => Ok(current),
+                _ => Err(e),
+            },
+            other => other,
+        };
+        match result {
             Ok(new) => *etag = new,
             Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::AlreadyExists { .. }) => {
                 return Err(Failure::new(
@@ -598,129 +932,217 @@ impl StateStore for BlobStore {
         self.ensure_container()?;
         let lifetime = lock_lifetime();
         let holder = Holder::current();
+        let token = new_token();
+        let ours = Self::new_record(&holder, lifetime, &token, 0);
         let deadline = Instant::now() + timeout;
+        // The version of the lock being watched and since when (this machine's monotonic
+        // clock): a lock is free once it went a whole lifetime without being renewed.
+        let mut watched: Option<(Option<String>, Instant)> = None;
+        let mut first_seen: Option<(Instant, bool)> = None;
         let mut announced = false;
-        let etag = loop {
-            match self.write_lock(&Self::new_record(&holder, lifetime), PutMode::Create) {
-                Ok(e) => break e,
+        let (etag, sent_at, took_over) = loop {
+            let sent_at = Instant::now();
+            match self.write_lock(&ours, PutMode::Create) {
+                Ok(e) => break (e, sent_at, None),
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }) => {}
                 Err(e) => return Err(self.explain("cannot lock", &e)),
             }
-            match self.read_lock()? {
-                None => continue, // released meanwhile
-                Some((rec, their)) if rec.expired() => {
-                    // Take over an expired lock, conditionally: of two runs only one wins.
-                    let mode = PutMode::Update(UpdateVersion {
-                        e_tag: their,
-                        version: None,
-                    });
-                    match self.write_lock(&Self::new_record(&holder, lifetime), mode) {
-                        Ok(e) => {
-                            eprintln!("took over an expired lock ({})", rec.describe());
-                            break e;
-                        }
-                        Err(object_store::Error::Precondition { .. })
-                        | Err(object_store::Error::NotFound { .. }) => continue,
-                        Err(e) => return Err(self.explain("cannot lock", &e)),
-                    }
-                }
-                Some((rec, _)) => {
-                    let msg = format!(
-                        "state {} is locked by another run: {}",
-                        self.location(),
-                        rec.describe()
-                    );
-                    if Instant::now() >= deadline || crate::process::interrupted().is_some() {
-                        return Err(Failure::new(
-                            exit::LOCKED,
-                            format!("{msg}\n(wait with --lock-timeout DURATION; a crashed run's lock expires by itself; `stepwise state unlock --force` removes a live one)"),
-                        )
-                        .into());
-                    }
-                    if !announced {
-                        eprintln!(
-                            "{msg}\nwaiting up to {}...",
-                            humantime::format_duration(timeout)
-                        );
-                        announced = true;
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                }
+            let Some((rec, their)) = self.read_lock()? else {
+                continue; // released meanwhile
+            };
+            if rec.token == token {
+                // Our own create went through; its answer was lost and the request retried.
+                break (their, sent_at, None);
             }
+            let take = |why: Option<String>| -> Result<Option<Acquired>> {
+                let sent_at = Instant::now();
+                let mode = PutMode::Update(UpdateVersion {
+                    e_tag: their.clone(),
+                    version: None,
+                });
+                match self.write_lock(&ours, mode) {
+                    Ok(e) => Ok(Some((e, sent_at, why))),
+                    Err(object_store::Error::Precondition { .. })
+                    | Err(object_store::Error::NotFound { .. }) => match self.read_lock()? {
+                        Some((now, etag)) if now.token == token => Ok(Some((etag, sent_at, why))),
+                        _ => Ok(None),
+                    },
+                    Err(e) => Err(self.explain("cannot lock", &e)),
+                }
+            };
+            if rec.released {
+                // Taken conditionally: of two runs only one wins.
+                if let Some((e, t, _)) = take(None)? {
+                    break (e, t, None);
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if watched.as_ref().map(|(e, _)| e) != Some(&their) {
+                watched = Some((their.clone(), now));
+            }
+            let (first, looked_expired) = *first_seen.get_or_insert((now, rec.looks_expired()));
+            let unrenewed = now.duration_since(watched.as_ref().map(|(_, t)| *t).unwrap_or(now));
+            if unrenewed >= rec.lifetime() {
+                let why = format!(
+                    "took over an expired lock: not renewed for {:.1}s, longer than its {:.1}s lifetime ({})",
+                    unrenewed.as_secs_f64(),
+                    rec.lifetime().as_secs_f64(),
+                    rec.holder.describe()
+                );
+                if let Some((e, t, why)) = take(Some(why))? {
+                    break (e, t, why);
+                }
+                continue;
+            }
+            // A record that says it expired is watched for one lifetime (its clock may be off,
+            // so it is not believed); otherwise the run waits only as long as it was told to.
+            let wait_until = if looked_expired {
+                deadline.max(first + rec.lifetime() + Duration::from_millis(100))
+            } else {
+                deadline
+            };
+            let msg = format!(
+                "state {} is locked by another run: {}",
+                self.location(),
+                rec.describe()
+            );
+            if now >= wait_until || crate::process::interrupted().is_some() {
+                let renewed = if looked_expired {
+                    "\n(it was renewed while this run watched it: the holder is alive; its clock may be off)"
+                } else {
+                    ""
+                };
+                return Err(Failure::new(
+                    exit::LOCKED,
+                    format!("{msg}{renewed}\n(wait with --lock-timeout DURATION; a crashed run's lock is free once it has gone a whole lifetime without renewal; `stepwise state unlock --force` removes a live one)"),
+                )
+                .into());
+            }
+            if !announced {
+                if looked_expired && now + rec.lifetime() > deadline {
+                    eprintln!(
+                        "{msg}\nwatching it for up to {:.1}s: a lock not renewed for its whole lifetime is taken over",
+                        rec.lifetime().as_secs_f64()
+                    );
+                } else {
+                    eprintln!(
+                        "{msg}\nwaiting up to {}...",
+                        humantime::format_duration(timeout)
+                    );
+                }
+                announced = true;
+            }
+            std::thread::sleep(Duration::from_millis(500).min(rec.lifetime() / 8));
         };
-        let etag = Arc::new(Mutex::new(etag));
+        if let Some(why) = took_over {
+            eprintln!("{why}");
+        }
+        // A run that loses this lock must have stopped its commands well before another run
+        // can take it: a quarter of the lifetime at most between SIGTERM and SIGKILL.
+        crate::process::cap_kill_grace(lifetime / 4);
+        let held = Arc::new(Mutex::new(Held {
+            record: ours,
+            etag,
+            confirmed: sent_at,
+            sent: Vec::new(),
+            lost: false,
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let renewer = {
-            let (stop, etag, store, rt, path) = (
+            let (stop, held, store, rt, path, loc) = (
                 stop.clone(),
-                etag.clone(),
+                held.clone(),
                 self.store.clone(),
                 self.rt.clone(),
                 self.lock_path(),
+                self.location(),
             );
-            let loc = self.location();
             std::thread::spawn(move || {
-                let every = lifetime / 3;
-                let mut last = Instant::now();
-                while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                    if last.elapsed() < every {
-                        continue;
-                    }
-                    last = Instant::now();
-                    let current = etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    let rec = BlobStore::new_record(&holder, lifetime);
-                    let bytes = serde_json::to_vec(&rec).unwrap_or_default();
-                    let opts = PutOptions {
-                        mode: PutMode::Update(UpdateVersion {
-                            e_tag: current,
-                            version: None,
-                        }),
-                        ..Default::default()
-                    };
-                    let r = rt.block_on(store.put_opts(&path, PutPayload::from(bytes), opts));
-                    match r {
-                        Ok(res) => *etag.lock().unwrap_or_else(|e| e.into_inner()) = res.e_tag,
-                        Err(object_store::Error::Precondition { .. })
-                        | Err(object_store::Error::NotFound { .. }) => {
-                            eprintln!("warning: the lock on {loc} was removed or taken by another run (state unlock --force?); state writes stay conditional, so nothing is overwritten");
-                            return;
-                        }
-                        Err(e) => eprintln!("warning: cannot renew the lock on {loc}: {e}"),
-                    }
+                let l = loc.clone();
+                let renew = std::panic::AssertUnwindSafe(|| {
+                    renew_until_stopped(store, rt, path, held, stop, loc)
+                });
+                // A renewer that dies cannot renew: the run stops rather than run on unfenced.
+                if std::panic::catch_unwind(renew).is_err() {
+                    crate::process::stop_for_lost_lock(&format!(
+                        "the renewal of the lock on {l} failed unexpectedly: this run can no longer prove it holds the lock"
+                    ));
                 }
             })
         };
-        Ok(Box::new(BlobLock {
+        let lock = BlobLock {
             stop,
             renewer: Some(renewer),
             store: self.store.clone(),
             rt: self.rt.clone(),
             path: self.lock_path(),
-            etag,
-        }))
+            held,
+        };
+        self.fence()?;
+        Ok(Box::new(lock))
     }
 
     fn unlock(&self, force: bool) -> Result<String> {
-        let Some((rec, _)) = self.read_lock()? else {
+        let Some((rec, etag)) = self.read_lock()? else {
             return Ok(format!("state {} is not locked", self.location()));
         };
-        if !rec.expired() && !force {
-            return Err(Failure::new(
+        if rec.released {
+            return Ok(format!("state {} is not locked", self.location()));
+        }
+        let live = |extra: &str| -> anyhow::Error {
+            Failure::new(
                 exit::LOCKED,
                 format!(
-                    "state {} is locked by a live run: {}\n(use `stepwise state unlock --force` to remove it anyway)",
+                    "state {} is locked by a live run: {}{extra}\n(use `stepwise state unlock --force` to remove it anyway)",
                     self.location(),
                     rec.describe()
                 ),
             )
-            .into());
+            .into()
+        };
+        if !force {
+            if !rec.looks_expired() {
+                return Err(live(""));
+            }
+            // Its record says it expired; believed only after watching it go a whole
+            // lifetime without renewal (clocks are not compared).
+            eprintln!(
+                "watching the lock for {:.1}s to make sure nobody renews it...",
+                rec.lifetime().as_secs_f64()
+            );
+            let until = Instant::now() + rec.lifetime();
+            while Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(200).min(rec.lifetime() / 8));
+                match self.read_lock()? {
+                    Some((_, e)) if e == etag => {}
+                    _ => return Err(live("\n(it changed while this command watched it)")),
+                }
+            }
         }
-        self.rt
-            .block_on(self.store.delete(&self.lock_path()))
-            .map_err(|e| self.explain("cannot unlock", &e))?;
-        Ok(format!("removed the lock held by {}", rec.describe()))
+        // Removed only if it is still the version inspected above.
+        match self.write_released(&rec, etag) {
+            Ok(_) => Ok(format!(
+                "removed the lock held by {}{}",
+                rec.describe(),
+                if force {
+                    "; that run finds out at its next renewal and stops (exit 4)"
+                } else {
+                    ""
+                }
+            )),
+            Err(object_store::Error::Precondition { .. })
+            | Err(object_store::Error::NotFound { .. }) => Err(Failure::new(
+                exit::LOCKED,
+                format!(
+                    "the lock on {} changed while this command looked at it (renewed, released or taken by another run): not removed; look again with `stepwise state unlock`",
+                    self.location()
+                ),
+            )
+            .into()),
+            Err(e) => Err(self.explain("cannot unlock", &e)),
+        }
     }
 
     fn history(&self) -> Result<Vec<Version>> {

@@ -1,5 +1,6 @@
 //! The command line (clap). Every flag of the original tool works at the top level.
 
+use crate::completion::step_name_completer;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -51,7 +52,9 @@ pub struct GlobalArgs {
     /// protected environment without a terminal: must name the environment.
     #[arg(long, global = true, value_name = "NAME")]
     pub confirm_env: Option<String>,
-    /// `json`: one JSON document on stdout instead of the human output.
+    /// `json`: one JSON document on stdout instead of the human output; `markdown` (deploy,
+    /// plan, diff): a Markdown table and summary on stdout (e.g. for `$GITHUB_STEP_SUMMARY`), the
+    /// human output on stderr.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 }
@@ -70,6 +73,7 @@ impl GlobalArgs {
 pub enum OutputFormat {
     Human,
     Json,
+    Markdown,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +85,7 @@ pub enum GraphFormat {
 #[derive(Args, Debug, Clone, Default)]
 pub struct DeployArgs {
     /// Run this step even if it is up to date (repeatable).
-    #[arg(long = "force-step", global = true, value_name = "NAME")]
+    #[arg(long = "force-step", global = true, value_name = "NAME", add = step_name_completer())]
     pub force_step: Vec<String>,
     /// With --force-step: also run every step that depends on it, directly or not.
     #[arg(long, global = true)]
@@ -114,7 +118,7 @@ pub struct DeployArgs {
     #[arg(long, global = true)]
     pub keep_going: bool,
     /// Restrict the run to these steps (repeatable).
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", add = step_name_completer())]
     pub only: Vec<String>,
     /// Before deciding, run each skipped step's `verify()` (read-only checks against Azure) and
     /// re-run what drifted; also `deployment.refresh: true`.
@@ -161,6 +165,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+    /// Print the path of a run's HTML report (or open it); `--plan`: render the current plan
+    /// as a report, running nothing.
+    Report {
+        /// A run id (the report's file name without `.html`) or `latest` (the default).
+        #[arg(value_name = "RUN_ID|latest", conflicts_with = "plan")]
+        run: Option<String>,
+        /// Open the report with the platform's opener (xdg-open, open).
+        #[arg(long)]
+        open: bool,
+        /// Render what a deployment would do now (the plan) as a report.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Inspect or change the state.
     #[command(subcommand)]
     State(StateCommand),
@@ -174,6 +191,33 @@ pub enum Command {
         /// The environment promoted to (e.g. prod).
         to: String,
     },
+    /// Create a new project in DIR: config.yaml, steps/01_hello.rhai, prelude.rhai and a
+    /// .gitignore entry for .stepwise/. Never overwrites a file.
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the shell completion script (it completes step names for --force-step, --only
+    /// and `state reset` by asking stepwise; --static: a script that never calls back).
+    Completions {
+        shell: clap_complete::Shell,
+        /// A fixed script: commands and flags only, no step names.
+        #[arg(long = "static")]
+        static_script: bool,
+    },
+    /// Write the man pages: stepwise.1 and one page per subcommand.
+    Man {
+        #[arg(default_value = "man")]
+        dir: PathBuf,
+    },
+    /// Write Rhai definition files (host functions and prelude helpers with their docs) for
+    /// editors with the Rhai language server.
+    Definitions {
+        #[arg(default_value = ".stepwise/definitions")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of the config keys stepwise reads (for yaml-language-server).
+    Schema,
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,7 +233,7 @@ pub enum StateCommand {
     Show { step: Option<String> },
     /// Forget steps (all when none is named) so that they run again; keeps a backup.
     Reset {
-        #[arg(value_name = "STEP")]
+        #[arg(value_name = "STEP", add = step_name_completer())]
         names: Vec<String>,
     },
     /// Convert the original deployment tool's state file.

@@ -12,6 +12,11 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// The state is locked by another run.
     pub const LOCKED: i32 = 3;
+    /// The run lost its state lock while it ran (it could not renew it in time, or another
+    /// run or `state unlock --force` took it): it stopped starting steps, stopped its
+    /// commands, recorded them `interrupted` where it still could without overwriting a newer
+    /// state, and ended.
+    pub const LOCK_LOST: i32 = 4;
     /// Interrupted by SIGINT (Ctrl+C).
     pub const SIGINT: i32 = 130;
     /// Interrupted by SIGTERM.

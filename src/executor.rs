@@ -58,6 +58,21 @@ pub struct RunReport {
     pub wall: Duration,
     /// The signal that interrupted the run.
     pub interrupted: Option<i32>,
+    /// Why the run lost its state lock, if it did (it stopped like an interrupted run).
+    pub lock_lost: Option<String>,
+    /// What each step that started (or was blocked) did in this run, by step name.
+    pub runs: HashMap<String, StepRun>,
+}
+
+/// What a step did in this run: when it started and ended (offsets from the start of the
+/// run; both are the moment it was blocked for a blocked step), the commands it ran and the
+/// warnings it gave, masked as on the console.
+#[derive(Debug, Clone, Default)]
+pub struct StepRun {
+    pub start: Duration,
+    pub end: Duration,
+    pub commands: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -138,6 +153,8 @@ impl Runner<'_> {
                 .collect(),
             wall: Duration::ZERO,
             interrupted: None,
+            lock_lost: None,
+            runs: HashMap::new(),
         }
     }
 
@@ -179,6 +196,7 @@ impl Runner<'_> {
             })
             .collect();
         let mut results: Vec<Option<StepResult>> = vec![None; n];
+        let mut runs: HashMap<String, StepRun> = HashMap::new();
         for (i, d) in decisions.iter().enumerate() {
             if !matches!(d.action, Action::Run | Action::Maybe) && !recheck[i] {
                 let outcome = match d.action {
@@ -221,7 +239,7 @@ impl Runner<'_> {
             scope.spawn(move || self.ticker(done_rx));
             let result = (|| -> Result<()> {
                 loop {
-                    if process::interrupted().is_some() {
+                    if process::stopping() {
                         stop_starting = true;
                     }
                     // Block what can no longer run; start what is ready, in file order.
@@ -245,6 +263,10 @@ impl Runner<'_> {
                                     reason: why,
                                     duration: Duration::ZERO,
                                 });
+                                runs.insert(
+                                    self.steps.steps[i].name.clone(),
+                                    StepRun::at(started.elapsed()),
+                                );
                                 progressed = true;
                             }
                         }
@@ -379,6 +401,15 @@ impl Runner<'_> {
                     if nodes[i] == Node::Interrupted {
                         stop_starting = true;
                     }
+                    let start = update.started.saturating_duration_since(started);
+                    runs.insert(
+                        name.clone(),
+                        StepRun {
+                            start,
+                            end: start + update.duration,
+                            ..update.run
+                        },
+                    );
                     results[i] = Some(StepResult {
                         step: name,
                         outcome: update.outcome,
@@ -396,9 +427,14 @@ impl Runner<'_> {
         })?;
         // Steps never started (after a failure or an interrupt).
         let interrupted = process::interrupted();
+        let lock_lost = process::lock_lost();
+        let wall = started.elapsed();
         for (i, slot) in results.iter_mut().enumerate() {
             if slot.is_none() {
-                let why = if interrupted.is_some() {
+                runs.insert(self.steps.steps[i].name.clone(), StepRun::at(wall));
+                let why = if lock_lost.is_some() {
+                    "not started: the run lost its state lock"
+                } else if interrupted.is_some() {
                     "not started: the run was interrupted"
                 } else {
                     "not started: an earlier step failed (use --keep-going to run independent steps)"
@@ -416,8 +452,10 @@ impl Runner<'_> {
                 .into_iter()
                 .map(|r| r.expect("every step has a result"))
                 .collect(),
-            wall: started.elapsed(),
+            wall,
             interrupted,
+            lock_lost,
+            runs,
         })
     }
 
@@ -567,9 +605,13 @@ impl Runner<'_> {
         forced: bool,
         state: Arc<Mutex<State>>,
         salt: &str,
-        log: Option<std::fs::File>,
+        log: Option<(std::fs::File, std::path::PathBuf)>,
         dry_run: bool,
     ) -> Arc<StepContext> {
+        let (log, log_path) = match log {
+            Some((f, p)) => (Some(f), Some(p)),
+            None => (None, None),
+        };
         let step = &self.steps.steps[i];
         Arc::new(StepContext {
             step: step.name.clone(),
@@ -580,6 +622,7 @@ impl Runner<'_> {
             state: state.clone(),
             outputs: Mutex::new(Default::default()),
             log: Mutex::new(log),
+            log_path,
             console: self.console.clone(),
             current_command: Mutex::new(None),
             forced,
@@ -613,6 +656,8 @@ impl Runner<'_> {
             strict_secrets: self.strict_secrets,
             warned: Default::default(),
             secret_files: Default::default(),
+            commands: Default::default(),
+            warnings: Default::default(),
         })
     }
 
@@ -632,15 +677,20 @@ impl Runner<'_> {
             step.name,
             self.console.paint(report::DIM, &format!("({reason})"))
         ));
-        let log = self.log_dir.as_ref().and_then(|dir| {
+        let log_path = self
+            .log_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}.log", step.name)));
+        let log = log_path.and_then(|path| {
             use std::os::unix::fs::OpenOptionsExt;
-            state::create_private_dir(dir).ok()?;
-            std::fs::OpenOptions::new()
+            state::create_private_dir(path.parent()?).ok()?;
+            let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .mode(0o600)
-                .open(dir.join(format!("{}.log", step.name)))
-                .ok()
+                .open(&path)
+                .ok()?;
+            Some((f, path))
         });
         let ctx = self.context(i, decision.forced, state.clone(), salt, log, self.dry_run);
         let started_at = state::now();
@@ -681,20 +731,30 @@ impl Runner<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&step.name);
         self.console.finish_step(&step.name);
+        // The outcome comes from what happened: while the run is stopping (a signal, or the
+        // lock lost) a step is `interrupted` even if its script caught the error of its
+        // stopped command and returned normally.
         let (outcome, error) = match result {
+            _ if process::stopping() => {
+                let why = match &result {
+                    Err(e) => self.masker.mask(&script::runtime_error(&step.file, e)),
+                    Ok(_) => format!(
+                        "{}: {} (the step's script returned afterwards, but the step did not run to its end)",
+                        step.file,
+                        process::stop_reason().unwrap_or_default()
+                    ),
+                };
+                (Outcome::Interrupted, Some(why))
+            }
             Ok(_) if verified.is_err() => (
                 Outcome::Failed,
                 verified.err().map(|e| self.masker.mask(&e)),
             ),
             Ok(_) => (Outcome::Ran, None),
-            Err(e) => {
-                let msg = self.masker.mask(&script::runtime_error(&step.file, &e));
-                if process::interrupted().is_some() {
-                    (Outcome::Interrupted, Some(msg))
-                } else {
-                    (Outcome::Failed, Some(msg))
-                }
-            }
+            Err(e) => (
+                Outcome::Failed,
+                Some(self.masker.mask(&script::runtime_error(&step.file, &e))),
+            ),
         };
         let dur = report::duration(elapsed);
         match outcome {
@@ -721,7 +781,8 @@ impl Runner<'_> {
                 self.console.error(msg);
                 if let Some(dir) = &self.log_dir {
                     let log = dir.join(format!("{}.log", step.name));
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    // Only the end of the log is read: it can be as long as a command's output.
+                    let text = read_tail(&log, 64 * 1024);
                     let lines: Vec<&str> = text.lines().collect();
                     let tail = &lines[lines.len().saturating_sub(20)..];
                     self.console.error_line(&format!(
@@ -816,7 +877,17 @@ impl Runner<'_> {
                 );
             }
         }
+        let take = |list: &Mutex<Vec<String>>| {
+            std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        let run = StepRun {
+            commands: take(&ctx.commands),
+            warnings: take(&ctx.warnings),
+            ..Default::default()
+        };
         StepRecordUpdate {
+            started: t0,
+            run,
             outcome,
             reason: match &error {
                 Some(e) if outcome != Outcome::Ran => {
@@ -830,7 +901,41 @@ impl Runner<'_> {
     }
 }
 
+/// The last `max` bytes of a file (from the start of a line), as text.
+fn read_tail(path: &std::path::Path, max: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(max);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    if from > 0 {
+        if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            buf.drain(..=nl);
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+impl StepRun {
+    /// A step that did not run, at `at` (blocked).
+    fn at(at: Duration) -> StepRun {
+        StepRun {
+            start: at,
+            end: at,
+            ..Default::default()
+        }
+    }
+}
+
 struct StepRecordUpdate {
+    /// When the step started, and its commands and warnings.
+    started: Instant,
+    run: StepRun,
     outcome: Outcome,
     reason: String,
     duration: Duration,

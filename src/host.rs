@@ -9,7 +9,9 @@ use crate::reads::{self, Reads};
 use crate::report::Console;
 use crate::secrets::Masker;
 use crate::state::State;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Map as RMap, NativeCallContext};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map as RMap, NativeCallContext,
+};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::io::Write;
@@ -31,6 +33,8 @@ pub struct StepContext {
     pub outputs: Mutex<Map<String, Value>>,
     /// The step's log file (commands and their output, masked).
     pub log: Mutex<Option<std::fs::File>>,
+    /// Its path (named when output too large to return is truncated).
+    pub log_path: Option<std::path::PathBuf>,
     pub console: Arc<Console>,
     /// The command running now, for progress display.
     pub current_command: Mutex<Option<String>>,
@@ -62,6 +66,10 @@ pub struct StepContext {
     /// Answers of read-only commands already run by `verify()` functions in this refresh,
     /// keyed by argv: a repeated identical read is run once.
     pub read_cache: Option<Arc<ReadCache>>,
+    /// The commands this step ran (masked, as shown on the console), for the run report.
+    pub commands: Mutex<Vec<String>>,
+    /// The warnings this step gave (masked), for the run report.
+    pub warnings: Mutex<Vec<String>>,
 }
 
 /// See [`StepContext::read_cache`]: one slot per argv; a slot is locked while its command
@@ -144,6 +152,10 @@ impl StepContext {
 
     fn warn(&self, text: &str) {
         let masked = self.masker.mask(text);
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(masked.clone());
         self.log_file(&format!("warning: {masked}"));
         self.console.step_warn(&self.step, &masked);
     }
@@ -239,63 +251,234 @@ pub fn print_line(text: &str) {
     }
 }
 
-/// Registers every host function on `engine`.
+/// Registers every host function on `engine`, each with its parameter names and types and a
+/// doc comment (what `stepwise definitions` writes for editors).
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("az", |args: Array| az(args, RMap::new(), false));
-    engine.register_fn("az_try", |args: Array| az(args, RMap::new(), true));
-    engine.register_fn("exec", |args: Array| exec(args, RMap::new(), false));
-    engine.register_fn("exec_try", |args: Array| exec(args, RMap::new(), true));
-    engine.register_fn("az", |args: Array, opts: RMap| az(args, opts, false));
-    engine.register_fn("az_try", |args: Array, opts: RMap| az(args, opts, true));
-    engine.register_fn("exec", |args: Array, opts: RMap| exec(args, opts, false));
-    engine.register_fn("exec_try", |args: Array, opts: RMap| exec(args, opts, true));
-    engine.register_fn("secret_file", secret_file);
-    engine.register_fn("http_get", http_get);
-    engine.register_fn("docker_build", docker_build);
-    engine.register_fn("docker_build", docker_build_many);
-    engine.register_fn("read_config", |ncx: NativeCallContext, key: &str| {
+    def(
+        "az",
+        &["args: array", "?"],
+        "Runs the Azure CLI with an argv array (never a shell) and returns its parsed JSON\n\
+         output (map, array, string, number or bool), the trimmed text when it is not JSON, or\n\
+         \"\" when it printed nothing. Adds `--output json` unless the args choose an output.\n\
+         A non-zero exit fails the step with az's stderr; exit code 1 is retried\n\
+         `advanced.retry_attempts` times with a doubling pause from `advanced.retry_delay`.\n\
+         Dry run: prints the command and returns #{}.\n\
+         Example: `let rg = az([\"group\", \"show\", \"--name\", name]);`",
+    )
+    .register_into_engine(engine, |args: Array| az(args, RMap::new(), false));
+    def(
+        "az",
+        &["args: array", "options: map", "?"],
+        "`az(args)` with options: #{ stdin: value } gives the program `value` on its standard\n\
+         input (never on its command line, never logged): the way to hand az a secret.",
+    )
+    .register_into_engine(engine, |args: Array, opts: RMap| az(args, opts, false));
+    def(
+        "az_try",
+        &["args: array", "map"],
+        "Like `az` but never fails the step and never retries: returns\n\
+         #{ ok, code, stdout, stderr, json, truncated } (`json` is () when stdout is not JSON). Use it for\n\
+         existence checks (`show` exits 3 when a resource is missing).",
+    )
+    .register_into_engine(engine, |args: Array| az(args, RMap::new(), true));
+    def(
+        "az_try",
+        &["args: array", "options: map", "map"],
+        "`az_try(args)` with options (#{ stdin: value }, as for `az`).",
+    )
+    .register_into_engine(engine, |args: Array, opts: RMap| az(args, opts, true));
+    def(
+        "exec",
+        &["args: array", "string"],
+        "Runs a program with an argv array (never a shell) and returns its trimmed stdout; a\n\
+         non-zero exit fails the step. Killed after `advanced.operation_timeout` seconds.\n\
+         Dry run: prints the command and returns \"\".",
+    )
+    .register_into_engine(engine, |args: Array| exec(args, RMap::new(), false));
+    def(
+        "exec",
+        &["args: array", "options: map", "string"],
+        "`exec(args)` with options: #{ stdin: value } gives the program `value` on its standard\n\
+         input (never on its command line, never logged).",
+    )
+    .register_into_engine(engine, |args: Array, opts: RMap| exec(args, opts, false));
+    def(
+        "exec_try",
+        &["args: array", "map"],
+        "Like `exec` but never fails the step: returns #{ ok, code, stdout, stderr, json }.",
+    )
+    .register_into_engine(engine, |args: Array| exec(args, RMap::new(), true));
+    def(
+        "exec_try",
+        &["args: array", "options: map", "map"],
+        "`exec_try(args)` with options (#{ stdin: value }, as for `exec`).",
+    )
+    .register_into_engine(engine, |args: Array, opts: RMap| exec(args, opts, true));
+    def(
+        "secret_file",
+        &["value: ?", "string"],
+        "The path of a file holding `value` (mode 0600, in a private 0700 directory of the\n\
+         step, removed when the step ends, also on failure and Ctrl+C): the way to hand a\n\
+         program a secret it reads from a file (`--file`, `@path`). The value becomes secret.",
+    )
+    .register_into_engine(engine, secret_file);
+    def(
+        "http_get",
+        &["url: string", "map"],
+        "An HTTP GET with `curl -fsS` (argv, 10 s limit): #{ ok, code, body, error }. Only\n\
+         reads, so `verify()` may use it (e.g. a health endpoint).",
+    )
+    .register_into_engine(engine, http_get);
+    def(
+        "docker_build",
+        &["spec: map", "string"],
+        "Builds an image: #{ dockerfile, context, tag, platform, build_args, push } (platform,\n\
+         build_args and push are optional), then pushes it when `push` is true. Skipped when the\n\
+         image's inputs (Dockerfile, the context files it copies, args, tag) are unchanged since\n\
+         its last successful build. Returns the tag.",
+    )
+    .register_into_engine(engine, docker_build);
+    def(
+        "docker_build",
+        &["specs: array", "array"],
+        "Builds several images concurrently (`docker.parallel_builds` at a time, default 2);\n\
+         returns their tags in order. The first failure fails the call after the running\n\
+         builds end.",
+    )
+    .register_into_engine(engine, docker_build_many);
+    def(
+        "read_config",
+        &["key: string", "?"],
+        "The config value at a dotted key (`postgresql.sku`, `services.api.port`): string,\n\
+         number, bool, map or array. A missing key fails the step, naming the key. Declare the\n\
+         key in the step's `config` list: a change to it then re-runs the step.",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, key: &str| {
         read_config(&ncx, key, None)
     });
-    engine.register_fn(
+    def(
         "read_config",
+        &["key: string", "fallback: ?", "?"],
+        "The config value at a dotted key, or `fallback` when the key is missing or null.",
+    )
+    .register_into_engine(
+        engine,
         |ncx: NativeCallContext, key: &str, default: Dynamic| read_config(&ncx, key, Some(default)),
     );
-    engine.register_fn("output", output);
-    engine.register_fn("outputs", outputs);
-    engine.register_fn("previous_outputs", previous_outputs);
-    engine.register_fn("is_forced", || -> HostResult<bool> {
+    def(
+        "output",
+        &["key: string", "value: ?", "()"],
+        "Saves a value in this step's state (`outputs`) for later steps and runs. A value that\n\
+         contains a secret is refused. Discarded in a dry run.",
+    )
+    .register_into_engine(engine, output);
+    def(
+        "outputs",
+        &["step: string", "map"],
+        "Another step's saved outputs (an empty map when it has none). Reading them records\n\
+         which keys this step used: when they change, this step runs again. Declare the step in\n\
+         `needs`.",
+    )
+    .register_into_engine(engine, outputs);
+    def(
+        "previous_outputs",
+        &["map"],
+        "This step's own outputs from its last completed run (empty the first time), to leave\n\
+         alone what it deployed before and that has not changed. In `verify()` right after\n\
+         `run()`: the outputs of that run.",
+    )
+    .register_into_engine(engine, previous_outputs);
+    def(
+        "is_forced",
+        &["bool"],
+        "True when the step runs because of --force-all or --force-step.",
+    )
+    .register_into_engine(engine, || -> HostResult<bool> {
         Ok(current("is_forced")?.forced)
     });
     register_outputs_view(engine);
-    engine.register_fn("secret", |value: Dynamic| secret(value, None));
-    engine.register_fn("secret", |value: Dynamic, name: &str| {
+    def(
+        "secret",
+        &["value: ?", "?"],
+        "Marks a value as secret and returns it: it is masked (***) in every log line, error\n\
+         and dry-run line (also base64 and URL-encoded) and never written to the state.",
+    )
+    .register_into_engine(engine, |value: Dynamic| secret(value, None));
+    def(
+        "secret",
+        &["value: ?", "name: string", "?"],
+        "`secret(value)`, naming the secret for messages (`secret(key, \"storage key\")`): the\n\
+         command-line guard names it so, never its value.",
+    )
+    .register_into_engine(engine, |value: Dynamic, name: &str| {
         secret(value, Some(name))
     });
-    engine.register_fn("env", |ncx: NativeCallContext, name: &str| {
+    def(
+        "env",
+        &["name: string", "string"],
+        "An environment variable; a missing one fails the step. Declare it in the step's `env`\n\
+         list.",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, name: &str| {
         env(&ncx, name, None, false)
     });
-    engine.register_fn(
+    def(
         "env",
+        &["name: string", "fallback: string", "string"],
+        "An environment variable, or `fallback` when it is not set.",
+    )
+    .register_into_engine(
+        engine,
         |ncx: NativeCallContext, name: &str, default: &str| env(&ncx, name, Some(default), false),
     );
-    engine.register_fn("env_secret", |ncx: NativeCallContext, name: &str| {
+    def(
+        "env_secret",
+        &["name: string", "string"],
+        "An environment variable that is secret (masked everywhere, never stored).",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, name: &str| {
         env(&ncx, name, None, true)
     });
-    engine.register_fn("log", |msg: Dynamic| -> HostResult<()> {
+    def(
+        "log",
+        &["message: ?", "()"],
+        "A line in the step's output and log (masked). `print` does the same.",
+    )
+    .register_into_engine(engine, |msg: Dynamic| -> HostResult<()> {
         current("log")?.say(&display(&msg));
         Ok(())
     });
-    engine.register_fn("warn", |msg: Dynamic| -> HostResult<()> {
+    def(
+        "warn",
+        &["message: ?", "()"],
+        "A warning line in the step's output and log (masked).",
+    )
+    .register_into_engine(engine, |msg: Dynamic| -> HostResult<()> {
         current("warn")?.warn(&display(&msg));
         Ok(())
     });
-    engine.register_fn("is_dry_run", || -> HostResult<bool> {
+    def(
+        "is_dry_run",
+        &["bool"],
+        "True under --dry-run: commands are printed, not run.",
+    )
+    .register_into_engine(engine, || -> HostResult<bool> {
         Ok(current("is_dry_run")?.dry_run)
     });
-    engine.register_fn("generate_password", generate_password);
-    // Rhai's `type_of` exists; add a JSON helper that scripts commonly need.
-    engine.register_fn(
+    def(
+        "generate_password",
+        &["length: int", "string"],
+        "A random password of letters and digits (at least one of each class), already\n\
+         marked secret.",
+    )
+    .register_into_engine(engine, generate_password);
+    def(
         "to_json",
+        &["value: ?", "string"],
+        "The value as compact JSON text (maps, arrays, strings, numbers, bools, ()).",
+    )
+    .register_into_engine(
+        engine,
         |_ctx: NativeCallContext, v: Dynamic| -> HostResult<String> {
             let value: Value = match v.clone().try_cast::<OutputsView>() {
                 Some(view) => Value::Object(view.whole()),
@@ -304,6 +487,19 @@ pub fn register(engine: &mut Engine) {
             Ok(serde_json::to_string(&value).unwrap_or_default())
         },
     );
+}
+
+/// A host function's registration: parameters (`name: type`, then the return type) and its
+/// doc comment (plain lines; each becomes a `///` line).
+fn def(name: &str, params: &[&str], doc: &str) -> FuncRegistration {
+    let comment = doc
+        .lines()
+        .map(|l| format!("/// {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    FuncRegistration::new(name)
+        .with_params_info(params)
+        .with_comments([comment])
 }
 
 fn display(v: &Dynamic) -> String {
@@ -378,11 +574,69 @@ fn result_map(code: i64, stdout: &str, stderr: &str) -> Dynamic {
     m.insert("stdout".into(), Dynamic::from(stdout.trim().to_string()));
     m.insert("stderr".into(), Dynamic::from(stderr.trim().to_string()));
     m.insert("json".into(), if is_json { json } else { Dynamic::UNIT });
+    m.insert("truncated".into(), Dynamic::from(false));
+    Dynamic::from(m)
+}
+
+/// `az_try`/`exec_try`'s map for a finished command. Output too large for a script string
+/// comes truncated with a marker (`truncated: true`, `json: ()`); the log has all of it.
+fn result_of(ctx: &StepContext, out: &process::Output) -> Dynamic {
+    let fits =
+        |c: &crate::capture::Captured| c.whole.as_ref().is_some_and(|b| b.len() <= RETURN_LIMIT);
+    if fits(&out.stdout) && fits(&out.stderr) {
+        return result_map(
+            i64::from(out.code),
+            &out.stdout.whole_text().unwrap_or_default(),
+            &out.stderr.whole_text().unwrap_or_default(),
+        );
+    }
+    let stdout = returned_text(ctx, &out.stdout);
+    let stderr = returned_text(ctx, &out.stderr);
+    let mut m = RMap::new();
+    m.insert("ok".into(), Dynamic::from(out.code == 0));
+    m.insert("code".into(), Dynamic::from(i64::from(out.code)));
+    // JSON that stayed within its limit is still parsed, even when too long to return as text.
+    let json = out
+        .stdout
+        .whole_text()
+        .map(|t| parse_stdout(&t))
+        .filter(|(_, is_json)| *is_json)
+        .map(|(j, _)| j)
+        .unwrap_or(Dynamic::UNIT);
+    m.insert("stdout".into(), Dynamic::from(stdout));
+    m.insert("stderr".into(), Dynamic::from(stderr));
+    m.insert("json".into(), json);
+    m.insert("truncated".into(), Dynamic::from(true));
     Dynamic::from(m)
 }
 
 fn dry_run_try() -> Dynamic {
     result_map(-1, "", "dry run")
+}
+
+/// How much of a command's output a script gets back as a string: more is truncated with a
+/// marker naming the step's log, which has all of it.
+const RETURN_LIMIT: usize = crate::script::MAX_STRING_SIZE - 1024;
+
+/// What a command's output is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// `az`: stdout is JSON, read whole up to `advanced.max_json_output_mb`.
+    Json,
+    /// Anything else: text.
+    Text,
+}
+
+/// Streams the part of an output that is not kept in memory to the step's log, masked.
+struct LogSpill(crate::secrets::MaskingWriter<std::fs::File>);
+
+impl crate::capture::Spill for LogSpill {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+    fn finish(&mut self) {
+        self.0.finish();
+    }
 }
 
 /// Options of `az`, `az_try`, `exec` and `exec_try` (a map as the second argument).
@@ -507,6 +761,7 @@ fn run_command(
     argv: &[String],
     attempts: u32,
     stdin: Option<&str>,
+    expect: Expect,
 ) -> HostResult<Option<process::Output>> {
     guard_argv(ctx, argv)?;
     let mut shown = ctx.masker.mask(&show_command(argv));
@@ -523,22 +778,70 @@ fn run_command(
         .unwrap_or_else(|e| e.into_inner()) = Some(shown.clone());
     ctx.log_file(&format!("$ {shown}"));
     ctx.console.step_command(&ctx.step, &shown);
+    ctx.commands
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(shown.clone());
     let attempts = attempts.max(1);
     let mut delay = ctx.settings.retry_delay();
     let mut attempt = 1;
+    let json_limit = ctx.settings.max_json_output();
     let result = loop {
-        match process::run(
-            argv,
-            ctx.settings.operation_timeout(),
-            stdin.map(str::as_bytes),
-        ) {
+        let spill = || -> Option<Box<dyn crate::capture::Spill>> {
+            let file = ctx
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()?
+                .try_clone()
+                .ok()?;
+            Some(Box::new(LogSpill(crate::secrets::MaskingWriter::new(
+                ctx.masker.clone(),
+                file,
+            ))))
+        };
+        let opts = process::RunOptions {
+            timeout: ctx.settings.operation_timeout(),
+            stdout_keep: if expect == Expect::Json {
+                json_limit
+            } else {
+                1 << 20
+            },
+            stderr_keep: 1 << 20,
+            // JSON too large to read is not logged either: the secret fields in it could not
+            // be found and masked.
+            stdout_spill: if expect == Expect::Json {
+                None
+            } else {
+                spill()
+            },
+            stderr_spill: spill(),
+            stdin: stdin.map(|s| s.as_bytes().to_vec()),
+        };
+        match process::run(argv, opts) {
             Ok(out) => {
-                register_output_secrets(&ctx.masker, argv, &out.stdout);
-                if !out.stdout.trim().is_empty() {
-                    ctx.log_file(&out.stdout);
+                if let Some(text) = out.stdout.whole_text() {
+                    register_output_secrets(&ctx.masker, argv, &text);
+                    if !text.trim().is_empty() {
+                        ctx.log_file(&text);
+                    }
+                } else if expect == Expect::Json {
+                    ctx.log_file(&format!(
+                        "[{} bytes of output, more than the {} MiB read as JSON: not logged]",
+                        out.stdout.total,
+                        json_limit >> 20
+                    ));
                 }
-                if !out.stderr.trim().is_empty() {
-                    ctx.log_file(&out.stderr);
+                if let Some(text) = out.stderr.whole_text() {
+                    if !text.trim().is_empty() {
+                        ctx.log_file(&text);
+                    }
+                }
+                if let Some(n) = out.leftover {
+                    ctx.warn(&format!(
+                        "{shown} exited, but {n} process(es) it started were still running {:.1}s later: stopped them (their output after that is dropped)",
+                        process::output_grace().as_secs_f64()
+                    ));
                 }
                 if out.code == 1 && attempt < attempts {
                     ctx.warn(&format!(
@@ -548,8 +851,8 @@ fn run_command(
                     ));
                     if !sleep_interruptible(delay) {
                         break Err(err(format!(
-                            "interrupted by signal {}",
-                            process::interrupted().unwrap_or(0)
+                            "{shown}: {}",
+                            process::stop_reason().unwrap_or_default()
                         )));
                     }
                     delay *= 2;
@@ -558,9 +861,9 @@ fn run_command(
                 }
                 break Ok(Some(out));
             }
-            Err(RunError::Interrupted(sig)) => {
-                ctx.log_file(&format!("interrupted by signal {sig}"));
-                break Err(err(format!("{shown}: interrupted by signal {sig}")));
+            Err(e @ (RunError::Interrupted(_) | RunError::LockLost)) => {
+                ctx.log_file(&e.to_string());
+                break Err(err(format!("{shown}: {e}")));
             }
             Err(e) => {
                 let msg = ctx.masker.mask(&format!("{shown}: {e}"));
@@ -573,6 +876,19 @@ fn run_command(
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = None;
     result
+}
+
+/// Where the whole output of a step's commands is, for truncation markers.
+fn log_name(ctx: &StepContext) -> String {
+    ctx.log_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the step's log".into())
+}
+
+/// A command's stdout as a script gets it: trimmed, truncated with a marker when too large.
+fn returned_text(ctx: &StepContext, c: &crate::capture::Captured) -> String {
+    c.text(RETURN_LIMIT, &log_name(ctx)).trim().to_string()
 }
 
 /// Field names whose string values Azure returns as secrets, as whole name segments the field
@@ -735,21 +1051,22 @@ fn register_by_shape(masker: &Masker, text: &str, source: &str) {
 fn sleep_interruptible(d: Duration) -> bool {
     let end = std::time::Instant::now() + d;
     while std::time::Instant::now() < end {
-        if process::interrupted().is_some() {
+        if process::stopping() {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20).min(end - std::time::Instant::now()));
     }
-    process::interrupted().is_none()
+    !process::stopping()
 }
 
 fn failure(ctx: &StepContext, argv: &[String], out: &process::Output) -> Box<EvalAltResult> {
     let shown = show_command(argv);
-    let stderr = out.stderr.trim();
-    let detail = if stderr.is_empty() {
-        out.stdout.trim()
+    let stderr = out.stderr.last(8192);
+    let stdout = out.stdout.last(8192);
+    let detail = if stderr.trim().is_empty() {
+        stdout.trim()
     } else {
-        stderr
+        stderr.trim()
     };
     err(ctx
         .masker
@@ -790,13 +1107,21 @@ fn az(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic> {
         });
     };
     if try_mode {
-        return Ok(result_map(i64::from(out.code), &out.stdout, &out.stderr));
+        return Ok(result_of(&ctx, &out));
     }
     if out.code != 0 {
         return Err(failure(&ctx, &argv, &out));
     }
+    let Some(stdout) = out.stdout.whole_text() else {
+        return Err(err(ctx.masker.mask(&format!(
+            "{} printed {:.1} MiB of output, more than the {} MiB stepwise reads as JSON (advanced.max_json_output_mb): narrow it with --query, or raise the limit",
+            show_command(&argv),
+            out.stdout.total as f64 / (1024.0 * 1024.0),
+            ctx.settings.max_json_output() >> 20
+        ))));
+    };
     // JSON was asked for and what came looks like JSON but is not: say so, quoting it.
-    let text = out.stdout.trim();
+    let text = stdout.trim();
     if !chooses_output
         && (text.starts_with('{') || text.starts_with('['))
         && serde_json::from_str::<Value>(text).is_err()
@@ -813,10 +1138,13 @@ fn az(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic> {
         ))));
     }
     // Empty output (`--output none`, `provider register`) is the empty string.
-    Ok(if out.stdout.trim().is_empty() {
+    Ok(if text.is_empty() {
         Dynamic::from(String::new())
+    } else if text.len() > RETURN_LIMIT && serde_json::from_str::<Value>(text).is_err() {
+        // Text too long for a script string (`--output tsv` of a long list).
+        Dynamic::from(returned_text(&ctx, &out.stdout))
     } else {
-        parse_stdout(&out.stdout).0
+        parse_stdout(&stdout).0
     })
 }
 
@@ -829,7 +1157,7 @@ fn run_cached(
 ) -> HostResult<Option<process::Output>> {
     let cache = match (&ctx.read_cache, ctx.is_verifying(), stdin) {
         (Some(c), true, None) => c,
-        _ => return run_command(ctx, argv, attempts, stdin),
+        _ => return run_command(ctx, argv, attempts, stdin, Expect::Json),
     };
     let slot = cache
         .lock()
@@ -845,7 +1173,7 @@ fn run_cached(
         ));
         return Ok(Some(out.clone()));
     }
-    let out = run_command(ctx, argv, attempts, None)?;
+    let out = run_command(ctx, argv, attempts, None, Expect::Json)?;
     if let Some(o) = &out {
         // Answers (found, or not found: exit 3); failures are not kept.
         if o.code == 0 || o.code == 3 {
@@ -864,7 +1192,7 @@ fn exec(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic> {
     if argv.is_empty() {
         return Err(err(format!("{func}(): the argv array is empty")));
     }
-    let Some(out) = run_command(&ctx, &argv, 1, opts.stdin.as_deref())? else {
+    let Some(out) = run_command(&ctx, &argv, 1, opts.stdin.as_deref(), Expect::Text)? else {
         return Ok(if try_mode {
             dry_run_try()
         } else {
@@ -872,12 +1200,12 @@ fn exec(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic> {
         });
     };
     if try_mode {
-        return Ok(result_map(i64::from(out.code), &out.stdout, &out.stderr));
+        return Ok(result_of(&ctx, &out));
     }
     if out.code != 0 {
         return Err(failure(&ctx, &argv, &out));
     }
-    Ok(Dynamic::from(out.stdout.trim().to_string()))
+    Ok(Dynamic::from(returned_text(&ctx, &out.stdout)))
 }
 
 /// `http_get(url)`: an HTTP GET with `curl -fsS` (argv, a 10 s limit): `#{ ok, code, body,
@@ -888,19 +1216,23 @@ fn http_get(url: &str) -> HostResult<Dynamic> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let Some(out) = run_command(&ctx, &argv, 1, None)? else {
+    let Some(out) = run_command(&ctx, &argv, 1, None, Expect::Text)? else {
         return Ok(dry_run_try());
     };
     let mut m = RMap::new();
     m.insert("ok".into(), Dynamic::from(out.code == 0));
     m.insert("code".into(), Dynamic::from(i64::from(out.code)));
-    m.insert("body".into(), Dynamic::from(out.stdout.trim().to_string()));
+    m.insert(
+        "body".into(),
+        Dynamic::from(returned_text(&ctx, &out.stdout)),
+    );
+    let stderr = out.stderr.last(8192);
     let error = if out.code == 0 {
         String::new()
-    } else if out.stderr.trim().is_empty() {
+    } else if stderr.trim().is_empty() {
         format!("curl exited {}", out.code)
     } else {
-        out.stderr.trim().to_string()
+        stderr.trim().to_string()
     };
     m.insert("error".into(), Dynamic::from(error));
     Ok(Dynamic::from(m))
@@ -1069,14 +1401,20 @@ fn build_one(ctx: &StepContext, spec: &BuildSpec) -> HostResult<String> {
         return Ok(spec.tag.clone());
     }
     let argv = spec.argv();
-    if let Some(out) = run_command(ctx, &argv, 1, None)? {
+    if let Some(out) = run_command(ctx, &argv, 1, None, Expect::Text)? {
         if out.code != 0 {
             return Err(failure(ctx, &argv, &out));
         }
     }
     if spec.push {
         let push_argv = vec!["docker".to_string(), "push".to_string(), spec.tag.clone()];
-        if let Some(out) = run_command(ctx, &push_argv, ctx.settings.retry_attempts, None)? {
+        if let Some(out) = run_command(
+            ctx,
+            &push_argv,
+            ctx.settings.retry_attempts,
+            None,
+            Expect::Text,
+        )? {
             if out.code != 0 {
                 return Err(failure(ctx, &push_argv, &out));
             }
@@ -1289,29 +1627,80 @@ impl OutputsView {
     }
 }
 
+/// What `outputs(step)` returns: a read-only map that records which keys a step reads.
 fn register_outputs_view(engine: &mut Engine) {
     engine.register_type_with_name::<OutputsView>("map");
-    engine.register_indexer_get(|v: &mut OutputsView, key: &str| v.get(key));
-    engine.register_fn("contains", |v: &mut OutputsView, key: &str| {
+    def(
+        "index$get$",
+        &["outputs: map", "key: string", "?"],
+        "`outputs(step)[key]`: one output of another step (() when missing).",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView, key: &str| v.get(key));
+    def(
+        "contains",
+        &["outputs: map", "key: string", "bool"],
+        "Whether another step saved this output.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView, key: &str| {
         v.record(key);
         v.map.contains_key(key)
     });
-    engine.register_fn("get", |v: &mut OutputsView, key: &str| v.get(key));
-    engine.register_fn("keys", |v: &mut OutputsView| -> Array {
+    def(
+        "get",
+        &["outputs: map", "key: string", "?"],
+        "One output of another step (() when missing).",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView, key: &str| v.get(key));
+    def(
+        "keys",
+        &["outputs: map", "array"],
+        "The names of another step's outputs.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| -> Array {
         v.whole().keys().map(|k| Dynamic::from(k.clone())).collect()
     });
-    engine.register_fn("values", |v: &mut OutputsView| -> Array {
+    def(
+        "values",
+        &["outputs: map", "array"],
+        "The values of another step's outputs.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| -> Array {
         v.whole().values().map(json_to_dynamic).collect()
     });
-    engine.register_fn("len", |v: &mut OutputsView| v.whole().len() as i64);
-    engine.register_fn("is_empty", |v: &mut OutputsView| v.whole().is_empty());
-    engine.register_fn("to_map", |v: &mut OutputsView| {
+    def(
+        "len",
+        &["outputs: map", "int"],
+        "How many outputs another step saved.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| v.whole().len() as i64);
+    def(
+        "is_empty",
+        &["outputs: map", "bool"],
+        "Whether another step saved no outputs.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| v.whole().is_empty());
+    def(
+        "to_map",
+        &["outputs: map", "map"],
+        "Another step's outputs as an ordinary map.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| {
         json_to_dynamic(&Value::Object(v.whole()))
     });
-    engine.register_fn("to_string", |v: &mut OutputsView| {
+    def(
+        "to_string",
+        &["outputs: map", "string"],
+        "Another step's outputs as text.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| {
         json_to_dynamic(&Value::Object(v.whole())).to_string()
     });
-    engine.register_fn("to_debug", |v: &mut OutputsView| {
+    def(
+        "to_debug",
+        &["outputs: map", "string"],
+        "Another step's outputs as debug text.",
+    )
+    .register_into_engine(engine, |v: &mut OutputsView| {
         format!("{:?}", json_to_dynamic(&Value::Object(v.whole())))
     });
 }

@@ -49,10 +49,58 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// A held lock; released when dropped (or when the process ends).
+/// A held lock; released when dropped (or when the process ends). While held, a watcher
+/// checks every 200 ms that the lock file is still the file this run locked: if it was
+/// removed (`state unlock --force`), the run can no longer prove that it holds the lock and
+/// stops (`process::stop_for_lost_lock`).
 pub struct LockGuard {
     _file: std::fs::File,
     pub path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Device and inode of a file.
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// Is `path` (still) the file open as `file`?
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => identity(&a) == identity(&b),
+        _ => false,
+    }
+}
+
+fn watch_lock_file(
+    path: PathBuf,
+    id: (u64, u64),
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let still = std::fs::metadata(&path).is_ok_and(|m| identity(&m) == id);
+            if !still && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                crate::process::stop_for_lost_lock(&format!(
+                    "the lock file {} was removed or replaced while this run held it (stepwise state unlock --force?): this run no longer holds the lock",
+                    path.display()
+                ));
+                return;
+            }
+        }
+    })
 }
 
 /// The lock file of a local state file.
@@ -104,44 +152,62 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
     if let Some(dir) = path.parent() {
         crate::state::create_private_dir(dir)?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("cannot open lock file {}: {e}", path.display()))?;
-    match FileExt::try_lock(&file) {
-        Ok(()) => {}
-        Err(fs4::TryLockError::WouldBlock) => {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let who = serde_json::from_str::<Holder>(&text)
-                .map(|h| h.describe())
-                .unwrap_or_else(|_| "another process (no holder record)".into());
-            return Err(Failure::new(
-                exit::LOCKED,
-                format!(
-                    "state {} is locked by another run: {who}\n(the lock is released when that process ends, however it ends; wait with --lock-timeout DURATION)",
-                    state_path.display()
-                ),
-            )
-            .into());
+    let mut file = loop {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open lock file {}: {e}", path.display()))?;
+        match FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let who = serde_json::from_str::<Holder>(&text)
+                    .map(|h| h.describe())
+                    .unwrap_or_else(|_| "another process (no holder record)".into());
+                return Err(Failure::new(
+                    exit::LOCKED,
+                    format!(
+                        "state {} is locked by another run: {who}\n(the lock is released when that process ends, however it ends; wait with --lock-timeout DURATION)",
+                        state_path.display()
+                    ),
+                )
+                .into());
+            }
+            Err(fs4::TryLockError::Error(e)) => {
+                return Err(anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+            }
         }
-        Err(fs4::TryLockError::Error(e)) => {
-            return Err(anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+        // The file locked must still be the one at the path: a lock on a file removed in
+        // between (`state unlock --force`) would lock nothing. Then try again.
+        if same_file(&file, &path) {
+            break file;
         }
-    }
+    };
     let record = serde_json::to_string(&Holder::current())?;
     file.set_len(0)?;
     file.rewind()?;
     file.write_all(record.as_bytes())?;
     file.sync_all()?;
-    Ok(LockGuard { _file: file, path })
+    let id = identity(&file.metadata()?);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = Some(watch_lock_file(path.clone(), id, stop.clone()));
+    Ok(LockGuard {
+        _file: file,
+        path,
+        stop,
+        watcher,
+    })
 }
 
-/// `state unlock` for a local state: the OS lock cannot outlive its process, so a lock file
-/// whose lock is free is only a stale holder record; a held one is another live run.
+/// `state unlock` for a local state. The OS lock cannot outlive its process, so a lock file
+/// whose lock is free holds only a stale holder record: it is cleared, but the file is never
+/// removed (a run may have opened it meanwhile and be about to lock it). A held one is
+/// another live run; `--force` removes its file — only if it is still the file inspected —
+/// so that a new run can start, and that run notices and stops (exit 4).
 pub fn unlock_local(state_path: &Path, force: bool) -> Result<String> {
     use fs4::FileExt;
     let path = lock_path(state_path);
@@ -152,21 +218,34 @@ pub fn unlock_local(state_path: &Path, force: bool) -> Result<String> {
     else {
         return Ok(format!("state {} is not locked", state_path.display()));
     };
-    let holder = std::fs::read_to_string(&path)
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let holder = serde_json::from_str::<Holder>(&text)
         .ok()
-        .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
         .map(|h| h.describe())
         .unwrap_or_else(|| "unknown holder".into());
     match FileExt::try_lock(&file) {
         Ok(()) => {
-            drop(file);
-            std::fs::remove_file(&path)?;
+            if text.trim().is_empty() {
+                return Ok(format!("state {} is not locked", state_path.display()));
+            }
+            // Held by us now: clear the stale record; the file stays.
+            file.set_len(0)?;
             Ok(format!("removed a stale lock record ({holder}); no run held it"))
         }
         Err(_) if force => {
+            if !same_file(&file, &path) {
+                return Err(Failure::new(
+                    exit::LOCKED,
+                    format!(
+                        "the lock file {} changed while this command looked at it: not removed; look again with `stepwise state unlock`",
+                        path.display()
+                    ),
+                )
+                .into());
+            }
             std::fs::remove_file(&path)?;
             Ok(format!(
-                "removed the lock held by {holder}; that run keeps running until it ends, but a new run can start now"
+                "removed the lock held by {holder}; that run notices within a second and stops (exit 4), and a new run can start now"
             ))
         }
         Err(_) => Err(Failure::new(

@@ -49,6 +49,20 @@ pub fn merge(
         base: Some(base),
         key: String::new(),
     };
+    // YAML merge keys (`<<: *base`) are resolved in an overlay too, before it is merged (its
+    // conflicts then carry no line: the merged document has none).
+    let mut resolved = plain.clone();
+    if crate::config::apply_merge_keys(&mut resolved, "")
+        .map_err(|e| usage(format!("{}: {e}", overlay_path.display())))?
+    {
+        return seed.deserialize(resolved).map_err(|e| {
+            usage(format!(
+                "{}: {}",
+                overlay_path.display(),
+                e.to_string().replace('\t', " ")
+            ))
+        });
+    }
     match seed.deserialize(serde_norway::Deserializer::from_str(overlay_text)) {
         Ok(v) => Ok(v),
         Err(e) => {
@@ -329,6 +343,16 @@ mod tests {
             v,
             serde_json::json!({"a": {"b": 2, "c": [3], "d": {"e": "x", "g": "y"}}, "f": "keep", "new": 1})
         );
+    }
+
+    #[test]
+    fn merge_keys_in_an_overlay_are_resolved() {
+        let v = merged(
+            "db: {sku: small, name: x}\n",
+            "base: &base {sku: big}\ndb: {<<: *base}\n",
+        )
+        .unwrap();
+        assert_eq!(v["db"], serde_json::json!({"sku": "big", "name": "x"}));
     }
 
     #[test]

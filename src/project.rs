@@ -46,10 +46,10 @@ impl Project {
         let config = load_config(cli, need_config, env)?;
         let verbose = cli.global.verbose || config.settings.deployment.verbose;
         init_tracing(verbose);
-        let mut console = if cli.global.output == OutputFormat::Json {
-            Console::quiet(verbose)
-        } else {
-            Console::new(verbose)
+        let mut console = match cli.global.output {
+            OutputFormat::Json => Console::quiet(verbose),
+            OutputFormat::Markdown => Console::on_stderr(verbose),
+            OutputFormat::Human => Console::new(verbose),
         };
         if !(cli.deploy.dry_run || config.settings.deployment.dry_run) {
             console.enable_live();

@@ -12,6 +12,8 @@ pub struct Console {
     verbose: bool,
     /// `--output json`: the human lines are not printed (errors still go to stderr).
     quiet: bool,
+    /// `--output markdown`: the human lines go to stderr (stdout carries the document).
+    to_stderr: bool,
     lock: Mutex<()>,
     /// The live view (a terminal): one spinner line per running step.
     live: Option<MultiProgress>,
@@ -34,6 +36,7 @@ impl Console {
             color,
             verbose,
             quiet: false,
+            to_stderr: false,
             lock: Mutex::new(()),
             live: None,
             bars: Mutex::new(HashMap::new()),
@@ -49,9 +52,19 @@ impl Console {
         }
     }
 
+    /// A console for `--output markdown`: human lines on stderr, no live view.
+    pub fn on_stderr(verbose: bool) -> Console {
+        Console {
+            color: std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            to_stderr: true,
+            ..Console::new(verbose)
+        }
+    }
+
     /// Turns on the live view when stdout is a terminal (and the output is for humans).
     pub fn enable_live(&mut self) {
-        if !self.quiet && std::io::stdout().is_terminal() {
+        if !self.quiet && !self.to_stderr && std::io::stdout().is_terminal() {
             self.live = Some(MultiProgress::new());
         }
     }
@@ -134,6 +147,10 @@ impl Console {
         }
         let masked = crate::secrets::global().mask(text);
         let text = masked.as_str();
+        if self.to_stderr {
+            self.error_line(text);
+            return;
+        }
         if let Some(multi) = &self.live {
             let _ = multi.println(text);
             return;

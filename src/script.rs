@@ -2,7 +2,6 @@
 
 use crate::host;
 use rhai::{Engine, EvalAltResult, ParseError, Position};
-use std::sync::atomic::Ordering;
 
 /// Limits of the sandbox. A runaway loop hits `MAX_OPERATIONS` and ends the step.
 pub const MAX_OPERATIONS: u64 = 20_000_000;
@@ -26,11 +25,9 @@ pub fn engine() -> Engine {
         .set_max_modules(0)
         .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
         .disable_symbol("eval");
-    // Ctrl+C ends a script that is computing (not only one that waits on a command).
-    engine.on_progress(|_| {
-        let sig = crate::process::INTERRUPTED.load(Ordering::SeqCst);
-        (sig != 0).then(|| rhai::Dynamic::from(format!("interrupted by signal {sig}")))
-    });
+    // Ctrl+C (or a lost lock) ends a script that is computing (not only one that waits on a
+    // command).
+    engine.on_progress(|_| crate::process::stop_reason().map(rhai::Dynamic::from));
     engine.on_print(host::print_line);
     engine.on_debug(|s, _, _| host::print_line(s));
     host::register(&mut engine);

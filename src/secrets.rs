@@ -162,6 +162,59 @@ impl Masker {
         names
     }
 
+    /// `bytes` with every secret replaced by `***` (for output that may not be UTF-8).
+    pub fn mask_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        match &inner.automaton {
+            Some(a) if a.is_match(bytes) => {
+                a.replace_all_bytes(bytes, &vec![MASK.as_bytes(); inner.patterns.len()])
+            }
+            _ => bytes.to_vec(),
+        }
+    }
+
+    /// How much of the start of `buf` can be masked and written now without cutting through
+    /// a secret: everything but the last bytes that could begin one, moved back before any
+    /// secret that crosses the cut.
+    pub fn safe_cut(&self, buf: &[u8]) -> usize {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let longest = inner
+            .patterns
+            .iter()
+            .map(|(p, _)| p.len())
+            .max()
+            .unwrap_or(0);
+        if longest <= 1 {
+            return buf.len();
+        }
+        if buf.len() < longest {
+            return 0;
+        }
+        let mut cut = buf.len() - (longest - 1);
+        loop {
+            let mut moved = false;
+            for n in inner
+                .patterns
+                .iter()
+                .map(|(p, _)| p.as_bytes())
+                .filter(|n| n.len() > 1)
+            {
+                let lo = cut.saturating_sub(n.len() - 1);
+                let hi = (cut + n.len() - 1).min(buf.len());
+                // The leftmost match in the window; one that starts before the cut crosses it.
+                if let Some(i) = memchr::memmem::find(&buf[lo..hi], n) {
+                    if lo + i < cut {
+                        cut = lo + i;
+                        moved = true;
+                    }
+                }
+            }
+            if !moved {
+                return cut;
+            }
+        }
+    }
+
     /// `text` with every secret replaced by `***`.
     pub fn mask(&self, text: &str) -> String {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
@@ -204,6 +257,42 @@ impl Masker {
 fn usable_as_pattern(value: &str) -> bool {
     value.chars().count() >= MIN_PATTERN_LEN
         && !LABEL_WORDS.iter().any(|w| value.eq_ignore_ascii_case(w))
+}
+
+/// Masks a stream on its way to `out`: bytes are held back only as long as they could be the
+/// start of a secret, so memory stays bounded however long the stream is.
+pub struct MaskingWriter<W: std::io::Write> {
+    masker: std::sync::Arc<Masker>,
+    out: W,
+    pending: Vec<u8>,
+}
+
+impl<W: std::io::Write> MaskingWriter<W> {
+    pub fn new(masker: std::sync::Arc<Masker>, out: W) -> Self {
+        MaskingWriter {
+            masker,
+            out,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        let cut = self.masker.safe_cut(&self.pending);
+        if cut > 0 {
+            let masked = self.masker.mask_bytes(&self.pending[..cut]);
+            let _ = self.out.write_all(&masked);
+            self.pending.drain(..cut);
+        }
+    }
+
+    /// Writes what was held back.
+    pub fn finish(&mut self) {
+        let masked = self.masker.mask_bytes(&self.pending);
+        let _ = self.out.write_all(&masked);
+        self.pending.clear();
+        let _ = self.out.flush();
+    }
 }
 
 /// Every form `value` is searched in.
@@ -338,6 +427,27 @@ mod tests {
         assert_eq!(m.mask("u=p%40ss%20word%21"), "u=***");
         assert_eq!(m.mask("u=p%40ss+word%21"), "u=***");
         assert!(!m.contains_secret("nothing here"));
+    }
+
+    #[test]
+    fn streamed_masking_equals_masking_the_whole_in_any_chunking() {
+        let m = std::sync::Arc::new(Masker::new());
+        m.add("s3cret-value");
+        m.add("abc");
+        let text = "x s3cret-value y abc s3cret-valu s3cret-value\nabcabc s3cret-value".repeat(50);
+        let expected = m.mask(&text);
+        for chunk in [1, 2, 3, 5, 7, 11, 64, 1000] {
+            let mut w = MaskingWriter::new(m.clone(), Vec::new());
+            for c in text.as_bytes().chunks(chunk) {
+                w.write(c);
+            }
+            w.finish();
+            assert_eq!(
+                String::from_utf8(w.out.clone()).unwrap(),
+                expected,
+                "chunk {chunk}"
+            );
+        }
     }
 
     #[test]

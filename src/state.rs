@@ -293,11 +293,53 @@ pub fn describe_versions(mut versions: Vec<(String, State)>) -> Vec<Version> {
     out
 }
 
-/// State in a local JSON file, history in `history/` beside it.
+/// State in a local JSON file, history in `history/` beside it. `save` is a compare-and-swap:
+/// it replaces the state only if the file is still the version this store last read (or
+/// wrote), checked and replaced under a lock on the state's folder.
 pub struct LocalStore {
     pub path: PathBuf,
     /// Where history goes when not `history/` beside the file.
     history: Option<PathBuf>,
+    /// SHA-256 of the version last read or written (`None` inside: there was no file);
+    /// `None`: not read yet.
+    version: std::sync::Mutex<Option<Option<[u8; 32]>>>,
+}
+
+/// The SHA-256 of a state file's bytes.
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).into()
+}
+
+/// An exclusive OS lock on a folder, held briefly around a compare-and-swap. A folder is never
+/// removed while a run uses it, unlike a lock file; where folders cannot be locked (some
+/// network file systems) the swap goes on without it.
+struct FolderLock(Option<std::fs::File>);
+
+impl FolderLock {
+    fn take(dir: &Path) -> FolderLock {
+        use std::os::fd::AsRawFd;
+        let Ok(f) = std::fs::File::open(dir) else {
+            return FolderLock(None);
+        };
+        loop {
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return FolderLock(Some(f));
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return FolderLock(None);
+            }
+        }
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        if let Some(f) = &self.0 {
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
 }
 
 impl LocalStore {
@@ -305,6 +347,16 @@ impl LocalStore {
         LocalStore {
             path: path.into(),
             history: None,
+            version: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The digest of the file now (`None`: no file).
+    fn current_version(&self) -> Result<Option<[u8; 32]>> {
+        match std::fs::read(&self.path) {
+            Ok(b) => Ok(Some(digest(&b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(usage(format!("cannot read state {}: {e}", self.location()))),
         }
     }
 
@@ -313,6 +365,7 @@ impl LocalStore {
         LocalStore {
             path: path.into(),
             history: Some(dir.into()),
+            version: std::sync::Mutex::new(None),
         }
     }
 
@@ -363,21 +416,57 @@ impl StateStore for LocalStore {
                 );
             }
         }
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => State::parse(&self.location(), &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        let mut version = self.version.lock().unwrap_or_else(|e| e.into_inner());
+        match std::fs::read(&self.path) {
+            Ok(bytes) => {
+                let text = std::str::from_utf8(&bytes).map_err(|_| {
+                    usage(format!(
+                        "cannot read state {}: stream did not contain valid UTF-8",
+                        self.location()
+                    ))
+                })?;
+                let state = State::parse(&self.location(), text)?;
+                *version = Some(Some(digest(&bytes)));
+                Ok(state)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                *version = Some(None);
+                Ok(State::default())
+            }
             Err(e) => Err(usage(format!("cannot read state {}: {e}", self.location()))),
         }
     }
 
     fn save(&self, state: &State) -> Result<()> {
         let json = state.to_json();
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        create_private_dir(dir)?;
+        let _swap = FolderLock::take(dir);
+        let mut version = self.version.lock().unwrap_or_else(|e| e.into_inner());
+        // Never read: the state must still be absent.
+        let expected = version.unwrap_or(None);
+        if self.current_version()? != expected {
+            return Err(crate::error::Failure::new(
+                crate::error::exit::STEP_FAILED,
+                format!(
+                    "state {} was changed by another run since this run read it: not overwritten (this run's last step is not recorded; run again to reconcile)",
+                    self.location()
+                ),
+            )
+            .into());
+        }
         write_atomic(&self.path, json.as_bytes()).with_context(|| {
             format!(
                 "cannot write state {} (the previous state is intact)",
                 self.location()
             )
         })?;
+        *version = Some(Some(digest(json.as_bytes())));
+        drop(version);
         let dir = self.history_dir();
         // History copies need no fsync: the state itself was just written durably.
         let _ = write_replace(
@@ -398,6 +487,8 @@ impl StateStore for LocalStore {
         let bytes = std::fs::read(&self.path)
             .with_context(|| format!("cannot read state {}", self.location()))?;
         write_atomic(&dest, &bytes)?;
+        // What was backed up was read: a save may replace it.
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = Some(Some(digest(&bytes)));
         Ok(Some(dest.display().to_string()))
     }
 

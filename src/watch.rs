@@ -245,7 +245,7 @@ pub(crate) fn poll_changes(
     loop {
         let wake = Instant::now() + every;
         while Instant::now() < wake {
-            if process::interrupted().is_some() {
+            if process::stopping() {
                 return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(20));

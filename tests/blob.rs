@@ -278,3 +278,221 @@ fn a_live_run_renews_its_lock_beyond_the_lifetime() {
     // released at the end: the other run proceeds at once
     other.deploy(&[]).assert_code(0);
 }
+
+// ---- fenced locks (#20): a run that cannot prove it holds its lock stops ----
+
+#[test]
+fn a_run_cut_off_from_storage_stops_its_commands_before_another_run_takes_the_lock() {
+    let az = Azurite::start();
+    support::cut_off_run_stops_before_the_next_run_starts(&az, Duration::from_millis(1500));
+}
+
+/// The test itself holds the lock, as a run on a machine whose clock is an hour behind: its
+/// record always looks expired, but it renews it every 200 ms.
+fn hold_with_a_skewed_clock(
+    az: &Azurite,
+    loc: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use object_store::ObjectStoreExt;
+    let container = loc.split('/').nth(3).unwrap().to_string();
+    let lock = format!("{}.lock", loc.splitn(5, '/').nth(4).unwrap());
+    let store = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account("devstoreaccount1")
+        .with_access_key(support::AZURITE_KEY)
+        .with_endpoint(format!("http://127.0.0.1:{}/devstoreaccount1", az.port))
+        .with_allow_http(true)
+        .with_container_name(container)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let write = move |seq: u64| {
+        let behind = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let fmt = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        let record = json!({
+            "user": "ops", "host": "clock-behind", "pid": 4242,
+            "command": "stepwise --auto-approve", "started": fmt(behind),
+            "expires": fmt(behind + time::Duration::seconds(2)),
+            "lifetime_secs": 2, "lifetime_ms": 2000, "token": "skewed-holder", "seq": seq,
+        });
+        rt.block_on(store.put(
+            &object_store::path::Path::from(lock.as_str()),
+            record.to_string().into_bytes().into(),
+        ))
+        .unwrap();
+    };
+    write(0);
+    std::thread::spawn(move || {
+        let mut seq = 1;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+            write(seq);
+            seq += 1;
+        }
+    })
+}
+
+#[test]
+fn a_live_lock_whose_record_looks_expired_because_of_clock_skew_is_not_taken_over() {
+    let az = Azurite::start();
+    let loc = az.new_location();
+    let mut p = Project::new();
+    p.on_blob(&az, &loc);
+    p.step("01_a.rhai", &step("", r#"az(["a"]);"#));
+    p.run(&["state", "show"]).assert_code(0); // creates the container
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = hold_with_a_skewed_clock(&az, &loc, stop.clone());
+    // Its record says it expired an hour ago; it is watched, found renewed, and left alone.
+    let r = p.deploy(&[]);
+    r.assert_code(3)
+        .assert_contains("locked by another run")
+        .assert_contains("renewed while this run watched it")
+        .assert_not_contains("took over");
+    assert!(
+        p.az_calls().is_empty(),
+        "the step ran under someone else's lock"
+    );
+    // `state unlock` (without --force) does not remove it either.
+    p.run(&["state", "unlock"])
+        .assert_code(3)
+        .assert_contains("live run");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    holder.join().unwrap();
+    // Once its holder is gone, the lock is free after one lifetime without renewal.
+    let r = p.deploy(&["--lock-timeout", "20s"]);
+    r.assert_code(0)
+        .assert_contains("took over an expired lock");
+    assert_eq!(r.ran(), ["a"]);
+}
+
+#[test]
+fn a_renewal_whose_answer_was_lost_is_recognised_as_the_runs_own() {
+    let az = Azurite::start();
+    let loc = az.new_location();
+    let p = support::fenced_project(&az, &loc, "3");
+    let proxy = support::Proxy::start(az.port);
+    p.run(&["state", "show"]).assert_code(0);
+    let a = p
+        .command(&["--auto-approve"])
+        .env("AZURE_STORAGE_CONNECTION_STRING", proxy.connection_string())
+        .env("TAG", "A")
+        .env("SLEEP", "8")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut a = support::Running(Some(a));
+    assert!(wait_for(Duration::from_secs(30), || support::span(
+        &p, "A", "start"
+    )
+    .is_some()));
+    // A renewal reaches the storage and succeeds there; its answer is lost. The next attempt,
+    // conditional on the version before, is refused: the run must see that the lock still
+    // carries its own renewal, not conclude that another run took it.
+    proxy.set(support::ProxyMode::LoseNextLockWriteAnswer);
+    assert!(wait_for(Duration::from_secs(5), || proxy
+        .lost_answers
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 1));
+    // Well past a lifetime later the lock is still held and renewed: another run is refused.
+    std::thread::sleep(Duration::from_millis(3500));
+    let b = p
+        .command(&["--auto-approve"])
+        .env("TAG", "B")
+        .env("SLEEP", "0")
+        .output()
+        .unwrap();
+    let b_err = String::from_utf8_lossy(&b.stderr);
+    assert_eq!(b.status.code(), Some(3), "{b_err}");
+    assert!(!b_err.contains("took over"), "{b_err}");
+    let out = a.0.take().unwrap().wait_with_output().unwrap();
+    let a_err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "A:\n{a_err}");
+    assert!(!a_err.contains("no longer holds"), "{a_err}");
+    assert!(!a_err.contains("taken by another run"), "{a_err}");
+    assert_eq!(p.status("work"), "completed");
+}
+
+#[test]
+fn state_unlock_removes_a_lock_only_if_it_is_still_the_one_it_inspected() {
+    let az = Azurite::start();
+    let loc = az.new_location();
+    let p = support::fenced_project(&az, &loc, "2");
+    p.run(&["state", "show"]).assert_code(0);
+    let a = p
+        .command(&["--auto-approve"])
+        .env("TAG", "A")
+        .env("SLEEP", "5")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut a = support::Running(Some(a));
+    assert!(wait_for(Duration::from_secs(30), || support::span(
+        &p, "A", "start"
+    )
+    .is_some()));
+    // `state unlock --force` through a slow link: the lock it read is renewed (every 250 ms)
+    // before its removal arrives, so it must remove nothing.
+    let proxy = support::Proxy::start(az.port);
+    proxy.set(support::ProxyMode::DelayRequests(Duration::from_millis(
+        1000,
+    )));
+    let u = p
+        .command(&["state", "unlock", "--force"])
+        .env("AZURE_STORAGE_CONNECTION_STRING", proxy.connection_string())
+        .output()
+        .unwrap();
+    let u_err = String::from_utf8_lossy(&u.stderr);
+    assert_eq!(u.status.code(), Some(3), "{u_err}");
+    assert!(
+        u_err.contains("changed while this command looked at it"),
+        "{u_err}"
+    );
+    // The holder was not disturbed.
+    let out = a.0.take().unwrap().wait_with_output().unwrap();
+    let a_err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "A:\n{a_err}");
+    assert_eq!(p.status("work"), "completed");
+}
+
+#[test]
+fn a_run_whose_lock_is_removed_with_unlock_force_stops_with_exit_4() {
+    let az = Azurite::start();
+    let loc = az.new_location();
+    let p = support::fenced_project(&az, &loc, "2");
+    let a = p
+        .command(&["--auto-approve"])
+        .env("TAG", "A")
+        .env("SLEEP", "60")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut a = support::Running(Some(a));
+    assert!(wait_for(Duration::from_secs(30), || support::span(
+        &p, "A", "start"
+    )
+    .is_some()));
+    p.run(&["state", "unlock", "--force"])
+        .assert_code(0)
+        .assert_contains("removed the lock");
+    let out = a.0.take().unwrap().wait_with_output().unwrap();
+    let a_err = String::from_utf8_lossy(&out.stderr);
+    let a_out = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "A:\n{a_out}\n{a_err}");
+    assert!(a_err.contains("no longer holds"), "{a_err}");
+    assert!(
+        support::span(&p, "A", "stop").is_some(),
+        "A's command was not stopped"
+    );
+    assert!(support::span(&p, "A", "end").is_none());
+    // Nobody took the lock: A could still record its step as interrupted.
+    assert_eq!(p.status("work"), "interrupted");
+}

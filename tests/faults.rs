@@ -288,3 +288,111 @@ fn twenty_pairs_of_simultaneous_runs_on_blob_state() {
     assert!(wait_for(Duration::from_secs(1), || true));
     pairs(&p, true);
 }
+
+// ---- no command outlives stepwise (#20, #19) ----
+
+/// A step whose command ignores SIGTERM and starts two long-lived processes: one in its own
+/// process group, one in a new session (out of reach of a process-group kill). Each records
+/// its pid in `pids`.
+fn stubborn_project() -> Project {
+    let mut p = Project::new();
+    p.local_state();
+    let pids = p.path().join("pids").display().to_string();
+    p.env("PIDS", &pids);
+    // sh -c: the test's own command; stepwise passes it as argv.
+    let script = r#"trap '' TERM
+echo $$ >> "$PIDS"
+sh -c 'echo $$ >> "$PIDS"; exec sleep 301' &
+setsid sh -c 'echo $$ >> "$PIDS"; exec sleep 302' &
+sleep "$1"
+"#;
+    p.file("stubborn.sh", script);
+    p.step(
+        "01_stubborn.rhai",
+        &step("", r#"exec(["sh", "stubborn.sh", "300"]);"#),
+    );
+    p
+}
+
+/// Waits up to `limit` for every recorded process to be gone; the survivors otherwise.
+fn survivors(p: &Project, limit: Duration) -> Vec<i32> {
+    let pids = support::pids_in(&p.path().join("pids"));
+    wait_for(limit, || pids.iter().all(|&pid| !support::alive(pid)));
+    let left: Vec<i32> = pids
+        .into_iter()
+        .filter(|&pid| support::alive(pid))
+        .collect();
+    for &pid in &left {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    left
+}
+
+#[test]
+fn sigkill_of_stepwise_leaves_no_command_running_not_even_one_that_ignores_sigterm_and_forks() {
+    let mut rng = Rng::new();
+    let p = stubborn_project();
+    let n = 10;
+    for _ in 0..n {
+        let _ = std::fs::remove_file(p.path().join("pids"));
+        let mut child = p.spawn(&["--auto-approve"]);
+        assert!(wait_for(Duration::from_secs(20), || support::pids_in(
+            &p.path().join("pids")
+        )
+        .len()
+            == 3));
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        kill(&mut child, libc::SIGKILL);
+        let left = survivors(&p, Duration::from_secs(3));
+        assert!(
+            left.is_empty(),
+            "processes of the killed run still running: {left:?}"
+        );
+    }
+    eprintln!("orphan test: {n} runs killed with SIGKILL while their command ran; no survivor");
+}
+
+#[test]
+fn a_second_ctrl_c_kills_every_command_before_stepwise_exits() {
+    let mut p = stubborn_project();
+    // a long grace: the first Ctrl+C's SIGTERM (ignored) would keep it waiting
+    p.env("STEPWISE_KILL_GRACE_MS", "60000");
+    let mut child = p.spawn(&["--auto-approve"]);
+    assert!(wait_for(Duration::from_secs(20), || support::pids_in(
+        &p.path().join("pids")
+    )
+    .len()
+        == 3));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    let code = kill(&mut child, libc::SIGINT);
+    assert_eq!(code, Some(130));
+    // No waiting: nothing may outlive stepwise's exit.
+    let pids = support::pids_in(&p.path().join("pids"));
+    let left: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|&pid| support::alive(pid))
+        .collect();
+    for &pid in &left {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        left.is_empty(),
+        "still running after stepwise exited: {left:?}"
+    );
+}
+
+// ---- a run that loses its lock never overlaps the next one (#20) ----
+
+#[test]
+fn runs_cut_off_from_storage_at_random_points_stop_before_the_next_run_starts() {
+    let az = Azurite::start();
+    let mut rng = Rng::new();
+    let n = 5;
+    for _ in 0..n {
+        let cut = Duration::from_millis(100 + rng.below(1400));
+        support::cut_off_run_stops_before_the_next_run_starts(&az, cut);
+    }
+    eprintln!("lost-lock test (blob): {n} runs cut off from storage at random points; each stopped its command before the next run started");
+}

@@ -347,7 +347,7 @@ fn watch_reruns_a_dependent_when_an_upstream_output_changes() {
     let out = "watch.out";
     let cycles = |p: &Project| p.read(out).matches("[watch] waiting for changes").count();
     let child = Running(Some(p.spawn_logged(&["watch"], out)));
-    let limit = Duration::from_secs(30);
+    let limit = Duration::from_secs(120);
     assert!(wait_for(limit, || cycles(&p) >= 1), "{}", p.read(out));
     // An input of `up` that leaves its outputs as they are: `down` stays skipped.
     p.config(&config(1, 1, "value-1", 2));

@@ -876,13 +876,27 @@ fn secrets_audit_no_secret_in_any_byte_stepwise_writes() {
         vec!["plan", "--output", "json"],
         vec!["state", "show"],
         vec!["state", "history"],
+        vec!["report"],
+        vec!["report", "--plan"],
     ] {
         let r = p.run(&args);
         written.push_str(&r.stdout);
         written.push_str(&r.stderr);
     }
     assert!(written.contains("***"), "nothing was masked?");
-    for f in support::walk(&p.path().join(".stepwise")) {
+    // the run reports are among the files searched: one per deployment that ran (not the dry
+    // run), each with its summary, and the plan report
+    let files = support::walk(&p.path().join(".stepwise"));
+    let reports: Vec<_> = files
+        .iter()
+        .filter(|f| f.parent().is_some_and(|d| d.ends_with("reports")))
+        .collect();
+    assert_eq!(reports.len(), 3 * 2 + 1, "{reports:?}");
+    assert!(reports.iter().any(|f| {
+        let t = std::fs::read_to_string(f).unwrap();
+        t.contains("keyvault secret set --value ***") && t.contains("data-status=\"failed\"")
+    }));
+    for f in files {
         written.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
     }
     // the commands really got the values
@@ -905,4 +919,211 @@ fn secrets_audit_no_secret_in_any_byte_stepwise_writes() {
         leaks.is_empty(),
         "secrets found in what stepwise wrote: {leaks:?}"
     );
+}
+
+// ---- #20: outcomes come from what happened; output is bounded; commands end at exit ----
+
+#[test]
+fn a_step_whose_script_catches_the_error_of_its_interrupted_command_is_recorded_interrupted() {
+    let p = Project::new();
+    p.step(
+        "01_a.rhai",
+        &step(
+            "",
+            // the issue's reproduction: the error is caught and ignored
+            r#"try { exec(["sleep", "30"]); } catch (e) {}"#,
+        ),
+    );
+    let child = p.spawn_logged(&["--auto-approve"], "run.out");
+    let mut child = support::Running(Some(child));
+    assert!(support::wait_started(&p, "$ sleep 30"));
+    let code = child.0.take().map(|mut c| {
+        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        c.wait().unwrap().code()
+    });
+    let out = p.read("run.out");
+    assert_eq!(code, Some(Some(130)), "{out}");
+    // The script returned normally, but its command never finished: not completed.
+    assert_eq!(p.status("a"), "interrupted", "{out}");
+    // It runs again next time, and says why.
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains("run     a  interrupted")
+        .assert_contains("Plan: 1 to run, 0 up to date");
+}
+
+#[test]
+fn a_command_printing_300_mb_runs_in_bounded_memory_and_comes_back_truncated_with_a_marker() {
+    let p = Project::new();
+    p.step(
+        "01_big.rhai",
+        &step(
+            "",
+            r#"let out = exec(["sh", "-c", "yes 0123456789abcdef0123456789abcdef | head -c 314572800"]);
+               if !out.contains("output truncated: 314572800 bytes in all") { throw "no truncation marker"; }
+               if !out.starts_with("0123456789abcdef") { throw "the start is missing"; }
+               let r = exec_try(["sh", "-c", "yes abc | head -c 3000000"]);
+               if !r.truncated || r.code != 0 { throw `exec_try: ${r.code}`; }
+               output("returned", out.len());"#,
+        ),
+    );
+    let child = p.spawn_logged(&["--auto-approve"], "run.out");
+    let (code, peak) = support::wait_with_peak_rss(child);
+    let out = p.read("run.out");
+    assert_eq!(code, Some(0), "{out}");
+    // Everything went to the step's log, not to memory.
+    let log = support::walk(&p.path().join(".stepwise/logs"))
+        .into_iter()
+        .find(|f| f.ends_with("big.log"))
+        .expect("the step's log");
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size > 314_572_800, "the log has {size} bytes");
+    let mib = peak as f64 / (1024.0 * 1024.0);
+    eprintln!("300 MB of output: peak RSS of stepwise {mib:.1} MiB");
+    assert!(
+        mib < 150.0,
+        "stepwise's peak memory was {mib:.1} MiB for 300 MB of output"
+    );
+    let returned = p.state()["steps"]["big"]["outputs"]["returned"]
+        .as_i64()
+        .unwrap_or(0);
+    assert!(
+        returned > 500_000 && returned < 1_100_000,
+        "returned {returned} characters"
+    );
+}
+
+#[test]
+fn az_json_over_the_limit_fails_naming_the_command_and_the_limit() {
+    let p = Project::new();
+    p.config("advanced:\n  max_json_output_mb: 1\n  retry_delay: 0\n");
+    support::shell_az(
+        &p,
+        "printf '['\nyes '\"x\",' | head -c 2000000\nprintf '\"y\"]'\n",
+    );
+    p.step("01_list.rhai", &step("", r#"az(["list"]);"#));
+    let r = p.deploy(&[]);
+    r.assert_code(1).assert_contains(
+        "az list --output json printed 1.9 MiB of output, more than the 1 MiB stepwise reads as JSON (advanced.max_json_output_mb)",
+    );
+    assert_eq!(p.status("list"), "failed");
+}
+
+#[test]
+fn a_command_whose_background_child_holds_its_output_is_done_when_it_exits() {
+    let p = Project::new();
+    p.config("advanced:\n  operation_timeout: 30\n  retry_delay: 0\n");
+    p.step(
+        "01_bg.rhai",
+        &step(
+            "",
+            r#"let said = exec(["sh", "-c", "sleep 25 & echo $! > bg.pid; echo started"]);
+               output("said", said);"#,
+        ),
+    );
+    let r = p.deploy(&[]);
+    r.assert_code(0)
+        .assert_contains("were still running")
+        .assert_contains("stopped them");
+    assert_eq!(p.state()["steps"]["bg"]["outputs"]["said"], "started");
+    let pid = support::pids_in(&p.path().join("bg.pid"))[0];
+    assert!(
+        !support::alive(pid),
+        "the background process was left running"
+    );
+}
+
+// ---- #20: the local lock and the local store ----
+
+#[test]
+fn state_unlock_never_removes_a_lock_file_that_a_run_may_be_about_to_lock() {
+    use std::os::fd::AsRawFd;
+    let mut p = Project::new();
+    p.local_state();
+    p.step("01_a.rhai", &step("", r#"az(["a"]);"#));
+    p.deploy(&[]).assert_code(0); // leaves a stale holder record
+    let lock = p.path().join(".stepwise/state.json.lock");
+    // A starting run has opened the lock file (this test plays it) ...
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock)
+        .unwrap();
+    // ... when `state unlock` clears the stale record ...
+    p.run(&["state", "unlock"])
+        .assert_code(0)
+        .assert_contains("stale");
+    // ... and then locks what it opened.
+    assert_eq!(
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    // That lock is the lock: another run is refused, not given a fresh file of its own.
+    p.deploy(&["--force-all"])
+        .assert_code(3)
+        .assert_contains("locked by another run");
+    assert!(p.az_calls().len() == 1, "the step ran under a held lock");
+}
+
+#[test]
+fn a_local_run_whose_lock_file_is_removed_with_unlock_force_stops_with_exit_4() {
+    let mut p = Project::new();
+    p.local_state();
+    support::span_az(&p);
+    let spans = p.path().join("spans").display().to_string();
+    p.env("SPANS", &spans)
+        .env("TAG", "A")
+        .env("SLEEP", "20")
+        .step("01_work.rhai", &step("", r#"az(["work"]);"#));
+    let child = p.spawn_logged(&["--auto-approve"], "run.out");
+    let mut child = support::Running(Some(child));
+    assert!(support::wait_for(
+        std::time::Duration::from_secs(20),
+        || { support::span(&p, "A", "start").is_some() }
+    ));
+    p.run(&["state", "unlock", "--force"])
+        .assert_code(0)
+        .assert_contains("removed the lock");
+    let code = child.0.take().unwrap().wait().unwrap().code();
+    let out = p.read("run.out");
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("no longer holds the lock"), "{out}");
+    assert!(
+        support::span(&p, "A", "stop").is_some(),
+        "its command was not stopped"
+    );
+    assert!(support::span(&p, "A", "end").is_none());
+    assert_eq!(p.status("work"), "interrupted");
+    // a new run proceeds
+    p.env("SLEEP", "0");
+    p.deploy(&[]).assert_code(0);
+    assert_eq!(p.status("work"), "completed");
+}
+
+#[test]
+fn a_local_save_never_overwrites_a_state_version_it_did_not_read() {
+    let mut p = Project::new();
+    p.local_state();
+    p.az_rules(json!([{"args": ["slow"], "sleep": 2.0}]))
+        .step("01_first.rhai", &step("", r#"az(["first"]);"#));
+    p.deploy(&[]).assert_code(0);
+    p.step("02_slow.rhai", &step("", r#"az(["slow"]);"#));
+    let child = p.spawn_logged(&["--auto-approve"], "run.out");
+    let mut child = support::Running(Some(child));
+    assert!(support::wait_started(&p, "$ az slow"));
+    // Someone else writes the state meanwhile (by hand, or a run after a forced unlock).
+    let path = p.path().join(".stepwise/state.json");
+    let mut theirs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    theirs["written_by_someone_else"] = json!(true);
+    let tmp = p.path().join(".stepwise/theirs.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&theirs).unwrap()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let code = child.0.take().unwrap().wait().unwrap().code();
+    let out = p.read("run.out");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("was changed by another run"), "{out}");
+    let now: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(now["written_by_someone_else"], true, "overwritten: {now}");
 }

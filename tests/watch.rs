@@ -266,3 +266,41 @@ fn watch_holds_the_state_lock_while_it_runs_steps_and_ctrl_c_ends_it_with_state_
     assert_eq!(stop(child), Some(130));
     assert_eq!(p.status("sku"), "completed");
 }
+
+#[test]
+fn a_blocked_step_runs_once_its_blocker_is_fixed_and_pending_steps_are_counted_apart() {
+    let p = Project::new();
+    let config = |mode: &str, x: u32| {
+        format!(
+            "a:\n  mode: {mode}\nc:\n  x: {x}\nadvanced:\n  retry_delay: 0\n  retry_attempts: 1\n"
+        )
+    };
+    p.config(&config("bad", 1))
+        .az_rules(json!([{"args": ["a", "bad"], "exit": 2, "stderr": "bad mode"}]))
+        .step(
+            "01_a.rhai",
+            &step(
+                r#"config: ["a.mode"]"#,
+                r#"az(["a", read_config("a.mode")]);"#,
+            ),
+        )
+        .step("02_b.rhai", &step(r#"needs: ["a"]"#, r#"az(["b"]);"#))
+        .step("03_c.rhai", &step(r#"config: ["c.x"]"#, r#"az(["c"]);"#));
+    let child = start(&p, &[]);
+    let first = p.read(OUT);
+    assert!(first.contains("✗ a failed"), "{first}");
+    assert!(first.contains("b blocked"), "{first}");
+    // An unrelated change: `a`, unchanged since it failed, waits for an edit; `b` is still
+    // blocked by it; `a` is pending, not skipped.
+    let line = change_and_wait(&p, cycles(&p), || p.config(&config("bad", 2)));
+    assert!(line.contains("ran c;"), "{line}");
+    assert!(line.contains("blocked b"), "{line}");
+    assert!(line.contains("0 skipped; 1 pending"), "{line}");
+    // `a` fixed: it runs, and so does `b`, which it blocked.
+    let line = change_and_wait(&p, cycles(&p), || p.config(&config("good", 2)));
+    assert!(line.contains("ran a, b;"), "{line}");
+    assert_eq!(stop(child), Some(130));
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains("Plan: 0 to run, 3 up to date");
+}

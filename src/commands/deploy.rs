@@ -3,6 +3,7 @@
 use super::plan::print_plan;
 use super::{decide, plan_options, print_gone};
 use crate::cli::{Cli, DeployArgs, OutputFormat};
+use crate::config::NotifyEvent;
 use crate::environment;
 use crate::error::{exit, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
@@ -10,8 +11,11 @@ use crate::plan::{self, Action, Decision};
 use crate::project::Project;
 use crate::report::{self, Console};
 use crate::state::{State, StateStore};
+use crate::summary::{RunMeta, RunSummary};
+use crate::{html_report, markdown, notify, reports};
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(cli, true)?;
@@ -83,7 +87,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         super::plan::print_not_checked(&p, &decisions);
     }
     print_gone(&p.console, &p, &state);
-    let json = cli.global.output == OutputFormat::Json;
+    let output = cli.global.output;
     if !decisions
         .iter()
         .any(|d| matches!(d.action, Action::Run | Action::Maybe))
@@ -96,9 +100,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
         } else {
             print_summary(&p.console, &report, dry_run);
         }
-        if json {
-            report::print_json(&run_json(&p, &decisions, &report, dry_run, code));
-        }
+        let now = crate::state::now();
+        let meta = run_meta(&p, run_id(), now.clone(), now);
+        let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
+        finish(&p, &mut summary, &report, dry_run, output)?;
         return Ok(code);
     }
     if !dry_run && !auto_approve {
@@ -120,22 +125,156 @@ pub fn run(cli: &Cli) -> Result<i32> {
             .into());
         }
     }
-    let report = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
+    let Executed { report, meta } = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
     print_summary(&p.console, &report, dry_run);
     if dry_run {
         p.console
             .line("Dry run: no command ran and no state was written.");
     }
     let code = match report.interrupted {
+        _ if report.lock_lost.is_some() => exit::LOCK_LOST,
         Some(libc::SIGTERM) => exit::SIGTERM,
         Some(_) => exit::SIGINT,
         None if report.failed() => exit::STEP_FAILED,
         None => exit::OK,
     };
-    if json {
-        report::print_json(&run_json(&p, &decisions, &report, dry_run, code));
+    let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
+    finish(&p, &mut summary, &report, dry_run, output)?;
+    if !dry_run {
+        notify(&p, &summary, &report, code);
     }
     Ok(code)
+}
+
+/// After a deployment: the report (not for a dry run; its path on the console), then the
+/// `--output json` / `--output markdown` document on stdout.
+fn finish(
+    p: &Project,
+    summary: &mut RunSummary,
+    report: &RunReport,
+    dry_run: bool,
+    output: OutputFormat,
+) -> Result<()> {
+    let path = if dry_run {
+        None
+    } else {
+        write_report(p, summary)
+    };
+    if let Some(path) = &path {
+        p.console.line(&format!("Report: {}", path.display()));
+    }
+    match output {
+        OutputFormat::Json => {
+            let mut doc = serde_json::to_value(&*summary)?;
+            if let Some(path) = &path {
+                doc["report"] = serde_json::Value::String(path.display().to_string());
+            }
+            crate::report::print_json(&doc);
+        }
+        OutputFormat::Markdown => print!(
+            "{}",
+            p.masker
+                .mask(&markdown::run(report, dry_run, summary.exit_code))
+        ),
+        OutputFormat::Human => {}
+    }
+    Ok(())
+}
+
+/// Tells the config's webhooks how the deployment ended (never changes the result).
+fn notify(p: &Project, summary: &RunSummary, report: &RunReport, code: i32) {
+    if p.config.settings.notify.is_empty() {
+        return;
+    }
+    // A run that lost its lock stopped like an interrupted one.
+    let stopped = report.interrupted.is_some() || report.lock_lost.is_some();
+    let event = match (stopped, report.failed()) {
+        (true, _) => NotifyEvent::Interrupted,
+        (false, true) => NotifyEvent::Failure,
+        (false, false) => NotifyEvent::Success,
+    };
+    let notice = notify::Notice {
+        event,
+        environment: p.env.clone().unwrap_or_else(|| "default".into()),
+        exit_code: code,
+        summary: markdown::summary_line(report, false, code),
+        markdown: markdown::run(report, false, code),
+        counts: markdown::Counts::of(report),
+        steps: report
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r.step.clone(),
+                    r.outcome.as_str().to_string(),
+                    r.reason.clone(),
+                    (r.duration.as_secs_f64() * 10.0).round() / 10.0,
+                )
+            })
+            .collect(),
+        report: serde_json::to_value(summary).unwrap_or_default(),
+    };
+    notify::send_all(&p.config, &notice, &p.masker, &p.console);
+}
+
+/// A deployment's run: what the executor reports, and its id, times, environment and state.
+pub(crate) struct Executed {
+    pub report: RunReport,
+    pub meta: RunMeta,
+}
+
+fn run_meta(p: &Project, run_id: String, started_at: String, finished_at: String) -> RunMeta {
+    RunMeta {
+        run_id,
+        started_at,
+        finished_at,
+        env: p.env.clone(),
+        state: p.state_location.clone(),
+    }
+}
+
+/// Writes the HTML report of a deployment and its summary into the environment's reports
+/// folder, beside its logs (adding the log tail of each failed step to the summary). A failure
+/// is a warning: the deployment and its state are not affected. Returns the report's path.
+pub(crate) fn write_report(p: &Project, summary: &mut RunSummary) -> Option<PathBuf> {
+    let started = std::time::Instant::now();
+    let local = environment::local_dir(p.env.as_deref());
+    let logs = log_dir(p, &summary.run_id);
+    for s in summary.steps.iter_mut() {
+        if matches!(s.result.as_str(), "failed" | "interrupted") {
+            let log = logs.join(format!("{}.log", s.name));
+            s.log_tail = reports::log_tail(&log, 20)
+                .iter()
+                .map(|l| p.masker.mask(l))
+                .collect();
+        }
+    }
+    let dir = reports::dir(&local);
+    let history = reports::history(&dir, &summary.run_id);
+    let written = std::panic::catch_unwind(|| html_report::render(summary, &history))
+        .map_err(|_| anyhow::anyhow!("rendering it failed"))
+        .and_then(|html| reports::write_run(&dir, summary, &html, &p.masker));
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        earlier_runs = history.len(),
+        "run report written"
+    );
+    match written {
+        Ok(path) => Some(path),
+        Err(e) => {
+            p.console.warn(&format!(
+                "the run report was not written: {e:#} (the deployment and its state are not affected)"
+            ));
+            None
+        }
+    }
+}
+
+/// The log folder of a run (per environment).
+fn log_dir(p: &Project, run_id: &str) -> PathBuf {
+    environment::local_dir(p.env.as_deref())
+        .join("logs")
+        .join(run_id)
 }
 
 /// `--refresh`: runs the `verify()` of every step the decisions skip, and applies what they
@@ -201,22 +340,20 @@ pub(crate) fn execute(
     decisions: &[Decision],
     mut state: State,
     dry_run: bool,
-) -> Result<RunReport> {
+) -> Result<Executed> {
     let run_id = run_id();
+    let started_at = crate::state::now();
     state
         .extra
         .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
     let salt = state.salt().map(str::to_string);
-    let log_dir = (!dry_run).then(|| {
-        environment::local_dir(p.env.as_deref())
-            .join("logs")
-            .join(&run_id)
-    });
+    let log_dir = (!dry_run).then(|| log_dir(p, &run_id));
     let report = with_runner(p, d, store, dry_run, log_dir, salt.as_deref(), |runner| {
         runner.run(decisions, state)
     })?;
     p.hash_cache.save();
-    Ok(report)
+    let meta = run_meta(p, run_id, started_at, crate::state::now());
+    Ok(Executed { report, meta })
 }
 
 fn run_id() -> String {
@@ -278,41 +415,4 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
         },
         report::duration(report.wall)
     ));
-}
-
-/// The JSON document of a deployment (`--output json`).
-fn run_json(
-    p: &Project,
-    decisions: &[Decision],
-    report: &RunReport,
-    dry_run: bool,
-    code: i32,
-) -> serde_json::Value {
-    let steps: Vec<serde_json::Value> = decisions
-        .iter()
-        .zip(&report.results)
-        .map(|(d, r)| {
-            serde_json::json!({
-                "name": d.step,
-                "decision": d.action.as_str(),
-                "reasons": d.reasons,
-                "result": r.outcome.as_str(),
-                "reason": r.reason,
-                "duration_secs": (r.duration.as_secs_f64() * 1000.0).round() / 1000.0,
-                "waits_on": d.waits_on,
-                "refreshed": d.refreshed,
-                "drift": d.drift,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "command": "deploy",
-        "env": p.env,
-        "state": p.state_location,
-        "dry_run": dry_run,
-        "steps": steps,
-        "wall_secs": (report.wall.as_secs_f64() * 1000.0).round() / 1000.0,
-        "interrupted": report.interrupted.is_some(),
-        "exit_code": code,
-    })
 }

@@ -67,10 +67,16 @@ pub fn run(cli: &Cli, from: &str, to: &str) -> Result<i32> {
             })).collect::<Vec<_>>(),
             "exit_code": exit::OK,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::report::print_json(&doc);
         return Ok(exit::OK);
     }
-    let console = Console::new(false);
+    let markdown = cli.global.output == OutputFormat::Markdown;
+    // With --output markdown the document goes to stdout and these lines to stderr.
+    let console = if markdown {
+        Console::on_stderr(false)
+    } else {
+        Console::new(false)
+    };
     console.line(&format!(
         "Config: {} → {}",
         files(&a.config),
@@ -115,13 +121,78 @@ pub fn run(cli: &Cli, from: &str, to: &str) -> Result<i32> {
         }
     }
     let n = steps.iter().filter(|s| !s.differing.is_empty()).count();
-    console.line(&format!(
+    let summary = format!(
         "{} config key{} and {n} of {} steps differ between {from} and {to}.",
         keys.len(),
         if keys.len() == 1 { "" } else { "s" },
         steps.len()
-    ));
+    );
+    console.line(&summary);
+    if markdown {
+        let doc = markdown_document(from, to, &keys, &steps, &summary);
+        print!("{}", a.masker.mask(&b.masker.mask(&doc)));
+    }
     Ok(exit::OK)
+}
+
+/// `--output markdown`: the differing config keys (secret values never shown) and the steps.
+fn markdown_document(
+    from: &str,
+    to: &str,
+    keys: &[KeyDiff],
+    steps: &[StepDiff],
+    summary: &str,
+) -> String {
+    use crate::markdown::cell;
+    let mut out = format!("### stepwise diff: {} → {}\n\n", cell(from), cell(to));
+    if keys.is_empty() {
+        out.push_str("No config key differs.\n\n");
+    } else {
+        out.push_str(&format!(
+            "| config key | change | {} | {} |\n|---|---|---|---|\n",
+            cell(from),
+            cell(to)
+        ));
+        for k in keys {
+            let show = |v: &Option<Value>| match v {
+                Some(v) if !k.secret => format!("`{}`", cell(&canonical_json(v)).replace('`', "'")),
+                _ => String::new(),
+            };
+            let change = if k.secret {
+                format!("{} (secret)", k.change())
+            } else {
+                k.change().to_string()
+            };
+            out.push_str(&format!(
+                "| `{}` | {change} | {} | {} |\n",
+                k.key,
+                show(&k.from),
+                show(&k.to)
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str("| step | differs | dependencies that differ |\n|---|---|---|\n");
+    for s in steps {
+        let deps = s
+            .differing
+            .iter()
+            .map(|d| describe(d))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            s.name,
+            if s.differing.is_empty() {
+                "same"
+            } else {
+                "⚠️ differs"
+            },
+            cell(&deps)
+        ));
+    }
+    out.push_str(&format!("\n**{}**\n", cell(summary)));
+    out
 }
 
 fn files(c: &Config) -> String {

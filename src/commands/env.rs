@@ -93,7 +93,7 @@ pub fn list(cli: &Cli) -> Result<i32> {
             "environments": rows.iter().map(row_json).collect::<Vec<_>>(),
             "exit_code": exit::OK,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::report::print_json(&doc);
         return Ok(exit::OK);
     }
     let console = Console::new(false);

@@ -2,16 +2,22 @@
 //! together. Nothing below this layer imports it.
 
 pub mod check;
+pub mod completions;
+pub mod definitions;
 pub mod deploy;
 pub mod diff;
 pub mod env;
 pub mod graph;
+pub mod init;
+pub mod man;
 pub mod plan;
+pub mod report;
+pub mod schema;
 pub mod state;
 pub mod steps;
 pub mod watch;
 
-use crate::cli::{Cli, Command, DeployArgs, EnvCommand};
+use crate::cli::{Cli, Command, DeployArgs, EnvCommand, OutputFormat};
 use crate::error::usage;
 use crate::plan::{Decision, PlanOptions};
 use crate::project::Project;
@@ -23,6 +29,14 @@ use anyhow::Result;
 pub fn run(cli: Cli) -> Result<i32> {
     // A bad environment name stops every command before anything is read.
     crate::environment::selected(cli.global.env.as_deref())?;
+    if cli.global.output == OutputFormat::Markdown
+        && !matches!(
+            cli.command,
+            None | Some(Command::Deploy) | Some(Command::Plan) | Some(Command::Diff { .. })
+        )
+    {
+        return Err(usage("--output markdown is for deploy, plan and diff"));
+    }
     match &cli.command {
         None | Some(Command::Deploy) => deploy::run(&cli),
         Some(Command::Plan) => plan::run(&cli),
@@ -34,9 +48,30 @@ pub fn run(cli: Cli) -> Result<i32> {
             std::time::Duration::from_millis(*debounce),
             poll.map(std::time::Duration::from_millis),
         ),
+        Some(Command::Report { run, open, plan }) => {
+            report::run(&cli, run.as_deref(), *open, *plan)
+        }
         Some(Command::State(sc)) => state::run(&cli, sc),
         Some(Command::Env(EnvCommand::List)) => env::list(&cli),
         Some(Command::Diff { from, to }) => diff::run(&cli, from, to),
+        Some(Command::Init { dir }) => init::run(dir),
+        Some(Command::Completions {
+            shell,
+            static_script,
+        }) => completions::run(*shell, *static_script),
+        Some(Command::Man { dir }) => man::run(dir),
+        Some(Command::Definitions { dir }) => definitions::run(&cli, dir),
+        Some(Command::Schema) => schema::run(),
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -52,6 +52,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
         print_not_checked(&p, &decisions);
     }
     print_gone(&p.console, &p, &state);
+    if cli.global.output == OutputFormat::Markdown {
+        print!("{}", p.masker.mask(&crate::markdown::plan(&decisions)));
+    }
     Ok(code)
 }
 

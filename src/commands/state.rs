@@ -87,7 +87,7 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             let store = current_store(cli)?;
             let versions = store.history()?;
             if cli.global.output == OutputFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&versions)?);
+                crate::report::print_json(&serde_json::to_value(&versions)?);
                 return Ok(exit::OK);
             }
             if versions.is_empty() {

@@ -41,8 +41,11 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
     // polling (our own re-fingerprinting, which compares stats to the nanosecond).
     let mut watcher = start_watcher(&set, debounce, poll, tx.clone())?;
     let poll_every = poll.unwrap_or(POLL_FALLBACK);
-    // Fingerprint of each step at the last cycle, to run only what changed since.
+    // Fingerprint of each step at the last cycle (what polling compares with).
     let mut last: HashMap<String, Fingerprint> = HashMap::new();
+    // Steps that ran and did not complete, with the fingerprint they ran with: run again only
+    // once it changes (a step that was blocked or never ran is not held back).
+    let mut attempted: HashMap<String, String> = HashMap::new();
     // The state's salt for secret config digests, as the last cycle read it.
     let mut salt = String::new();
     let mut first = true;
@@ -54,7 +57,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
         let cycle = if broken {
             Ok(String::new())
         } else {
-            cycle(&project, cli, &mut last, &mut salt, first)
+            cycle(&project, cli, &mut last, &mut attempted, &mut salt, first)
         };
         first = false;
         match cycle {
@@ -79,7 +82,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
                 }
             }
         }
-        if process::interrupted().is_some() {
+        if process::stopping() {
             return Ok(interrupted_code());
         }
         if !broken {
@@ -101,7 +104,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
             }
         }
         loop {
-            if process::interrupted().is_some() {
+            if process::stopping() {
                 return Ok(interrupted_code());
             }
             match rx.recv_timeout(Duration::from_millis(50)) {
@@ -152,6 +155,9 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
 }
 
 fn interrupted_code() -> i32 {
+    if process::lock_lost().is_some() {
+        return exit::LOCK_LOST;
+    }
     match process::interrupted() {
         Some(libc::SIGTERM) => exit::SIGTERM,
         Some(_) => exit::SIGINT,
@@ -159,12 +165,15 @@ fn interrupted_code() -> i32 {
     }
 }
 
-/// One cycle: lock, load state, fingerprint, decide, run what changed. Returns the line that
-/// says what happened.
+/// One cycle: lock, load state, fingerprint, decide like a deployment, except that a step
+/// whose last attempt in this watch failed waits until its fingerprint changes. Every other
+/// step that is not up to date — blocked, never ran, its blocker fixed — is a candidate in
+/// every cycle. Returns the line that says what happened.
 fn cycle(
     p: &Project,
     cli: &Cli,
     last: &mut HashMap<String, Fingerprint>,
+    attempted: &mut HashMap<String, String>,
     salt_out: &mut String,
     first: bool,
 ) -> Result<String> {
@@ -182,14 +191,11 @@ fn cycle(
         &p.read_context(Some(&salt)),
     )?;
     if !first {
-        // After the first cycle, a step runs only when its fingerprint changed since the
-        // last cycle: a step that failed and is unchanged waits for an edit.
+        // A step that failed in this watch and is unchanged since waits for an edit.
         for d in decisions.iter_mut() {
-            if d.action == Action::Run
-                && last.get(&d.step).map(|f| &f.combined) == Some(&d.fingerprint.combined)
-            {
+            if d.action == Action::Run && attempted.get(&d.step) == Some(&d.fingerprint.combined) {
                 d.action = Action::Pending;
-                d.reasons = vec!["unchanged since the last attempt".into()];
+                d.reasons = vec!["unchanged since its last failed attempt".into()];
             }
         }
     }
@@ -208,7 +214,23 @@ fn cycle(
     if first {
         print_plan(&p.console, &decisions);
     }
-    let report = execute(p, &cli.deploy, store.as_ref(), &decisions, state, false)?;
+    let super::deploy::Executed { report, meta } =
+        execute(p, &cli.deploy, store.as_ref(), &decisions, state, false)?;
+    for (d, r) in decisions.iter().zip(&report.results) {
+        match r.outcome {
+            Outcome::Failed | Outcome::Interrupted => {
+                attempted.insert(d.step.clone(), d.fingerprint.combined.clone());
+            }
+            Outcome::Ran => {
+                attempted.remove(&d.step);
+            }
+            _ => {}
+        }
+    }
+    let code = if report.failed() { 1 } else { 0 };
+    let mut summary =
+        crate::summary::RunSummary::of_run(&p.steps, &decisions, &report, &meta, false, code);
+    super::deploy::write_report(p, &mut summary);
     let names = |o: Outcome| -> Vec<String> {
         report
             .results
@@ -228,8 +250,12 @@ fn cycle(
             parts.push(format!("{label} {}", list(&n)));
         }
     }
-    let skipped = report.results.len() - to_run.len();
-    parts.push(format!("{skipped} skipped"));
+    let count = |o: Outcome| report.results.iter().filter(|r| r.outcome == o).count();
+    parts.push(format!("{} skipped", count(Outcome::Skipped)));
+    let pending = count(Outcome::NotRun);
+    if pending > 0 {
+        parts.push(format!("{pending} pending"));
+    }
     Ok(parts.join("; "))
 }
 

@@ -546,6 +546,285 @@ impl Drop for Running {
     }
 }
 
+/// A TCP proxy in front of a server (Azurite), to cut a run off from storage in the middle
+/// of its run, or to lose or delay what goes through.
+pub struct Proxy {
+    pub port: u16,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    /// How many answers `LoseNextLockWriteAnswer` swallowed.
+    pub lost_answers: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What the proxy does with the bytes that go through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forwards both ways.
+    Pass,
+    /// Forwards nothing (connections stay open, requests go unanswered): storage unreachable.
+    Cut,
+    /// Forwards the next write of a lock blob (`PUT ….lock`), swallows its answer and closes
+    /// that connection: the server acted, the client never heard. Then back to `Pass`.
+    LoseNextLockWriteAnswer,
+    /// Forwards, but holds each chunk of a request this long first.
+    DelayRequests(Duration),
+}
+
+impl ProxyMode {
+    fn encode(self) -> u64 {
+        match self {
+            ProxyMode::Pass => 0,
+            ProxyMode::Cut => 1,
+            ProxyMode::LoseNextLockWriteAnswer => 2,
+            ProxyMode::DelayRequests(d) => 3 + d.as_millis() as u64,
+        }
+    }
+}
+
+impl Proxy {
+    /// A proxy on a free loopback port in front of `127.0.0.1:target`.
+    pub fn start(target: u16) -> Proxy {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU64::new(0));
+        let lost_answers = Arc::new(AtomicU64::new(0));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (m, c, lost) = (mode.clone(), conns.clone(), lost_answers.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                {
+                    let mut all = c.lock().unwrap();
+                    all.push(client.try_clone().unwrap());
+                    all.push(server.try_clone().unwrap());
+                }
+                // Set when this connection's next answer is to be swallowed.
+                let swallow = Arc::new(AtomicBool::new(false));
+                let client2 = client.try_clone().unwrap();
+                for (mut from, mut to, request) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        true,
+                    ),
+                    (server, client, false),
+                ] {
+                    let (m, swallow, lost) = (m.clone(), swallow.clone(), lost.clone());
+                    let client = client2.try_clone().unwrap();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            match m.load(Ordering::SeqCst) {
+                                0 => {}
+                                1 => continue,
+                                2 if request => {
+                                    let head = String::from_utf8_lossy(&buf[..n.min(300)]);
+                                    let first = head.lines().next().unwrap_or("");
+                                    if first.starts_with("PUT ")
+                                        && first.contains(".lock")
+                                        && m.compare_exchange(
+                                            2,
+                                            0,
+                                            Ordering::SeqCst,
+                                            Ordering::SeqCst,
+                                        )
+                                        .is_ok()
+                                    {
+                                        swallow.store(true, Ordering::SeqCst);
+                                    }
+                                }
+                                d if d >= 3 && request => {
+                                    std::thread::sleep(Duration::from_millis(d - 3))
+                                }
+                                _ => {}
+                            }
+                            if !request && swallow.load(Ordering::SeqCst) {
+                                lost.fetch_add(1, Ordering::SeqCst);
+                                let _ = client.shutdown(std::net::Shutdown::Both);
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Proxy {
+            port,
+            mode,
+            conns,
+            lost_answers,
+        }
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode
+            .store(mode.encode(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Closes every connection made so far (clients see them fail and reconnect).
+    pub fn reset_connections(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// A connection string for Azurite's development account through this proxy.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1;",
+            self.port
+        )
+    }
+}
+
+/// Is process `pid` still running (a zombie counts as gone)?
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let after = &stat[stat.rfind(')').map(|i| i + 1).unwrap_or(0)..];
+            !after.trim_start().starts_with('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+/// The pids listed one per line in a file (commands record themselves there).
+pub fn pids_in(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Waits for a child and returns its exit code and its peak resident memory in bytes (the
+/// largest of it and the descendants it waited for), from the kernel's accounting.
+pub fn wait_with_peak_rss(child: Child) -> (Option<i32>, u64) {
+    let pid = child.id() as i32;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    std::mem::forget(child);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as u64 * 1024)
+}
+
+// ---- runs that lose their lock (blob state) ----
+
+/// A fake `az` (sh) that records when it starts, stops (SIGTERM) and ends in `spans`, tagged
+/// with `$TAG`, and sleeps `$SLEEP` in between.
+pub fn span_az(p: &Project) {
+    shell_az(
+        p,
+        r#"trap 'echo "$TAG stop $(date +%s.%N)" >> "$SPANS"; exit 143' TERM
+echo "$TAG start $(date +%s.%N)" >> "$SPANS"
+sleep "$SLEEP" & wait $!
+echo "$TAG end $(date +%s.%N)" >> "$SPANS"
+echo '{}'
+"#,
+    );
+}
+
+/// `(tag, event) -> time` from the spans file.
+pub fn spans(p: &Project) -> Vec<(String, String, f64)> {
+    p.read("spans")
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((
+                w.next()?.to_string(),
+                w.next()?.to_string(),
+                w.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+pub fn span(p: &Project, tag: &str, event: &str) -> Option<f64> {
+    spans(p)
+        .into_iter()
+        .find(|(t, e, _)| t == tag && e == event)
+        .map(|(_, _, at)| at)
+}
+
+/// A project with one step whose az is `span_az`, its state at `loc`.
+pub fn fenced_project(az: &Azurite, loc: &str, lifetime: &str) -> Project {
+    let mut p = Project::new();
+    p.on_blob(az, loc);
+    span_az(&p);
+    let spans = p.path().join("spans").display().to_string();
+    p.env("SPANS", &spans)
+        .env("STEPWISE_LOCK_LIFETIME", lifetime)
+        .step("01_work.rhai", &step("", r#"az(["work"]);"#));
+    p
+}
+
+/// Run A (through `proxy`) runs the step; cut off from storage `cut_after` after its command
+/// started; run B (direct) waits for the lock and runs the same step. A must have stopped its
+/// command, and exited 4, before B's command starts.
+pub fn cut_off_run_stops_before_the_next_run_starts(az: &Azurite, cut_after: Duration) {
+    let loc = az.new_location();
+    let p = fenced_project(az, &loc, "2");
+    let proxy = Proxy::start(az.port);
+    // create the container first
+    p.run(&["state", "show"]).assert_code(0);
+    let a = p
+        .command(&["--auto-approve"])
+        .env("AZURE_STORAGE_CONNECTION_STRING", proxy.connection_string())
+        .env("TAG", "A")
+        .env("SLEEP", "60")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut a = Running(Some(a));
+    assert!(wait_for(Duration::from_secs(30), || span(&p, "A", "start").is_some()));
+    std::thread::sleep(cut_after);
+    proxy.set(ProxyMode::Cut);
+    let b = p
+        .command(&["--auto-approve", "--lock-timeout", "60s"])
+        .env("TAG", "B")
+        .env("SLEEP", "0.2")
+        .output()
+        .unwrap();
+    let b_err = String::from_utf8_lossy(&b.stderr);
+    let b_out = String::from_utf8_lossy(&b.stdout);
+    assert_eq!(b.status.code(), Some(0), "B:\n{b_out}\n{b_err}");
+    assert!(b_err.contains("took over an expired lock"), "{b_err}");
+    let out = a.0.take().unwrap().wait_with_output().unwrap();
+    let a_err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "A:\n{a_err}");
+    assert!(a_err.contains("could not renew its lock"), "{a_err}");
+    // A's command was stopped, and before B's command started: never both at once.
+    let a_stop = span(&p, "A", "stop")
+        .unwrap_or_else(|| panic!("A's command was not stopped: {:?}", spans(&p)));
+    let b_start = span(&p, "B", "start").expect("B ran the step");
+    assert!(
+        a_stop < b_start,
+        "A's command ran until {a_stop}, B's started at {b_start}: {:?}",
+        spans(&p)
+    );
+    assert!(span(&p, "A", "end").is_none(), "A's command ran to its end");
+    // B's result is the state; A wrote nothing over it.
+    assert_eq!(p.status("work"), "completed");
+}
+
 /// Standard base64 without padding (to search for encoded secrets).
 pub fn b64(s: &str) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -1,0 +1,330 @@
+//! Notifications: webhooks told when a deployment finishes, against a real HTTP server on
+//! 127.0.0.1 started by each test (payloads per format, `on:` filter, retry on 500, timeout
+//! on a server that never answers; never a change to the exit code or the state; the URL is a
+//! secret).
+
+mod support;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{step, Project};
+
+/// How the server answers one request.
+#[derive(Clone, Copy)]
+enum Answer {
+    Status(u16),
+    /// Reads the request and never answers.
+    Hang,
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    content_type: String,
+    body: Value,
+}
+
+/// A webhook server on 127.0.0.1: the n-th request gets `answers[n]` (the last one repeats).
+struct Server {
+    port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Server {
+    fn start(answers: Vec<Answer>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { continue };
+                let answer = answers[n.min(answers.len() - 1)];
+                let seen = seen.clone();
+                std::thread::spawn(move || handle(stream, answer, &seen));
+            }
+        });
+        Server { port, requests }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    fn to(&self, path: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+}
+
+fn handle(stream: TcpStream, answer: Answer, seen: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    let mut length = 0;
+    let mut content_type = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap_or((&line, ""));
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().unwrap_or(0),
+            "content-type" => content_type = value.trim().to_string(),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    seen.lock().unwrap().push(Request {
+        path,
+        content_type,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let mut stream = stream;
+    match answer {
+        Answer::Status(code) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+        Answer::Hang => std::thread::sleep(Duration::from_secs(60)),
+    }
+}
+
+const SECRET: &str = "tok-s3cr3t-9f8e7d";
+
+/// A project whose `a` succeeds and whose `b` fails when `fail` says so (quoting a secret).
+fn project(notify: &str, fail: bool) -> Project {
+    let p = Project::new();
+    p.config(&format!(
+        "secrets:\n  token: {SECRET}\nadvanced:\n  retry_attempts: 1\n  retry_delay: 0\nnotify:\n{notify}"
+    ))
+    .step("01_a.rhai", &step("", r#"az(["a"]);"#))
+    .step(
+        "02_b.rhai",
+        &step(
+            r#"needs: ["a"], config: ["secrets.token"]"#,
+            if fail {
+                r#"throw "b broke with " + read_config("secrets.token");"#
+            } else {
+                r#"az(["b"]);"#
+            },
+        ),
+    );
+    p
+}
+
+/// Everything stepwise left in the project (state, history, logs), as text.
+fn everything_written(p: &Project) -> String {
+    p.local_files_text() + &p.run(&["state", "show"]).stdout
+}
+
+#[test]
+fn each_format_gets_its_payload_when_a_deployment_fails() {
+    let server = Server::start(vec![Answer::Status(200)]);
+    let hook = |path: &str, format: &str| {
+        format!(
+            "  - url: {}\n    format: {format}\n",
+            server.url(&format!("/{path}/hook-T0KEN-{path}"))
+        )
+    };
+    let p = project(
+        &(hook("slack", "slack") + &hook("teams", "teams") + &hook("json", "json")),
+        true,
+    );
+    let r = p.deploy(&[]);
+    r.assert_code(1); // as without notifications
+    assert_eq!(server.requests().len(), 3, "{:?}", server.requests());
+    for req in server.requests() {
+        assert_eq!(req.content_type, "application/json");
+        let text = req.body.to_string();
+        assert!(!text.contains(SECRET), "secret in {}: {text}", req.path);
+        assert!(text.contains("***"), "{text}");
+    }
+
+    let slack = &server.to("/slack/hook-T0KEN-slack")[0].body;
+    let headline = slack["text"].as_str().unwrap();
+    assert!(
+        headline.contains("stepwise deploy failed: 1 ran, 0 skipped, 1 failed, 0 blocked"),
+        "{headline}"
+    );
+    assert_eq!(slack["blocks"][0]["type"], "section");
+    assert_eq!(slack["blocks"][0]["text"]["type"], "mrkdwn");
+    let table = slack["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert!(
+        table.starts_with("```") && table.contains("a ") && table.contains("failed"),
+        "{table}"
+    );
+
+    let teams = &server.to("/teams/hook-T0KEN-teams")[0].body;
+    assert_eq!(teams["type"], "message");
+    let card = &teams["attachments"][0];
+    assert_eq!(
+        card["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(card["content"]["type"], "AdaptiveCard");
+    let body = card["content"]["body"].as_array().unwrap();
+    assert_eq!(body[0]["color"], "Attention");
+    let facts = body[1]["facts"].as_array().unwrap();
+    assert!(facts
+        .iter()
+        .any(|f| f["title"] == "Environment" && f["value"] == "default"));
+    assert!(facts
+        .iter()
+        .any(|f| f["title"] == "Result" && f["value"] == "failure (exit 1)"));
+
+    let json = &server.to("/json/hook-T0KEN-json")[0].body;
+    assert_eq!(json["event"], "failure");
+    assert_eq!(json["environment"], "default");
+    assert_eq!(json["exit_code"], 1);
+    assert_eq!(json["counts"]["ran"], 1);
+    assert_eq!(json["counts"]["failed"], 1);
+    assert!(json["markdown"]
+        .as_str()
+        .unwrap()
+        .contains("| `b` | ❌ failed |"));
+    assert_eq!(json["report"]["steps"][1]["name"], "b");
+    assert_eq!(json["report"]["steps"][1]["result"], "failed");
+
+    // The URLs are secrets: never printed, never written.
+    let written = everything_written(&p);
+    for path in ["slack", "teams", "json"] {
+        let token = format!("hook-T0KEN-{path}");
+        assert!(!r.all().contains(&token), "{}", r.all());
+        assert!(
+            !written.contains(&token),
+            "{token} written to state or logs"
+        );
+    }
+}
+
+#[test]
+fn the_on_filter_decides_and_runs_that_change_nothing_send_nothing() {
+    let server = Server::start(vec![Answer::Status(204)]);
+    let mut p = project(
+        &format!(
+            "  - url: {}\n    on: [failure, interrupted]\n  - url_env: HOOK_URL\n    format: json\n",
+            server.url("/failures-only")
+        ),
+        false,
+    );
+    p.env("HOOK_URL", &server.url("/from-env-T0KEN"));
+    p.deploy(&[]).assert_code(0);
+    assert!(server.to("/failures-only").is_empty());
+    let sent = server.to("/from-env-T0KEN");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body["event"], "success");
+    assert_eq!(sent[0].body["exit_code"], 0);
+    // Nothing to do, and dry runs: no notification.
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+    p.deploy(&["--dry-run", "--force-all"]).assert_code(0);
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+    // A missing url_env variable is a warning, not an error.
+    p.clear_env();
+    let r = p.deploy(&["--force-step", "a"]);
+    r.assert_code(0)
+        .assert_contains("notify.1 (json): environment variable HOOK_URL is not set");
+}
+
+#[test]
+fn a_500_is_retried_and_a_404_is_not() {
+    let server = Server::start(vec![Answer::Status(500), Answer::Status(200)]);
+    let p = project(
+        &format!("  - url: {}\n    format: slack\n", server.url("/flaky")),
+        false,
+    );
+    let r = p.deploy(&[]);
+    r.assert_code(0).assert_not_contains("not delivered");
+    assert_eq!(server.to("/flaky").len(), 2);
+
+    let gone = Server::start(vec![Answer::Status(404)]);
+    p.config(&format!(
+        "secrets:\n  token: {SECRET}\nnotify:\n  - url: {}\n    retries: 3\n",
+        gone.url("/gone-T0KEN")
+    ));
+    let r = p.deploy(&["--force-step", "a"]);
+    r.assert_code(0)
+        .assert_contains(
+            "notify.0 (json): notification not delivered: HTTP 404 Not Found after 1 attempt",
+        )
+        .assert_not_contains("gone-T0KEN");
+    assert_eq!(gone.requests().len(), 1);
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_and_changes_nothing() {
+    let server = Server::start(vec![Answer::Hang]);
+    let p = project(
+        &format!(
+            "  - url: {}\n    format: teams\n    timeout: 1\n    retries: 1\n",
+            server.url("/silent-T0KEN")
+        ),
+        true,
+    );
+    let started = Instant::now();
+    let r = p.deploy(&[]);
+    let took = started.elapsed();
+    // The deployment's own result: b failed, exit 1, recorded as without notifications.
+    r.assert_code(1)
+        .assert_contains(
+            "notify.0 (teams): notification not delivered: no answer within 1s after 2 attempts",
+        )
+        .assert_not_contains("silent-T0KEN");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(p.status("a"), "completed");
+    assert_eq!(p.status("b"), "failed");
+
+    // No server at all: the same, at once.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    p.config(&format!(
+        "secrets:\n  token: {SECRET}\nadvanced:\n  retry_attempts: 1\n  retry_delay: 0\nnotify:\n  - url: http://127.0.0.1:{closed}/nobody-T0KEN\n    retries: 0\n"
+    ));
+    let r = p.deploy(&[]);
+    r.assert_code(1)
+        .assert_contains("notification not delivered")
+        .assert_not_contains("nobody-T0KEN");
+}
+
+#[test]
+fn a_bad_notify_entry_is_refused_before_anything_runs_without_quoting_the_url() {
+    let p = project("  - format: slack\n", false);
+    p.deploy(&[])
+        .assert_code(2)
+        .assert_contains("config.yaml: notify.0: set either `url` or `url_env`");
+    let p = project("  - url: ftp://T0KEN@example.com/x\n", false);
+    p.deploy(&[])
+        .assert_code(2)
+        .assert_contains("notify.0: `url` must start with https://")
+        .assert_not_contains("T0KEN");
+    let p = project("  - url_env: X\n    format: pigeon\n", false);
+    p.deploy(&[])
+        .assert_code(2)
+        .assert_contains("config.yaml:")
+        .assert_contains("pigeon");
+    assert!(p.az_calls().is_empty());
+}
