@@ -1,0 +1,513 @@
+//! Host functions: what step scripts may do to the world (`az`, `docker_build`, `exec`,
+//! `read_config`, `output`, `secret`, ...). Each call finds the step it belongs to through a
+//! thread-local context that the executor sets while the step's `run()` executes; outside
+//! `run()` every host function is an error.
+//!
+//! This file: the step context, its thread-local binding and the registration of every host
+//! function (`def`); the functions are in `command` (running a command), `guard` (secrets on a
+//! command line), `answers` (secrets in what commands print), `programs` (`az`, `exec`,
+//! `http_get`), `docker`, `data` (config, env and outputs reads, `output`) and `secret`.
+
+mod answers;
+mod command;
+mod data;
+mod docker;
+mod guard;
+mod programs;
+mod secret;
+
+pub use command::show_command;
+pub use data::OutputsView;
+pub use guard::ARGV_SECRET_EXCEPTIONS;
+pub use programs::{is_read_verb, READ_VERBS};
+
+use crate::config::{AdvancedSettings, Config};
+use crate::process;
+use crate::reads::{self, Reads};
+use crate::report::Console;
+use crate::secrets::Masker;
+use crate::state::State;
+use data::{env, output, outputs, previous_outputs, read_config, register_outputs_view};
+use docker::{docker_build, docker_build_many};
+use programs::{az, exec, http_get};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map as RMap, NativeCallContext,
+};
+use secret::{generate_password, secret, secret_file};
+use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+type HostResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Everything a running step's host functions need.
+pub struct StepContext {
+    pub step: String,
+    pub config: Arc<Config>,
+    pub settings: AdvancedSettings,
+    pub masker: Arc<Masker>,
+    pub dry_run: bool,
+    /// The run's state, for `outputs(step)`.
+    pub state: Arc<Mutex<State>>,
+    /// What this step saved with `output()`.
+    pub outputs: Mutex<Map<String, Value>>,
+    /// The step's log file (commands and their output, masked).
+    pub log: Mutex<Option<std::fs::File>>,
+    /// Its path (named when output too large to return is truncated).
+    pub log_path: Option<std::path::PathBuf>,
+    pub console: Arc<Console>,
+    /// The command running now, for progress display.
+    pub current_command: Mutex<Option<String>>,
+    /// Forced run: images are rebuilt even when unchanged.
+    pub forced: bool,
+    /// Image tag → fingerprint of the last successful build (from the state).
+    pub previous_images: Map<String, Value>,
+    /// Image tag → fingerprint of images built (or found up to date) in this run.
+    pub images: Mutex<Map<String, Value>>,
+    /// The local hash cache, shared with fingerprinting.
+    pub hash_cache: Option<Arc<crate::hashcache::HashCache>>,
+    /// What the step declares (config keys, env vars) and the steps it needs, directly or
+    /// not: a read outside them is reported (and refused with `strict`).
+    pub declared: Declared,
+    /// Every read of this run, recorded with the digest of the value read.
+    pub reads: Mutex<Reads>,
+    /// The state's salt for digests of secret values.
+    pub secret_salt: String,
+    /// `--strict`: an undeclared read fails the step at the read.
+    pub strict: bool,
+    /// `--strict` / `deployment.strict_secrets`: a secret on a command line fails the step.
+    pub strict_secrets: bool,
+    /// Commands already warned about (a secret on the command line): once per step and command.
+    pub warned: Mutex<std::collections::HashSet<String>>,
+    /// Files made by `secret_file()`, removed when the step ends.
+    pub secret_files: Mutex<crate::secret_file::SecretFiles>,
+    /// While the step's `verify()` runs: only reads are allowed (see [`is_read_verb`]).
+    pub verifying: std::sync::atomic::AtomicBool,
+    /// Answers of read-only commands already run by `verify()` functions in this refresh,
+    /// keyed by argv: a repeated identical read is run once.
+    pub read_cache: Option<Arc<ReadCache>>,
+    /// The commands this step ran (masked, as shown on the console), for the run report.
+    pub commands: Mutex<Vec<String>>,
+    /// The warnings this step gave (masked), for the run report.
+    pub warnings: Mutex<Vec<String>>,
+}
+
+/// See [`StepContext::read_cache`]: one slot per argv; a slot is locked while its command
+/// runs, so concurrent checks wait for the first one's answer instead of asking again.
+pub type ReadCache =
+    Mutex<std::collections::HashMap<Vec<String>, Arc<Mutex<Option<process::Output>>>>>;
+
+/// What a step declares, for telling declared reads from undeclared ones.
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    /// `file:line` of the declaration, for messages.
+    pub at: String,
+    pub config: Vec<String>,
+    pub env: Vec<String>,
+    /// Every step it needs, directly or through any chain of `needs`.
+    pub ancestors: Vec<String>,
+}
+
+impl StepContext {
+    fn is_verifying(&self) -> bool {
+        self.verifying.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// An error when `verify()` runs: `what` is not a read.
+    fn refuse_in_verify(&self, what: &str) -> HostResult<()> {
+        if self.is_verifying() {
+            return Err(err(format!(
+                "step `{}`: verify() may only read: {what} is refused (verify() checks what the step made; it changes nothing)",
+                self.step
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes the files `secret_file()` made (the executor calls it when the step ends).
+    pub fn remove_secret_files(&self) {
+        self.secret_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove();
+    }
+
+    /// Writes a (masked) line to the step's log file.
+    pub fn log_file(&self, text: &str) {
+        if let Some(f) = self.log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let masked = self.masker.mask(text);
+            let _ = writeln!(f, "{}", masked.trim_end());
+        }
+    }
+
+    /// A line the user sees (and the log keeps), masked.
+    pub fn say(&self, text: &str) {
+        let masked = self.masker.mask(text);
+        self.log_file(&masked);
+        self.console.step_line(&self.step, &masked);
+    }
+
+    fn warn(&self, text: &str) {
+        let masked = self.masker.mask(text);
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(masked.clone());
+        self.log_file(&format!("warning: {masked}"));
+        self.console.step_warn(&self.step, &masked);
+    }
+
+    /// An undeclared read (`what` like `config app.b`): warned once per step and key per run,
+    /// kept for `stepwise check`, an error with `strict`.
+    fn undeclared(&self, what: &str, at: &str, fix: &str) -> HostResult<()> {
+        let first = self
+            .reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .undeclared
+            .insert(what.to_string(), at.to_string())
+            .is_none();
+        let msg = format!(
+            "step `{}` reads {what} at {at} but does not declare it: {fix} in its declaration ({})",
+            self.step, self.declared.at
+        );
+        if self.strict {
+            return Err(err(format!(
+                "{msg} (--strict: undeclared reads are errors)"
+            )));
+        }
+        if first {
+            self.warn(&msg);
+        }
+        Ok(())
+    }
+
+    fn record_config(&self, key: &str) {
+        let mut r = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+        if !r.config.contains_key(key) {
+            let digest = reads::config_digest(&self.config, key, &self.secret_salt);
+            r.config.insert(key.to_string(), digest);
+        }
+    }
+
+    fn record_output(&self, step: &str, key: &str, outputs: &Map<String, Value>) {
+        let digest = reads::output_read_digest(outputs, key);
+        self.reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .outputs
+            .entry(step.to_string())
+            .or_default()
+            .insert(key.to_string(), digest);
+    }
+}
+
+/// `file:line:col` of a host function's call site.
+fn call_site(ncx: &NativeCallContext) -> String {
+    let pos = ncx.call_position();
+    format!(
+        "{}:{}:{}",
+        ncx.call_source().unwrap_or("<script>"),
+        pos.line().unwrap_or(0),
+        pos.position().unwrap_or(0)
+    )
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<StepContext>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `ctx` as the current step of this thread.
+pub fn with_context<R>(ctx: Arc<StepContext>, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| *c.borrow_mut() = None);
+        }
+    }
+    CURRENT.with(|c| *c.borrow_mut() = Some(ctx));
+    let _reset = Reset;
+    f()
+}
+
+fn current(func: &str) -> HostResult<Arc<StepContext>> {
+    CURRENT
+        .with(|c| c.borrow().clone())
+        .ok_or_else(|| err(format!("{func}() can only be called while a step's run() executes, not at the top level of a script or the prelude")))
+}
+
+fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), rhai::Position::NONE).into()
+}
+
+/// `print`/`debug` from scripts.
+pub fn print_line(text: &str) {
+    match CURRENT.with(|c| c.borrow().clone()) {
+        Some(ctx) => ctx.say(text),
+        None => eprintln!("{}", crate::secrets::global().mask(text)),
+    }
+}
+
+/// Registers every host function on `engine`, each with its parameter names and types and a
+/// doc comment (what `stepwise definitions` writes for editors).
+pub fn register(engine: &mut Engine) {
+    def(
+        "az",
+        &["args: array", "?"],
+        "Runs the Azure CLI with an argv array (never a shell) and returns its parsed JSON\n\
+         output (map, array, string, number or bool), the trimmed text when it is not JSON, or\n\
+         \"\" when it printed nothing. Adds `--output json` unless the args choose an output.\n\
+         A non-zero exit fails the step with az's stderr; exit code 1 is retried\n\
+         `advanced.retry_attempts` times with a doubling pause from `advanced.retry_delay`.\n\
+         Dry run: prints the command and returns #{}.\n\
+         Example: `let rg = az([\"group\", \"show\", \"--name\", name]);`",
+    )
+    .register_into_engine(engine, |args: Array| az(args, RMap::new(), false));
+    def(
+        "az",
+        &["args: array", "options: map", "?"],
+        "`az(args)` with options: #{ stdin: value } gives the program `value` on its standard\n\
+         input (never on its command line, never logged): the way to hand az a secret.",
+    )
+    .register_into_engine(engine, |args: Array, opts: RMap| az(args, opts, false));
+    def(
+        "az_try",
+        &["args: array", "map"],
+        "Like `az` but never fails the step and never retries: returns\n\
+         #{ ok, code, stdout, stderr, json, truncated } (`json` is () when stdout is not JSON). Use it for\n\
+         existence checks (`show` exits 3 when a resource is missing).",
+    )
+    .register_into_engine(engine, |args: Array| az(args, RMap::new(), true));
+    def(
+        "az_try",
+        &["args: array", "options: map", "map"],
+        "`az_try(args)` with options (#{ stdin: value }, as for `az`).",
+    )
+    .register_into_engine(engine, |args: Array, opts: RMap| az(args, opts, true));
+    def(
+        "exec",
+        &["args: array", "string"],
+        "Runs a program with an argv array (never a shell) and returns its trimmed stdout; a\n\
+         non-zero exit fails the step. Killed after `advanced.operation_timeout` seconds.\n\
+         Dry run: prints the command and returns \"\".",
+    )
+    .register_into_engine(engine, |args: Array| exec(args, RMap::new(), false));
+    def(
+        "exec",
+        &["args: array", "options: map", "string"],
+        "`exec(args)` with options: #{ stdin: value } gives the program `value` on its standard\n\
+         input (never on its command line, never logged).",
+    )
+    .register_into_engine(engine, |args: Array, opts: RMap| exec(args, opts, false));
+    def(
+        "exec_try",
+        &["args: array", "map"],
+        "Like `exec` but never fails the step: returns #{ ok, code, stdout, stderr, json }.",
+    )
+    .register_into_engine(engine, |args: Array| exec(args, RMap::new(), true));
+    def(
+        "exec_try",
+        &["args: array", "options: map", "map"],
+        "`exec_try(args)` with options (#{ stdin: value }, as for `exec`).",
+    )
+    .register_into_engine(engine, |args: Array, opts: RMap| exec(args, opts, true));
+    def(
+        "secret_file",
+        &["value: ?", "string"],
+        "The path of a file holding `value` (mode 0600, in a private 0700 directory of the\n\
+         step, removed when the step ends, also on failure and Ctrl+C): the way to hand a\n\
+         program a secret it reads from a file (`--file`, `@path`). The value becomes secret.",
+    )
+    .register_into_engine(engine, secret_file);
+    def(
+        "http_get",
+        &["url: string", "map"],
+        "An HTTP GET with `curl -fsS` (argv, 10 s limit): #{ ok, code, body, error }. Only\n\
+         reads, so `verify()` may use it (e.g. a health endpoint).",
+    )
+    .register_into_engine(engine, http_get);
+    def(
+        "docker_build",
+        &["spec: map", "string"],
+        "Builds an image: #{ dockerfile, context, tag, platform, build_args, push } (platform,\n\
+         build_args and push are optional), then pushes it when `push` is true. Skipped when the\n\
+         image's inputs (Dockerfile, the context files it copies, args, tag) are unchanged since\n\
+         its last successful build. Returns the tag.",
+    )
+    .register_into_engine(engine, docker_build);
+    def(
+        "docker_build",
+        &["specs: array", "array"],
+        "Builds several images concurrently (`docker.parallel_builds` at a time, default 2);\n\
+         returns their tags in order. The first failure fails the call after the running\n\
+         builds end.",
+    )
+    .register_into_engine(engine, docker_build_many);
+    def(
+        "read_config",
+        &["key: string", "?"],
+        "The config value at a dotted key (`postgresql.sku`, `services.api.port`): string,\n\
+         number, bool, map or array. A missing key fails the step, naming the key. Declare the\n\
+         key in the step's `config` list: a change to it then re-runs the step.",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, key: &str| {
+        read_config(&ncx, key, None)
+    });
+    def(
+        "read_config",
+        &["key: string", "fallback: ?", "?"],
+        "The config value at a dotted key, or `fallback` when the key is missing or null.",
+    )
+    .register_into_engine(
+        engine,
+        |ncx: NativeCallContext, key: &str, default: Dynamic| read_config(&ncx, key, Some(default)),
+    );
+    def(
+        "output",
+        &["key: string", "value: ?", "()"],
+        "Saves a value in this step's state (`outputs`) for later steps and runs. A value that\n\
+         contains a secret is refused. Discarded in a dry run.",
+    )
+    .register_into_engine(engine, output);
+    def(
+        "outputs",
+        &["step: string", "map"],
+        "Another step's saved outputs (an empty map when it has none). Reading them records\n\
+         which keys this step used: when they change, this step runs again. Declare the step in\n\
+         `needs`.",
+    )
+    .register_into_engine(engine, outputs);
+    def(
+        "previous_outputs",
+        &["map"],
+        "This step's own outputs from its last completed run (empty the first time), to leave\n\
+         alone what it deployed before and that has not changed. In `verify()` right after\n\
+         `run()`: the outputs of that run.",
+    )
+    .register_into_engine(engine, previous_outputs);
+    def(
+        "is_forced",
+        &["bool"],
+        "True when the step runs because of --force-all or --force-step.",
+    )
+    .register_into_engine(engine, || -> HostResult<bool> {
+        Ok(current("is_forced")?.forced)
+    });
+    register_outputs_view(engine);
+    def(
+        "secret",
+        &["value: ?", "?"],
+        "Marks a value as secret and returns it: it is masked (***) in every log line, error\n\
+         and dry-run line (also base64 and URL-encoded) and never written to the state.",
+    )
+    .register_into_engine(engine, |value: Dynamic| secret(value, None));
+    def(
+        "secret",
+        &["value: ?", "name: string", "?"],
+        "`secret(value)`, naming the secret for messages (`secret(key, \"storage key\")`): the\n\
+         command-line guard names it so, never its value.",
+    )
+    .register_into_engine(engine, |value: Dynamic, name: &str| {
+        secret(value, Some(name))
+    });
+    def(
+        "env",
+        &["name: string", "string"],
+        "An environment variable; a missing one fails the step. Declare it in the step's `env`\n\
+         list.",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, name: &str| {
+        env(&ncx, name, None, false)
+    });
+    def(
+        "env",
+        &["name: string", "fallback: string", "string"],
+        "An environment variable, or `fallback` when it is not set.",
+    )
+    .register_into_engine(
+        engine,
+        |ncx: NativeCallContext, name: &str, default: &str| env(&ncx, name, Some(default), false),
+    );
+    def(
+        "env_secret",
+        &["name: string", "string"],
+        "An environment variable that is secret (masked everywhere, never stored).",
+    )
+    .register_into_engine(engine, |ncx: NativeCallContext, name: &str| {
+        env(&ncx, name, None, true)
+    });
+    def(
+        "log",
+        &["message: ?", "()"],
+        "A line in the step's output and log (masked). `print` does the same.",
+    )
+    .register_into_engine(engine, |msg: Dynamic| -> HostResult<()> {
+        current("log")?.say(&display(&msg));
+        Ok(())
+    });
+    def(
+        "warn",
+        &["message: ?", "()"],
+        "A warning line in the step's output and log (masked).",
+    )
+    .register_into_engine(engine, |msg: Dynamic| -> HostResult<()> {
+        current("warn")?.warn(&display(&msg));
+        Ok(())
+    });
+    def(
+        "is_dry_run",
+        &["bool"],
+        "True under --dry-run: commands are printed, not run.",
+    )
+    .register_into_engine(engine, || -> HostResult<bool> {
+        Ok(current("is_dry_run")?.dry_run)
+    });
+    def(
+        "generate_password",
+        &["length: int", "string"],
+        "A random password of letters and digits (at least one of each class), already\n\
+         marked secret.",
+    )
+    .register_into_engine(engine, generate_password);
+    def(
+        "to_json",
+        &["value: ?", "string"],
+        "The value as compact JSON text (maps, arrays, strings, numbers, bools, ()).",
+    )
+    .register_into_engine(
+        engine,
+        |_ctx: NativeCallContext, v: Dynamic| -> HostResult<String> {
+            let value: Value = match v.clone().try_cast::<OutputsView>() {
+                Some(view) => Value::Object(view.whole()),
+                None => rhai::serde::from_dynamic(&v)?,
+            };
+            Ok(serde_json::to_string(&value).unwrap_or_default())
+        },
+    );
+}
+
+/// A host function's registration: parameters (`name: type`, then the return type) and its
+/// doc comment (plain lines; each becomes a `///` line).
+fn def(name: &str, params: &[&str], doc: &str) -> FuncRegistration {
+    let comment = doc
+        .lines()
+        .map(|l| format!("/// {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    FuncRegistration::new(name)
+        .with_params_info(params)
+        .with_comments([comment])
+}
+
+fn display(v: &Dynamic) -> String {
+    if v.is_string() {
+        v.clone().into_string().unwrap_or_default()
+    } else {
+        v.to_string()
+    }
+}
+
+fn json_to_dynamic(v: &Value) -> Dynamic {
+    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
+}
