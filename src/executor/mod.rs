@@ -20,68 +20,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How a step ended in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ran,
-    Skipped,
-    Failed,
-    Blocked,
-    Interrupted,
-    /// Changed but not run (`--resume`) or not selected (`--only`).
-    NotRun,
-}
+mod outcome;
+mod ticker;
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ran => "ran",
-            Outcome::Skipped => "skipped",
-            Outcome::Failed => "failed",
-            Outcome::Blocked => "blocked",
-            Outcome::Interrupted => "interrupted",
-            Outcome::NotRun => "pending",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct StepResult {
-    pub step: String,
-    pub outcome: Outcome,
-    pub reason: String,
-    pub duration: Duration,
-}
-
-pub struct RunReport {
-    pub results: Vec<StepResult>,
-    pub wall: Duration,
-    /// The signal that interrupted the run.
-    pub interrupted: Option<i32>,
-    /// Why the run lost its state lock, if it did (it stopped like an interrupted run).
-    pub lock_lost: Option<String>,
-    /// What each step that started (or was blocked) did in this run, by step name.
-    pub runs: HashMap<String, StepRun>,
-}
-
-/// What a step did in this run: when it started and ended (offsets from the start of the
-/// run; both are the moment it was blocked for a blocked step), the commands it ran and the
-/// warnings it gave, masked as on the console.
-#[derive(Debug, Clone, Default)]
-pub struct StepRun {
-    pub start: Duration,
-    pub end: Duration,
-    pub commands: Vec<String>,
-    pub warnings: Vec<String>,
-}
-
-impl RunReport {
-    pub fn failed(&self) -> bool {
-        self.results
-            .iter()
-            .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::Blocked))
-    }
-}
+pub use outcome::{Outcome, RunReport, StepResult, StepRun};
 
 /// Everything shared by the steps of one run.
 pub struct Runner<'a> {
@@ -111,15 +53,6 @@ pub struct Runner<'a> {
     pub strict_secrets: bool,
 }
 
-/// How often a long-running step says it is still running when there is no live view.
-fn heartbeat_interval() -> Duration {
-    std::env::var("STEPWISE_HEARTBEAT_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(30))
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Node {
     /// Will run, not started.
@@ -135,6 +68,14 @@ enum Node {
 }
 
 impl Runner<'_> {
+    /// A step's line for a decision made while scheduling (`· name skipped: why`).
+    fn say(&self, colour: &str, mark: &str, step: &str, what: &str, why: &str) {
+        self.console.line(&format!(
+            "{} {step} {what}: {why}",
+            self.console.paint(colour, mark)
+        ));
+    }
+
     /// The report of a run in which nothing had to run.
     pub fn nothing_ran(decisions: &[Decision]) -> RunReport {
         RunReport {
@@ -257,12 +198,11 @@ impl Runner<'_> {
                                     self.console.paint(report::YELLOW, "-"),
                                     self.steps.steps[i].name
                                 ));
-                                results[i] = Some(StepResult {
-                                    step: self.steps.steps[i].name.clone(),
-                                    outcome: Outcome::Blocked,
-                                    reason: why,
-                                    duration: Duration::ZERO,
-                                });
+                                results[i] = Some(StepResult::without_run(
+                                    self.steps.steps[i].name.clone(),
+                                    Outcome::Blocked,
+                                    why,
+                                ));
                                 runs.insert(
                                     self.steps.steps[i].name.clone(),
                                     StepRun::at(started.elapsed()),
@@ -292,27 +232,26 @@ impl Runner<'_> {
                                 let d = &decisions[i];
                                 if d.action == Action::Skip {
                                     nodes[i] = Node::Satisfied;
-                                    results[i] = Some(StepResult {
-                                        step: d.step.clone(),
-                                        outcome: Outcome::Skipped,
-                                        reason: d.reasons.join("; "),
-                                        duration: Duration::ZERO,
-                                    });
+                                    results[i] = Some(StepResult::without_run(
+                                        d.step.clone(),
+                                        Outcome::Skipped,
+                                        d.reasons.join("; "),
+                                    ));
                                     continue;
                                 }
-                                self.console.line(&format!(
-                                    "{} {} pending: {}",
-                                    self.console.paint(report::YELLOW, "?"),
-                                    d.step,
-                                    d.reasons.join("; ")
-                                ));
+                                self.say(
+                                    report::YELLOW,
+                                    "?",
+                                    &d.step,
+                                    "pending",
+                                    &d.reasons.join("; "),
+                                );
                                 nodes[i] = Node::Satisfied;
-                                results[i] = Some(StepResult {
-                                    step: d.step.clone(),
-                                    outcome: Outcome::NotRun,
-                                    reason: d.reasons.join("; "),
-                                    duration: Duration::ZERO,
-                                });
+                                results[i] = Some(StepResult::without_run(
+                                    d.step.clone(),
+                                    Outcome::NotRun,
+                                    d.reasons.join("; "),
+                                ));
                                 continue;
                             }
                             if !self.dry_run && late[i].is_none() {
@@ -337,12 +276,11 @@ impl Runner<'_> {
                                             self.console.paint(report::RED, "✗"),
                                             decisions[i].step
                                         ));
-                                        results[i] = Some(StepResult {
-                                            step: decisions[i].step.clone(),
-                                            outcome: Outcome::Failed,
-                                            reason: why,
-                                            duration: Duration::ZERO,
-                                        });
+                                        results[i] = Some(StepResult::without_run(
+                                            decisions[i].step.clone(),
+                                            Outcome::Failed,
+                                            why,
+                                        ));
                                         if !self.keep_going {
                                             stop_starting = true;
                                         }
@@ -350,19 +288,19 @@ impl Runner<'_> {
                                     }
                                 };
                                 if d.action == Action::Skip {
-                                    self.console.line(&format!(
-                                        "{} {} skipped: {}",
-                                        self.console.paint(report::DIM, "·"),
-                                        d.step,
-                                        d.reasons.join("; ")
-                                    ));
+                                    self.say(
+                                        report::DIM,
+                                        "·",
+                                        &d.step,
+                                        "skipped",
+                                        &d.reasons.join("; "),
+                                    );
                                     nodes[i] = Node::Satisfied;
-                                    results[i] = Some(StepResult {
-                                        step: d.step.clone(),
-                                        outcome: Outcome::Skipped,
-                                        reason: d.reasons.join("; "),
-                                        duration: Duration::ZERO,
-                                    });
+                                    results[i] = Some(StepResult::without_run(
+                                        d.step.clone(),
+                                        Outcome::Skipped,
+                                        d.reasons.join("; "),
+                                    ));
                                     late[i] = Some(d);
                                     continue;
                                 }
@@ -439,12 +377,11 @@ impl Runner<'_> {
                 } else {
                     "not started: an earlier step failed (use --keep-going to run independent steps)"
                 };
-                *slot = Some(StepResult {
-                    step: self.steps.steps[i].name.clone(),
-                    outcome: Outcome::Blocked,
-                    reason: why.to_string(),
-                    duration: Duration::ZERO,
-                });
+                *slot = Some(StepResult::without_run(
+                    self.steps.steps[i].name.clone(),
+                    Outcome::Blocked,
+                    why.to_string(),
+                ));
             }
         }
         Ok(RunReport {
@@ -550,51 +487,6 @@ impl Runner<'_> {
             format!(" (through {})", names.join(", "))
         };
         Some(format!("needs {}{via}, which {what}", steps[j].name))
-    }
-
-    /// Keeps the live view current, or prints a heartbeat for long-running steps.
-    fn ticker(&self, done: mpsc::Receiver<()>) {
-        let interval = heartbeat_interval();
-        let mut last_beat: HashMap<String, Instant> = HashMap::new();
-        while let Err(mpsc::RecvTimeoutError::Timeout) =
-            done.recv_timeout(Duration::from_millis(100))
-        {
-            let running: Vec<(String, Instant, Arc<StepContext>)> = self
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|(k, (t, c))| (k.clone(), *t, c.clone()))
-                .collect();
-            for (name, started, ctx) in running {
-                let cmd = ctx
-                    .current_command
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-                    .unwrap_or_default();
-                if self.console.is_live() {
-                    self.console.update_step(&name, &cmd);
-                    continue;
-                }
-                let last = *last_beat.entry(name.clone()).or_insert(started);
-                if last.elapsed() >= interval {
-                    last_beat.insert(name.clone(), Instant::now());
-                    let what = if cmd.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {cmd}")
-                    };
-                    self.console.step_line(
-                        &name,
-                        &format!(
-                            "still running after {}{what}",
-                            report::duration(started.elapsed())
-                        ),
-                    );
-                }
-            }
-        }
     }
 
     /// The host context of step `i` (its declarations, the run's state, a fresh record of
@@ -919,17 +811,6 @@ fn read_tail(path: &std::path::Path, max: u64) -> String {
         }
     }
     String::from_utf8_lossy(&buf).into_owned()
-}
-
-impl StepRun {
-    /// A step that did not run, at `at` (blocked).
-    fn at(at: Duration) -> StepRun {
-        StepRun {
-            start: at,
-            end: at,
-            ..Default::default()
-        }
-    }
 }
 
 struct StepRecordUpdate {
