@@ -10,25 +10,8 @@ use anyhow::Result;
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(cli, true)?;
-    let store = p.store()?;
-    let state = if cli.deploy.reset_state {
-        State::default()
-    } else {
-        store.load()?
-    };
-    let (mut decisions, opts) = decide(&p, &cli.deploy, &state, state.salt())?;
+    let (state, decisions) = planned(&p, cli)?;
     let refresh = cli.deploy.refresh || p.config.settings.deployment.refresh;
-    if refresh {
-        super::deploy::refresh_decisions(
-            &p,
-            &cli.deploy,
-            store.as_ref(),
-            &state,
-            &mut decisions,
-            &opts,
-        )?;
-    }
-    p.hash_cache.save();
     // The code the deployment would end with, if every step that runs succeeds.
     let code = plan::expected_exit(&decisions);
     if cli.global.output == OutputFormat::Json {
@@ -59,6 +42,30 @@ pub fn run(cli: &Cli) -> Result<i32> {
 }
 
 /// `--refresh`: which skipped steps have no `verify()` and were therefore not checked.
+/// The state and the decisions of a deployment (with `--refresh`, after the checks), as `plan`
+/// shows them; nothing runs and nothing is written but the hash cache.
+pub(crate) fn planned(p: &Project, cli: &Cli) -> Result<(State, Vec<Decision>)> {
+    let store = p.store()?;
+    let state = if cli.deploy.reset_state {
+        State::default()
+    } else {
+        store.load()?
+    };
+    let (mut decisions, opts) = decide(p, &cli.deploy, &state, state.salt())?;
+    if cli.deploy.refresh || p.config.settings.deployment.refresh {
+        super::deploy::refresh_decisions(
+            p,
+            &cli.deploy,
+            store.as_ref(),
+            &state,
+            &mut decisions,
+            &opts,
+        )?;
+    }
+    p.hash_cache.save();
+    Ok((state, decisions))
+}
+
 pub(crate) fn print_not_checked(p: &Project, decisions: &[Decision]) {
     let not: Vec<&str> = decisions
         .iter()

@@ -6,7 +6,6 @@ use crate::cli::{Cli, OutputFormat};
 use crate::environment;
 use crate::error::{exit, Failure};
 use crate::project::Project;
-use crate::state::State;
 use crate::summary::RunSummary;
 use crate::{html_report, reports};
 use anyhow::{Context, Result};
@@ -17,24 +16,7 @@ pub fn run(cli: &Cli, which: Option<&str>, open: bool, plan: bool) -> Result<i32
     let dir = reports::dir(&environment::local_dir(env.as_deref()));
     let path = if plan {
         let p = Project::load(cli, true)?;
-        let store = p.store()?;
-        let state = if cli.deploy.reset_state {
-            State::default()
-        } else {
-            store.load()?
-        };
-        let (mut decisions, opts) = super::decide(&p, &cli.deploy, &state, state.salt())?;
-        if cli.deploy.refresh || p.config.settings.deployment.refresh {
-            super::deploy::refresh_decisions(
-                &p,
-                &cli.deploy,
-                store.as_ref(),
-                &state,
-                &mut decisions,
-                &opts,
-            )?;
-        }
-        p.hash_cache.save();
+        let (_, decisions) = super::plan::planned(&p, cli)?;
         let summary = RunSummary::of_plan(&p.steps, &decisions, p.env.clone(), &p.state_location);
         let html = html_report::render(&summary, &reports::history(&dir, ""));
         reports::write_plan(&dir, &html, &p.masker).map_err(|e| {
