@@ -56,13 +56,14 @@ fn hostname() -> String {
 pub struct LockGuard {
     _file: std::fs::File,
     pub path: PathBuf,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped to stop the watcher (it wakes at once: a run does not wait for its next check).
+    stop: Option<std::sync::mpsc::Sender<()>>,
     watcher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(w) = self.watcher.take() {
             let _ = w.join();
         }
@@ -86,13 +87,15 @@ fn same_file(file: &std::fs::File, path: &Path) -> bool {
 fn watch_lock_file(
     path: PathBuf,
     id: (u64, u64),
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::mpsc::Receiver<()>,
 ) -> std::thread::JoinHandle<()> {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     std::thread::spawn(move || {
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+        while let Err(RecvTimeoutError::Timeout) =
+            stop.recv_timeout(std::time::Duration::from_millis(200))
+        {
             let still = std::fs::metadata(&path).is_ok_and(|m| identity(&m) == id);
-            if !still && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if !still && stop.try_recv() == Err(TryRecvError::Empty) {
                 crate::process::stop_for_lost_lock(&format!(
                     "the lock file {} was removed or replaced while this run held it (stepwise state unlock --force?): this run no longer holds the lock",
                     path.display()
@@ -193,12 +196,12 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
     file.write_all(record.as_bytes())?;
     file.sync_all()?;
     let id = identity(&file.metadata()?);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = Some(watch_lock_file(path.clone(), id, stop.clone()));
+    let (stop, stopped) = std::sync::mpsc::channel();
+    let watcher = Some(watch_lock_file(path.clone(), id, stopped));
     Ok(LockGuard {
         _file: file,
         path,
-        stop,
+        stop: Some(stop),
         watcher,
     })
 }
