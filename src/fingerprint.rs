@@ -94,7 +94,10 @@ pub struct Fingerprinter<'a> {
 }
 
 /// See [`Fingerprinter::memo`].
-pub type Memo = Mutex<std::collections::HashMap<String, (String, String, Vec<String>)>>;
+pub type Memo = Mutex<std::collections::HashMap<String, Memoized>>;
+
+/// One hashed entry: (dependency key, digest, warnings).
+pub type Memoized = (String, String, Vec<String>);
 
 /// The digest of a config value that holds a secret: Argon2id with the state's salt, slow on
 /// purpose, so that a low-entropy secret cannot be guessed from a shared state by hashing
@@ -136,6 +139,8 @@ impl Fingerprinter<'_> {
             let digest = crate::reads::env_digest(value.as_deref(), self.secret_salt.unwrap_or(""));
             fp.dependencies.insert(format!("env:{name}"), digest);
         }
+        // The entries to hash, in order (missing ones are noted and left out).
+        let mut entries: Vec<String> = Vec::with_capacity(step.files.len());
         for pattern in &step.files {
             let expanded = self.interpolate(step, pattern)?;
             self.check_inside_root(step, pattern, &expanded)?;
@@ -151,25 +156,40 @@ impl Fingerprinter<'_> {
                     continue;
                 }
             }
-            let memoized = self
+            entries.push(expanded);
+        }
+        // Entries not hashed yet in this run are hashed at once (several build contexts keep
+        // both cores busy through each walk's serial end: sorting and the list digest).
+        let todo: Vec<&String> = {
+            let memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = std::collections::HashSet::new();
+            entries
+                .iter()
+                .filter(|e| !memo.contains_key(*e) && seen.insert(e.as_str()))
+                .collect()
+        };
+        let hashed: Vec<Result<Memoized>> = todo
+            .par_iter()
+            .map(|expanded| {
+                let mut warnings = Vec::new();
+                let (key, digest) = self.hash_entry(step, expanded, &mut warnings)?;
+                Ok((key, digest, warnings))
+            })
+            .collect();
+        {
+            let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+            for (expanded, m) in todo.into_iter().zip(hashed) {
+                memo.insert(expanded.clone(), m?);
+            }
+        }
+        for expanded in &entries {
+            let (key, digest, warnings) = self
                 .memo
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&expanded)
-                .cloned();
-            let (key, digest, warnings) = match memoized {
-                Some(m) => m,
-                None => {
-                    let mut warnings = Vec::new();
-                    let (key, digest) = self.hash_entry(step, &expanded, &mut warnings)?;
-                    let m = (key, digest, warnings);
-                    self.memo
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(expanded.clone(), m.clone());
-                    m
-                }
-            };
+                .get(expanded)
+                .cloned()
+                .expect("hashed above");
             // The warning names the step: say it for each step that declares the entry.
             fp.warnings.extend(warnings.into_iter().map(|w| {
                 w.split_once(": ")
