@@ -10,7 +10,7 @@ use crate::plan::{Action, Decision};
 use crate::report;
 use crate::script;
 use crate::state::State;
-use rhai::{CallFnOptions, Dynamic, Scope};
+use rhai::Dynamic;
 use std::sync::{Arc, Mutex};
 
 /// What the refresh of one step found.
@@ -34,14 +34,7 @@ impl Runner<'_> {
     ) -> Result<Vec<String>, String> {
         let step = &self.steps.steps[i];
         let result = host::with_context(ctx.clone(), || {
-            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-            self.engine.call_fn_with_options::<Dynamic>(
-                options,
-                &mut Scope::new(),
-                &step.ast,
-                "verify",
-                (),
-            )
+            script::call_fn(self.engine, &step.ast, "verify")
         });
         let value = result.map_err(|e| self.masker.mask(&script::runtime_error(&step.file, &e)))?;
         drift_of(&value).map_err(|e| format!("{}: verify() {e}", step.file))

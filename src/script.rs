@@ -1,7 +1,7 @@
 //! The sandboxed Rhai engine and Rhai error formatting (file:line:col).
 
 use crate::host;
-use rhai::{Engine, EvalAltResult, ParseError, Position};
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, ParseError, Position, Scope, AST};
 
 /// Limits of the sandbox. A runaway loop hits `MAX_OPERATIONS` and ends the step.
 pub const MAX_OPERATIONS: u64 = 20_000_000;
@@ -35,6 +35,13 @@ pub fn engine() -> Engine {
 }
 
 /// `file:line:col: message` for a parse error.
+/// Calls the script function `name` (no arguments) of a step's `ast`, without evaluating the
+/// file's top level again (`run()`, `verify()`).
+pub fn call_fn(engine: &Engine, ast: &AST, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+    let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+    engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, name, ())
+}
+
 pub fn parse_error(file: &str, err: &ParseError) -> String {
     format!(
         "{}: syntax error: {}",

@@ -13,7 +13,7 @@ use crate::secrets::Masker;
 use crate::state::{self, State, StateStore, Status, StepRecord};
 use crate::step::StepSet;
 use anyhow::Result;
-use rhai::{CallFnOptions, Dynamic, Engine, Scope};
+use rhai::Engine;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -593,14 +593,7 @@ impl Runner<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(step.name.clone(), (t0, ctx.clone()));
         let result = host::with_context(ctx.clone(), || {
-            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-            self.engine.call_fn_with_options::<Dynamic>(
-                options,
-                &mut Scope::new(),
-                &step.ast,
-                "run",
-                (),
-            )
+            script::call_fn(self.engine, &step.ast, "run")
         });
         // Verify after run: the step's own read-only checks, as a post-condition.
         let verified = match &result {
