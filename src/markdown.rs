@@ -6,31 +6,6 @@ use crate::executor::{Outcome, RunReport};
 use crate::plan::{Action, Decision};
 use crate::report;
 
-/// How many steps ended each way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
-    pub ran: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    pub blocked: usize,
-    pub interrupted: usize,
-    pub pending: usize,
-}
-
-impl Counts {
-    pub fn of(report: &RunReport) -> Counts {
-        let count = |o| report.results.iter().filter(|r| r.outcome == o).count();
-        Counts {
-            ran: count(Outcome::Ran),
-            skipped: count(Outcome::Skipped),
-            failed: count(Outcome::Failed),
-            blocked: count(Outcome::Blocked),
-            interrupted: count(Outcome::Interrupted),
-            pending: count(Outcome::NotRun),
-        }
-    }
-}
-
 /// How a run ended: `succeeded`, `failed`, `interrupted` or `lost its lock`.
 pub fn result_word(report: &RunReport) -> &'static str {
     if report.lock_lost.is_some() {
@@ -46,7 +21,7 @@ pub fn result_word(report: &RunReport) -> &'static str {
 
 /// `2 ran, 1 skipped, 1 failed, 0 blocked in 3.4s` (`would run` in a dry run).
 pub fn counts_line(report: &RunReport, dry_run: bool) -> String {
-    let c = Counts::of(report);
+    let c = report.counts();
     let mut line = format!(
         "{} {}, {} skipped, {} failed, {} blocked",
         c.ran,

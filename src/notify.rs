@@ -6,7 +6,7 @@
 //! and the payload is masked.
 
 use crate::config::{Config, NotifyEvent, NotifyFormat, NotifySettings};
-use crate::markdown::Counts;
+use crate::executor::Counts;
 use crate::report::Console;
 use crate::secrets::Masker;
 use serde_json::{json, Value};

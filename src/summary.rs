@@ -2,7 +2,7 @@
 //! beside each HTML report (for medians and trends), and what the HTML report is drawn from.
 //! One definition, written and read with serde, so there is no second source of truth.
 
-use crate::executor::RunReport;
+use crate::executor::{Counts, RunReport};
 use crate::plan::Decision;
 use crate::step::StepSet;
 use serde::{Deserialize, Serialize};
@@ -251,16 +251,6 @@ impl RunSummary {
             "succeeded"
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub ran: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    pub blocked: usize,
-    pub interrupted: usize,
-    pub pending: usize,
 }
 
 fn needs_of(steps: &StepSet, name: &str) -> Vec<String> {

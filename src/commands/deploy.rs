@@ -199,7 +199,7 @@ fn notify(p: &Project, summary: &RunSummary, report: &RunReport, code: i32) {
         exit_code: code,
         summary: markdown::summary_line(report, false, code),
         markdown: markdown::run(report, false, code),
-        counts: markdown::Counts::of(report),
+        counts: report.counts(),
         steps: report
             .results
             .iter()
@@ -397,19 +397,19 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
             r.step, r.reason
         ));
     }
-    let count = |o| report.results.iter().filter(|r| r.outcome == o).count();
+    let c = report.counts();
     console.line(&format!(
         "{}{} {}, {} skipped, {} failed, {} blocked{} in {}",
         match console.env() {
             Some(env) => format!("environment {env}: "),
             None => String::new(),
         },
-        count(Outcome::Ran),
+        c.ran,
         if dry_run { "would run" } else { "ran" },
-        count(Outcome::Skipped),
-        count(Outcome::Failed),
-        count(Outcome::Blocked),
-        match count(Outcome::Interrupted) {
+        c.skipped,
+        c.failed,
+        c.blocked,
+        match c.interrupted {
             0 => String::new(),
             k => format!(", {k} interrupted"),
         },

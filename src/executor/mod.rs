@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 mod outcome;
 mod ticker;
 
-pub use outcome::{Outcome, RunReport, StepResult, StepRun};
+pub use outcome::{Counts, Outcome, RunReport, StepResult, StepRun};
 
 /// Everything shared by the steps of one run.
 pub struct Runner<'a> {

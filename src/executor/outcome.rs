@@ -72,7 +72,30 @@ pub struct StepRun {
     pub warnings: Vec<String>,
 }
 
+/// How many steps ended each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub ran: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub blocked: usize,
+    pub interrupted: usize,
+    pub pending: usize,
+}
+
 impl RunReport {
+    pub fn counts(&self) -> Counts {
+        let count = |o| self.results.iter().filter(|r| r.outcome == o).count();
+        Counts {
+            ran: count(Outcome::Ran),
+            skipped: count(Outcome::Skipped),
+            failed: count(Outcome::Failed),
+            blocked: count(Outcome::Blocked),
+            interrupted: count(Outcome::Interrupted),
+            pending: count(Outcome::NotRun),
+        }
+    }
+
     pub fn failed(&self) -> bool {
         self.results
             .iter()
