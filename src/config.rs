@@ -21,6 +21,9 @@ pub struct Config {
     pub root: Value,
     /// The settings stepwise reads itself, type-checked.
     pub settings: Settings,
+    /// Keys under stepwise's own sections that stepwise does not read (refused unless a step
+    /// declares them: [`Config::check_own_keys`]).
+    pub foreign: Vec<crate::own_keys::ForeignKey>,
 }
 
 /// The keys of the config that stepwise itself reads (`deployment.*`, `advanced.*`, `state.*`,
@@ -114,6 +117,15 @@ pub struct AdvancedSettings {
     pub state_blob_container: Option<String>,
     /// With `state_storage: blob`: the blob name (default `stepwise-state.json`).
     pub state_blob_name: Option<String>,
+    /// The original tool's setting, accepted so that its config loads; stepwise does not use
+    /// it (a failed step leaves what it made; its next run picks up from there).
+    pub cleanup_on_failure: Option<bool>,
+    /// The original tool's setting, accepted so that its config loads; stepwise always keeps
+    /// its state.
+    pub save_state: Option<bool>,
+    /// The original tool's state file, accepted so that its config loads; stepwise reads it
+    /// only through `stepwise state import-legacy FILE`.
+    pub state_file: Option<String>,
 }
 
 /// Where the state lives.
@@ -256,6 +268,9 @@ impl Default for AdvancedSettings {
             state_blob_account: None,
             state_blob_container: None,
             state_blob_name: None,
+            cleanup_on_failure: None,
+            save_state: None,
+            state_file: None,
         }
     }
 }
@@ -399,6 +414,11 @@ impl Config {
         if !overlay_text.trim().is_empty() {
             serde_norway::from_str::<Option<Settings>>(&overlay_text)
                 .map_err(|e| located(overlay, e))?;
+            if let Ok(root) = serde_norway::from_str::<Value>(&overlay_text) {
+                config
+                    .foreign
+                    .extend(crate::own_keys::foreign(overlay, &overlay_text, &root));
+            }
         }
         config.settings = serde_json::from_value(config.root.clone()).map_err(|e| {
             usage(format!(
@@ -455,11 +475,13 @@ impl Config {
                 .map_err(|e| usage(format!("{}: a merged setting: {e}", path.display())))?;
         }
         check_notify(&settings, path)?;
+        let foreign = crate::own_keys::foreign(path, text, &root);
         Ok(Config {
             path: path.to_path_buf(),
             overlay: None,
             root,
             settings,
+            foreign,
         })
     }
 
@@ -470,7 +492,15 @@ impl Config {
             overlay: None,
             root: Value::Object(Default::default()),
             settings: Settings::default(),
+            foreign: Vec::new(),
         }
+    }
+
+    /// Refuses a key under stepwise's own sections that stepwise does not read and no step
+    /// declares (`declarations`: the steps' `config:` entries), located, with a "did you
+    /// mean" (exit 2).
+    pub fn check_own_keys(&self, declarations: &[String]) -> Result<()> {
+        crate::own_keys::check(&self.foreign, declarations)
     }
 
     /// The value at a dotted key (`a.b.c`; a numeric segment indexes an array).

@@ -201,7 +201,7 @@ impl<'de> Visitor<'de> for MergeVisitor<'_> {
 }
 
 /// Where the value of dotted `key` stands in YAML `text` (found by failing there).
-fn find(text: &str, key: &str) -> Option<serde_norway::Location> {
+pub(crate) fn find(text: &str, key: &str) -> Option<serde_norway::Location> {
     let seed = FindSeed {
         target: key,
         key: String::new(),

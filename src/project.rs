@@ -69,6 +69,7 @@ impl Project {
         let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
         let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
         tracing::debug!(steps = steps.steps.len(), "steps loaded");
+        config.check_own_keys(&steps.declared_config())?;
         let state_location = state_location(cli, &config, env)?;
         tracing::debug!(state = %state_location, env = ?env, "state location");
         Ok(Project {
@@ -243,12 +244,36 @@ impl Target {
 pub(crate) fn target(cli: &Cli) -> Result<Target> {
     let env = environment::selected(cli.global.env.as_deref())?;
     let config = load_config(cli, false, env.as_deref())?;
+    // A typo in stepwise's own settings (`deployment.protectd`) must not pass here either;
+    // the keys the steps declare are theirs (steps that do not load are reported by the
+    // commands that run them).
+    if !config.foreign.is_empty() {
+        if let Ok(declared) = declared_config(cli) {
+            config.check_own_keys(&declared)?;
+        }
+    }
     let location = state_location(cli, &config, env.as_deref())?;
     Ok(Target {
         env,
         config,
         location,
     })
+}
+
+/// Every config key the steps declare (`config:`), read without running anything.
+pub(crate) fn declared_config(cli: &Cli) -> Result<Vec<String>> {
+    Ok(declared_config_by_step(cli)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// Every config key the steps declare, with the step that declares it.
+pub(crate) fn declared_config_by_step(cli: &Cli) -> Result<Vec<(String, String)>> {
+    let mut engine = script::engine();
+    let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
+    let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
+    Ok(steps.declared_config_by_step())
 }
 
 /// The store of the current state location (for commands that load no steps).

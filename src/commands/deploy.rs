@@ -356,12 +356,21 @@ pub(crate) fn execute(
     Ok(Executed { report, meta })
 }
 
+/// A new run id: the time to the second, the process, and (from a process's second run on,
+/// e.g. watch cycles) a sequence number, so that two runs of one process in the same second
+/// never share logs or a report.
 fn run_id() -> String {
-    format!(
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let base = format!(
         "{}-{}",
         crate::state::compact_now(false),
         std::process::id()
-    )
+    );
+    match SEQ.fetch_add(1, Ordering::Relaxed) {
+        0 => base,
+        n => format!("{base}-{n}"),
+    }
 }
 
 pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool) {
@@ -415,4 +424,15 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
         },
         report::duration(report.wall)
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_of_one_process_are_unique_within_a_second() {
+        let ids: Vec<String> = (0..3).map(|_| super::run_id()).collect();
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+        assert_ne!(ids[0], ids[2]);
+    }
 }

@@ -61,7 +61,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }) => completions::run(*shell, *static_script),
         Some(Command::Man { dir }) => man::run(dir),
         Some(Command::Definitions { dir }) => definitions::run(&cli, dir),
-        Some(Command::Schema) => schema::run(),
+        Some(Command::Schema) => schema::run(&cli),
     }
 }
 
