@@ -57,6 +57,24 @@ pub struct GlobalArgs {
     /// human output on stderr.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    /// `--config`, `--steps` or `--state` was given: the paths are the user's, relative to
+    /// the working directory, and the project root is not looked for upwards.
+    #[arg(skip)]
+    pub paths_given: bool,
+}
+
+impl Cli {
+    /// The command line of this process (clap's errors as clap gives them), with
+    /// `paths_given` filled in.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        use clap::{parser::ValueSource, CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches()?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.global.paths_given = ["config", "steps", "state"]
+            .iter()
+            .any(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
+        Ok(cli)
+    }
 }
 
 impl GlobalArgs {
@@ -162,8 +180,9 @@ pub enum Command {
     },
     /// Print the step graph (Mermaid or DOT), marking what would run.
     Graph {
-        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
-        format: GraphFormat,
+        /// The text format (default: mermaid); `--output json` gives the graph as JSON instead.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<GraphFormat>,
     },
     /// Print the path of a run's HTML report (or open it); `--plan`: render the current plan
     /// as a report, running nothing.

@@ -729,12 +729,36 @@ pub(crate) fn apply_merge_keys(
 fn read(path: &Path) -> Result<String> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(usage(format!(
-            "config file {} not found (pass --config PATH; config.example.yaml is a commented example)",
-            path.display()
-        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let example = example_of(path);
+            let hint = if example.is_file() {
+                format!(
+                    "; {} is a commented example to start from",
+                    example.display()
+                )
+            } else {
+                String::new()
+            };
+            Err(usage(format!(
+                "config file {} not found (pass --config PATH{hint})",
+                path.display()
+            )))
+        }
         Err(e) => Err(usage(format!("cannot read config {}: {e}", path.display()))),
     }
+}
+
+/// The commented example beside a config: `config.yaml` → `config.example.yaml`.
+fn example_of(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let example = match name.rfind('.') {
+        Some(i) if i > 0 => format!("{}.example{}", &name[..i], &name[i..]),
+        _ => format!("{name}.example"),
+    };
+    path.with_file_name(example)
 }
 
 /// A YAML error as `file:line:col: message` (exit 2).

@@ -40,8 +40,6 @@ pub mod summary;
 pub mod supervisor;
 pub mod watch;
 
-use clap::Parser;
-
 /// The program: parses the command line, runs it, prints errors, returns the exit code.
 pub fn main() -> i32 {
     // Started as a command's supervisor (see `supervisor`): nothing else of stepwise runs.
@@ -57,7 +55,7 @@ pub fn main() -> i32 {
     // A completion request from the shell (`STEPWISE_COMPLETE=bash stepwise -- ...`) is
     // answered here, before anything else prints.
     completion::complete_env();
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::parse_args() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

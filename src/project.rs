@@ -146,9 +146,11 @@ impl Project {
     pub(crate) fn check_names(&self, flag: &str, names: &[String]) -> Result<()> {
         for n in names {
             if self.steps.index(n).is_none() {
+                let names = self.steps.names();
                 return Err(usage(format!(
-                    "{flag} {n}: no such step; valid names: {}",
-                    self.steps.names().join(", ")
+                    "{flag} {n}: no such step{}; valid names: {}",
+                    crate::suggest::did_you_mean(n, names.iter().copied()),
+                    names.join(", ")
                 )));
             }
         }
@@ -165,7 +167,26 @@ pub(crate) fn load_config(cli: &Cli, need_config: bool, env: Option<&str>) -> Re
     }
     match env {
         None => Config::load(path),
-        Some(e) => Config::load_with_overlay(path, Some(&environment::overlay_path(path, e)), e),
+        Some(e) => {
+            let overlay = environment::overlay_path(path, e);
+            if !overlay.exists() && path.exists() {
+                // A typo of an environment that exists: say which one was meant.
+                let known = environment::overlays(path);
+                let hint = crate::suggest::did_you_mean(e, known.iter().map(|(n, _)| n.as_str()));
+                if !hint.is_empty() {
+                    return Err(usage(format!(
+                        "environment `{e}` has no overlay ({} not found){hint} (environments: {})",
+                        overlay.display(),
+                        known
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+            Config::load_with_overlay(path, Some(&overlay), e)
+        }
     }
 }
 

@@ -337,12 +337,14 @@ fn validate(set: &StepSet) -> Result<()> {
     for s in &set.steps {
         for n in &s.needs {
             if !seen.contains_key(n.as_str()) {
+                let names = set.names();
                 return Err(usage(format!(
-                    "{}:{}: step `{}` needs unknown step `{n}` (steps: {})",
+                    "{}:{}: step `{}` needs unknown step `{n}`{} (steps: {})",
                     s.file,
                     s.decl_line,
                     s.name,
-                    set.names().join(", ")
+                    crate::suggest::did_you_mean(n, names.iter().copied()),
+                    names.join(", ")
                 )));
             }
             if n == &s.name {

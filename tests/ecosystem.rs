@@ -615,7 +615,7 @@ fn markdown_output_of_an_error_is_markdown_too() {
     // Commands without a Markdown form say so instead of printing nothing.
     p.run(&["steps", "--output", "markdown"])
         .assert_code(2)
-        .assert_contains("--output markdown is for deploy, plan and diff");
+        .assert_contains("`steps` has no --output markdown; it is for: deploy, plan, diff");
 }
 
 #[test]
@@ -728,4 +728,151 @@ fn keys_a_step_declares_under_stepwises_sections_are_its_own() {
         ("typo", "deployment:\n  skip_biuld: true\n".to_string()),
     ];
     assert_eq!(valid_by_schema(&schema.stdout, &docs), ["declared"]);
+}
+
+// ---------------------------------------------------------------- the edges a newcomer touches
+
+#[test]
+fn output_a_command_cannot_give_is_refused_and_steps_and_graph_give_json() {
+    let p = three_named_steps();
+    // `steps` and `graph` in JSON: what a script would otherwise scrape from text.
+    let r = p.run(&["steps", "--output", "json"]);
+    r.assert_code(0);
+    let doc: Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    let steps = doc["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["network", "database", "deploy_app"]);
+    assert_eq!(steps[1]["needs"], serde_json::json!(["network"]));
+    assert_eq!(steps[1]["file"].as_str().unwrap(), "steps/02_database.rhai");
+
+    let r = p.run(&["graph", "--output", "json"]);
+    r.assert_code(0);
+    assert!(!r.stdout.contains("flowchart"), "{}", r.stdout);
+    let doc: Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(doc["steps"][2]["name"], "deploy_app");
+    assert_eq!(doc["steps"][2]["needs"], serde_json::json!(["database"]));
+    assert_eq!(doc["steps"][2]["decision"], "run");
+    p.deploy(&[]).assert_code(0);
+    let doc: Value = serde_json::from_str(&p.run(&["graph", "--output", "json"]).stdout).unwrap();
+    assert_eq!(doc["steps"][0]["decision"], "skip");
+    p.run(&["graph", "--format", "dot", "--output", "json"])
+        .assert_code(2)
+        .assert_contains("pick one");
+
+    // What a command cannot print is refused, not ignored.
+    for args in [
+        &["state", "reset", "--output", "json"][..],
+        &["watch", "--output", "json"],
+        &["steps", "--secrets", "--output", "json"],
+        &["graph", "--output", "markdown"],
+        &["state", "unlock", "--output", "json"],
+    ] {
+        let r = p.run(args);
+        r.assert_code(2).assert_contains("has no --output");
+    }
+    // Nothing was forgotten by the refused `state reset`.
+    assert_eq!(p.status("network"), "completed");
+}
+
+#[test]
+fn run_from_a_folder_inside_the_project_it_works_on_the_project() {
+    let p = three_named_steps();
+    std::fs::create_dir_all(p.path().join("docs/deep")).unwrap();
+    for dir in ["steps", "docs/deep"] {
+        let r = run_in(&p, dir, &["plan"]);
+        r.assert_code(0).assert_contains("network");
+    }
+    let r = run_in(&p, "docs/deep", &["--auto-approve"]);
+    r.assert_code(0);
+    assert_eq!(r.ran(), ["network", "database", "deploy_app"]);
+    // The state is the project's, and nothing was written where the command was typed.
+    assert_eq!(p.status("deploy_app"), "completed");
+    assert!(!p.exists("docs/deep/.stepwise"));
+    run_in(&p, "steps", &["plan", "--output", "json"])
+        .assert_code(0)
+        .assert_not_contains("\"run\"");
+
+    // Paths given on the command line are the user's: no search upwards.
+    run_in(&p, "docs", &["plan"]).assert_code(0);
+    run_in(&p, "docs", &["plan", "--config", "config.yaml"])
+        .assert_code(2)
+        .assert_contains("config file config.yaml not found");
+    run_in(
+        &p,
+        "docs",
+        &["plan", "--config", "../config.yaml", "--steps", "../steps"],
+    )
+    .assert_code(0);
+}
+
+#[test]
+fn outside_any_project_stepwise_says_so_and_suggests_init() {
+    let empty = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .current_dir(empty.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        support::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    run(&["plan"])
+        .assert_code(2)
+        .assert_contains("no stepwise project here")
+        .assert_contains("stepwise init")
+        // No mention of an example that is not there.
+        .assert_not_contains("example");
+    assert!(!empty.path().join(".stepwise").exists());
+    // A project with steps but no config: the example is named only when it exists.
+    std::fs::create_dir(empty.path().join("steps")).unwrap();
+    run(&["plan"])
+        .assert_code(2)
+        .assert_contains("config file config.yaml not found")
+        .assert_not_contains("example");
+    std::fs::write(empty.path().join("config.example.yaml"), "x: 1\n").unwrap();
+    run(&["plan"])
+        .assert_code(2)
+        .assert_contains("config.example.yaml is a commented example");
+}
+
+#[test]
+fn a_misspelt_step_or_environment_name_gets_a_suggestion() {
+    let p = three_named_steps();
+    p.deploy(&[]).assert_code(0);
+    for (args, want) in [
+        (
+            &["plan", "--only", "netwrk"][..],
+            "--only netwrk: no such step; did you mean `network`?",
+        ),
+        (
+            &["plan", "--force-step", "databse"],
+            "--force-step databse: no such step; did you mean `database`?",
+        ),
+        (
+            &["state", "reset", "deploy-app"],
+            "no step `deploy-app` in state",
+        ),
+        (&["state", "show", "netwrok"], "did you mean `network`?"),
+    ] {
+        p.run(args).assert_code(2).assert_contains(want);
+    }
+    p.run(&["state", "reset", "deploy-app"])
+        .assert_contains("did you mean `deploy_app`?");
+    assert_eq!(p.status("deploy_app"), "completed");
+
+    p.file("config.prod.yaml", "deployment: {protected: true}\n");
+    p.run(&["--env", "prdo", "plan"])
+        .assert_code(2)
+        .assert_contains("environment `prdo` has no overlay")
+        .assert_contains("did you mean `prod`?");
+
+    p.step("04_greet.rhai", &step(r#"needs: ["netwrk"]"#, ""));
+    p.run(&["plan"])
+        .assert_code(2)
+        .assert_contains("needs unknown step `netwrk`; did you mean `network`?");
 }

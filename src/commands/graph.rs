@@ -1,14 +1,21 @@
 //! `stepwise graph`: the steps and their `needs` as Mermaid or DOT, marked with what would run.
 
 use super::decide;
-use crate::cli::{Cli, GraphFormat};
+use crate::cli::{Cli, GraphFormat, OutputFormat};
 use crate::error::exit;
+use crate::error::usage;
 use crate::plan::Action;
 use crate::project::Project;
 use crate::state::State;
 use anyhow::Result;
 
-pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
+pub fn run(cli: &Cli, format: Option<GraphFormat>) -> Result<i32> {
+    let json = cli.global.output == OutputFormat::Json;
+    if json && format.is_some() {
+        return Err(usage(
+            "graph: --format and --output json are two formats; pick one",
+        ));
+    }
     let has_config = cli.global.config.exists();
     let p = Project::load(cli, has_config)?;
     // Mark what would run when there is a config to decide with.
@@ -25,8 +32,31 @@ pub fn run(cli: &Cli, format: GraphFormat) -> Result<i32> {
         None
     };
     let action = |i: usize| decisions.as_ref().map(|d| d[i].action);
+    if json {
+        let steps: Vec<serde_json::Value> = p
+            .steps
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                serde_json::json!({
+                    "name": s.name,
+                    "needs": s.needs,
+                    "decision": action(i).map(|a| a.as_str()),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "command": "graph",
+            "env": p.env,
+            "steps": steps,
+            "exit_code": exit::OK,
+        });
+        crate::report::print_json(&doc);
+        return Ok(exit::OK);
+    }
     let mut out = String::new();
-    match format {
+    match format.unwrap_or(GraphFormat::Mermaid) {
         GraphFormat::Mermaid => {
             if let Some(env) = &p.env {
                 out.push_str(&format!("---\ntitle: environment {env}\n---\n"));

@@ -29,14 +29,8 @@ use anyhow::Result;
 pub fn run(cli: Cli) -> Result<i32> {
     // A bad environment name stops every command before anything is read.
     crate::environment::selected(cli.global.env.as_deref())?;
-    if cli.global.output == OutputFormat::Markdown
-        && !matches!(
-            cli.command,
-            None | Some(Command::Deploy) | Some(Command::Plan) | Some(Command::Diff { .. })
-        )
-    {
-        return Err(usage("--output markdown is for deploy, plan and diff"));
-    }
+    check_output(&cli)?;
+    enter_project_root(&cli)?;
     match &cli.command {
         None | Some(Command::Deploy) => deploy::run(&cli),
         Some(Command::Plan) => plan::run(&cli),
@@ -62,6 +56,105 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Man { dir }) => man::run(dir),
         Some(Command::Definitions { dir }) => definitions::run(&cli, dir),
         Some(Command::Schema) => schema::run(&cli),
+    }
+}
+
+/// The command's name as typed (`state history`), for messages.
+fn command_name(c: &Option<Command>) -> &'static str {
+    use crate::cli::StateCommand as S;
+    match c {
+        None | Some(Command::Deploy) => "deploy",
+        Some(Command::Plan) => "plan",
+        Some(Command::Steps { .. }) => "steps",
+        Some(Command::Check) => "check",
+        Some(Command::Watch { .. }) => "watch",
+        Some(Command::Graph { .. }) => "graph",
+        Some(Command::Report { .. }) => "report",
+        Some(Command::State(sc)) => match sc {
+            S::Show { .. } => "state show",
+            S::Reset { .. } => "state reset",
+            S::ImportLegacy { .. } => "state import-legacy",
+            S::Unlock { .. } => "state unlock",
+            S::History => "state history",
+            S::Rollback { .. } => "state rollback",
+            S::Push { .. } => "state push",
+            S::Pull { .. } => "state pull",
+        },
+        Some(Command::Env(EnvCommand::List)) => "env list",
+        Some(Command::Diff { .. }) => "diff",
+        Some(Command::Init { .. }) => "init",
+        Some(Command::Completions { .. }) => "completions",
+        Some(Command::Man { .. }) => "man",
+        Some(Command::Definitions { .. }) => "definitions",
+        Some(Command::Schema) => "schema",
+    }
+}
+
+/// Commands that print one JSON document with `--output json`.
+const JSON_COMMANDS: &[&str] = &[
+    "deploy",
+    "plan",
+    "steps",
+    "check",
+    "graph",
+    "report",
+    "state show",
+    "state history",
+    "env list",
+    "diff",
+    "schema",
+];
+/// Commands that print Markdown with `--output markdown`.
+const MARKDOWN_COMMANDS: &[&str] = &["deploy", "plan", "diff"];
+
+/// `--output` a command cannot do is refused (exit 2), never ignored.
+fn check_output(cli: &Cli) -> Result<()> {
+    let name = command_name(&cli.command);
+    let (format, supported) = match cli.global.output {
+        OutputFormat::Human => return Ok(()),
+        OutputFormat::Json => ("json", JSON_COMMANDS),
+        OutputFormat::Markdown => ("markdown", MARKDOWN_COMMANDS),
+    };
+    if !supported.contains(&name) {
+        return Err(usage(format!(
+            "`{name}` has no --output {format}; it is for: {}",
+            supported.join(", ")
+        )));
+    }
+    if let Some(Command::Steps { secrets: true }) = &cli.command {
+        return Err(usage(format!(
+            "`steps --secrets` has no --output {format} (it names secret keys for people; `steps --output json` lists each step's config keys)"
+        )));
+    }
+    Ok(())
+}
+
+/// Run from a folder inside a project (`cd steps && stepwise plan`), stepwise works from the
+/// project root: the nearest folder upwards with the config or the steps folder, as cargo and
+/// git find theirs. Not when `--config`, `--steps` or `--state` name paths of the user's.
+fn enter_project_root(cli: &Cli) -> Result<()> {
+    let name = command_name(&cli.command);
+    if cli.global.paths_given || matches!(name, "init" | "completions" | "man") {
+        return Ok(());
+    }
+    let here = std::env::current_dir()?;
+    let g = &cli.global;
+    match crate::paths::project_root(&here, &g.config, &g.steps) {
+        Some(root) if root == here => Ok(()),
+        Some(root) => {
+            tracing::debug!(root = %root.display(), "project root above the working directory");
+            std::env::set_current_dir(&root).map_err(|e| {
+                usage(format!("cannot enter the project root {}: {e}", root.display()))
+            })
+        }
+        // `schema` and `definitions` also work outside a project.
+        None if matches!(name, "schema" | "definitions") => Ok(()),
+        None => Err(usage(format!(
+            "no stepwise project here: neither {} nor a folder above it has {} or a {}/ folder (`stepwise init` creates a project; --config and --steps name files elsewhere)",
+            here.display(),
+            g.config.display(),
+            g.steps.display()
+        ))),
     }
 }
 

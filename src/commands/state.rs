@@ -28,8 +28,9 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
                 Some(s) => {
                     let rec = state.steps.get(s).ok_or_else(|| {
                         usage(format!(
-                            "no step `{s}` in state {} (steps recorded: {})",
+                            "no step `{s}` in state {}{} (steps recorded: {})",
                             store.location(),
+                            crate::suggest::did_you_mean(s, state.steps.keys().map(String::as_str)),
                             state.steps.keys().cloned().collect::<Vec<_>>().join(", ")
                         ))
                     })?;
@@ -55,8 +56,9 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             for s in steps {
                 if !state.steps.contains_key(s) {
                     return Err(usage(format!(
-                        "no step `{s}` in state {} (steps recorded: {})",
+                        "no step `{s}` in state {}{} (steps recorded: {})",
                         store.location(),
+                        crate::suggest::did_you_mean(s, state.steps.keys().map(String::as_str)),
                         state.steps.keys().cloned().collect::<Vec<_>>().join(", ")
                     )));
                 }

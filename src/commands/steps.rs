@@ -1,7 +1,7 @@
 //! `stepwise steps`: the steps with their descriptions and declarations; `steps --secrets`:
 //! which config keys are treated as secret, and why.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, OutputFormat};
 use crate::error::exit;
 use crate::project::Project;
 use crate::report;
@@ -11,6 +11,29 @@ pub fn run(cli: &Cli, secrets: bool) -> Result<i32> {
     let p = Project::load(cli, secrets)?;
     if secrets {
         return secrets_report(&p);
+    }
+    if cli.global.output == OutputFormat::Json {
+        let steps: Vec<serde_json::Value> = p
+            .steps
+            .steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "order": s.order,
+                    "name": s.name,
+                    "file": s.file,
+                    "description": s.description,
+                    "needs": s.needs,
+                    "files": s.files,
+                    "config": s.config,
+                    "env": s.env,
+                    "verify": s.has_verify,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({ "command": "steps", "steps": steps, "exit_code": exit::OK });
+        report::print_json(&doc);
+        return Ok(exit::OK);
     }
     for s in &p.steps.steps {
         p.console.line(&format!(
