@@ -5,7 +5,8 @@
 //! a deployment made by the earlier steps (apps and jobs pulling with the registry's admin
 //! password, plain secrets, no managed identity) upgraded in place, a resized PostgreSQL
 //! server and Redis cache, a new PostgreSQL password). Each distinct recorded argv is then
-//! given to the real CLI, without a
+//! given to the real CLI (one Python process that imports the CLI once and forks a child per
+//! command line: `tests/fixtures/az_parse.py`), without a
 //! login: the CLI parses the arguments before it needs an account, so a malformed command
 //! fails with a parse error (exit 2: `unrecognized arguments`, `the following arguments are
 //! required`, `invalid choice`; or exit 1 `Failed to parse ...` for the newer AAZ commands)
@@ -24,8 +25,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::{copy_dir, draftgenie_as_before_the_identity, replace, repo, Project};
 
@@ -151,42 +150,65 @@ struct Outcome {
     elapsed: Duration,
 }
 
-/// Runs the real CLI with `argv` (no shell), offline, killed after `limit`.
-fn run_real(az: &Path, config_dir: &Path, argv: &[String], limit: Duration) -> Outcome {
-    let t0 = Instant::now();
-    let mut child = Command::new(az)
-        .args(argv)
+/// Runs the real CLI on every command line, offline, each killed after `limit`: one Python
+/// process imports the CLI once and runs each command line in a forked child exactly as
+/// `python -m azure.cli ARGS` (the `az` script) would, `jobs` at a time
+/// (`tests/fixtures/az_parse.py`): a process per command paid the CLI's start-up each time.
+fn run_real_all(
+    az: &Path,
+    config_dir: &Path,
+    commands: &[Vec<String>],
+    jobs: usize,
+    limit: Duration,
+) -> Vec<Outcome> {
+    let python = ["python3", "python"]
+        .iter()
+        .map(|n| az.with_file_name(n))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no python beside {} (the Azure CLI's virtual environment): run scripts/test.sh",
+                az.display()
+            )
+        });
+    let mut child = Command::new(&python)
+        .arg(repo().join("tests/fixtures/az_parse.py"))
+        .arg(jobs.to_string())
+        .arg(limit.as_secs().to_string())
         .env("AZURE_CONFIG_DIR", config_dir)
         .env("AZURE_CORE_COLLECT_TELEMETRY", "no")
         .env("AZURE_CORE_NO_COLOR", "1")
         .env("AZURE_CORE_ONLY_SHOW_ERRORS", "no")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
-        .expect("start the real az");
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut s);
-        s
-    });
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Outcome {
-        code,
-        stderr: reader.join().unwrap_or_default(),
-        elapsed: t0.elapsed(),
+        .expect("start the Azure CLI driver");
+    let input = serde_json::to_vec(commands).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "the Azure CLI driver failed: {:?}",
+        out.status
+    );
+    let mut results: Vec<Option<Outcome>> = (0..commands.len()).map(|_| None).collect();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let i = v["i"].as_u64().unwrap() as usize;
+        results[i] = Some(Outcome {
+            code: v["code"].as_i64().map(|c| c as i32),
+            stderr: v["stderr"].as_str().unwrap_or_default().to_string(),
+            elapsed: Duration::from_secs_f64(v["seconds"].as_f64().unwrap_or(0.0)),
+        });
     }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| o.unwrap_or_else(|| panic!("no answer for az {}", commands[i].join(" "))))
+        .collect()
 }
 
 /// Messages of the CLI's argument parsing (argparse, and the AAZ commands' own parser).
@@ -229,45 +251,25 @@ fn every_az_command_of_the_steps_is_accepted_by_the_real_azure_cli() {
     let config_dir = tempfile::tempdir().unwrap();
     // The first call creates the CLI's configuration and command index: once, before the
     // parallel calls (which would otherwise race on creating those files).
-    let warm = run_real(
+    let warm = run_real_all(
         &az,
         config_dir.path(),
-        &["--version".to_string()],
+        &[vec!["--version".to_string()]],
+        1,
         Duration::from_secs(300),
     );
-    assert_eq!(warm.code, Some(0), "az --version: {}", warm.stderr);
+    assert_eq!(warm[0].code, Some(0), "az --version: {}", warm[0].stderr);
 
     // `--file PATH` must name an existing file (the CLI opens it while parsing); the steps'
     // secret files are gone once their step ended, so a stand-in takes their place.
     let secret_file = config_dir.path().join("secret-file");
     std::fs::write(&secret_file, "stand-in").unwrap();
     let t0 = Instant::now();
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Outcome>>> =
-        Mutex::new((0..commands.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= commands.len() {
-                    break;
-                }
-                let o = run_real(
-                    &az,
-                    config_dir.path(),
-                    &with_existing_files(&commands[i], &secret_file),
-                    Duration::from_secs(120),
-                );
-                results.lock().unwrap()[i] = Some(o);
-            });
-        }
-    });
-    let results: Vec<Outcome> = results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
+    let argvs: Vec<Vec<String>> = commands
+        .iter()
+        .map(|c| with_existing_files(c, &secret_file))
         .collect();
+    let results = run_real_all(&az, config_dir.path(), &argvs, 2, Duration::from_secs(120));
 
     let mut failures = Vec::new();
     let mut unchecked = Vec::new();
