@@ -565,3 +565,85 @@ pub fn changes(record: &crate::state::StepRecord, fp: &Fingerprint) -> Vec<Strin
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::{parse_step, Prelude};
+
+    /// Steps `(name, needs)` in this order, and a state in which each `(reader, read)` pair
+    /// recorded a read of an output of `read`.
+    fn project(steps: &[(&str, &[&str])], reads: &[(&str, &str)]) -> (StepSet, State) {
+        let engine = crate::script::engine();
+        let set = StepSet {
+            steps: steps
+                .iter()
+                .enumerate()
+                .map(|(k, (name, needs))| {
+                    let needs: Vec<String> = needs.iter().map(|n| format!("\"{n}\"")).collect();
+                    let text = format!(
+                        "let step = #{{ needs: [{}] }};\nfn run() {{ }}\n",
+                        needs.join(", ")
+                    );
+                    let file = format!("steps/{k:02}_{name}.rhai");
+                    parse_step(&engine, &file, k as u32, name.to_string(), &text).unwrap()
+                })
+                .collect(),
+            prelude: Prelude {
+                file: "prelude.rhai".into(),
+                digest: String::new(),
+                module: None,
+            },
+        };
+        let mut state = State::default();
+        for (name, _) in steps {
+            let outputs: serde_json::Map<String, serde_json::Value> = reads
+                .iter()
+                .filter(|(r, _)| r == name)
+                .map(|(_, u)| (u.to_string(), serde_json::json!({ "v": "digest" })))
+                .collect();
+            let record = serde_json::json!({
+                "status": "completed",
+                "reads": { "outputs": outputs },
+            });
+            state
+                .steps
+                .insert(name.to_string(), serde_json::from_value(record).unwrap());
+        }
+        (set, state)
+    }
+
+    fn chains(steps: &[(&str, &[&str])], reads: &[(&str, &str)]) -> Vec<String> {
+        let (set, state) = project(steps, reads);
+        cyclic_reads(&set, &state)
+            .into_iter()
+            .map(|c| format!("{} <- {}: {}", c.step, c.upstream, c.chain))
+            .collect()
+    }
+
+    #[test]
+    fn a_read_against_needs_is_a_cycle_and_a_read_along_needs_is_not() {
+        // `a` reads outputs of `b`, and `b` needs `a` through `x`.
+        assert_eq!(
+            chains(&[("a", &[]), ("x", &["a"]), ("b", &["x"])], &[("a", "b")]),
+            ["a <- b: b needs x, x needs a"]
+        );
+        // Reading a step it needs is what outputs are for.
+        assert!(chains(&[("a", &[]), ("b", &["a"])], &[("b", "a")]).is_empty());
+        // Unrelated steps reading each other: both reads close the cycle.
+        assert_eq!(
+            chains(&[("a", &[]), ("c", &[])], &[("a", "c"), ("c", "a")]),
+            [
+                "a <- c: c reads outputs of a",
+                "c <- a: a reads outputs of c"
+            ]
+        );
+        // `a` needs `c`, `c` reads `a`: only the read against `needs` is the cycle.
+        assert_eq!(
+            chains(&[("c", &[]), ("a", &["c"])], &[("a", "c"), ("c", "a")]),
+            ["c <- a: a needs c"]
+        );
+        // A read of an unrelated step that depends on nothing of it is no cycle.
+        assert!(chains(&[("a", &[]), ("c", &[])], &[("a", "c")]).is_empty());
+    }
+}
