@@ -17,6 +17,10 @@ pub mod exit {
     /// commands, recorded them `interrupted` where it still could without overwriting a newer
     /// state, and ended.
     pub const LOCK_LOST: i32 = 4;
+    /// An internal error: stepwise found itself in a state it should never reach (for
+    /// example a scheduler with steps left that none can start). A bug to report; the state
+    /// holds every step that ended. (`EX_SOFTWARE` of sysexits.h.)
+    pub const INTERNAL: i32 = 70;
     /// Interrupted by SIGINT (Ctrl+C).
     pub const SIGINT: i32 = 130;
     /// Interrupted by SIGTERM.

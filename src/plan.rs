@@ -55,6 +55,8 @@ pub struct Decision {
     /// Up to date whatever the flags say: a step that is not selected (`--only`) satisfies the
     /// steps that need it only then.
     pub up_to_date: bool,
+    /// What the user must hear about this decision (a cyclic read: [`CyclicRead::warning`]).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -116,10 +118,16 @@ pub fn decide(
                 refreshed: false,
                 drift: Vec::new(),
                 up_to_date: false,
+                warnings: Vec::new(),
             }
         })
         .collect();
     settle(steps, state, &mut decisions, opts)?;
+    for c in cyclic_reads(steps, state) {
+        if let Some(i) = steps.index(&c.step) {
+            decisions[i].warnings.push(c.warning());
+        }
+    }
     for d in decisions.iter_mut() {
         d.up_to_date = d.action == Action::Skip;
     }
@@ -162,6 +170,14 @@ pub fn settle(
             .filter(|&j| matches!(decisions[j].action, Action::Run | Action::Maybe))
             .map(|j| decisions[j].step.clone())
             .collect()
+    };
+    // A read against the direction of `needs` cannot be waited on (the step read would wait
+    // on its reader): it is compared with the stored outputs.
+    let cyclic = cyclic_reads(steps, state);
+    let is_cyclic = |step: &str, upstream: &str| {
+        cyclic
+            .iter()
+            .any(|c| c.step == step && c.upstream == upstream)
     };
     loop {
         let mut changed = false;
@@ -211,9 +227,10 @@ pub fn settle(
             let mut waits = Vec::new();
             let mut reasons = Vec::new();
             for upstream in r.outputs.keys() {
-                let may_run = steps
-                    .index(upstream)
-                    .is_some_and(|j| matches!(decisions[j].action, Action::Run | Action::Maybe));
+                let may_run = !is_cyclic(&decisions[i].step, upstream)
+                    && steps.index(upstream).is_some_and(|j| {
+                        matches!(decisions[j].action, Action::Run | Action::Maybe)
+                    });
                 if may_run {
                     waits.push(upstream.clone());
                 } else {
@@ -261,6 +278,109 @@ pub fn settle(
         }
     }
     Ok(())
+}
+
+/// A recorded `outputs()` read against the direction of `needs`: `step` read outputs of
+/// `upstream`, and `upstream` depends on `step` (needs it, directly or through other steps, or
+/// reads its outputs in turn). Nothing can wait for such a read (the step read would wait on
+/// its reader): `step` is decided against the outputs of `upstream` stored now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CyclicRead {
+    pub step: String,
+    pub upstream: String,
+    /// How `upstream` depends on `step`: `b needs a`, `b needs x, x reads outputs of a`.
+    pub chain: String,
+}
+
+impl CyclicRead {
+    /// The warning `plan`, the run and `check` give.
+    pub fn warning(&self) -> String {
+        format!(
+            "{} reads outputs of {}, but {}: a cycle; {} is decided against {}'s stored outputs",
+            self.step, self.upstream, self.chain, self.step, self.upstream
+        )
+    }
+}
+
+/// Every recorded `outputs()` read (in the state) that closes a cycle: a read by step `i` of
+/// step `u` that `i` does not need (directly or not), where `i` can be reached from `u` along
+/// `needs` and recorded output reads. In file order of the reader, then by name.
+pub fn cyclic_reads(steps: &StepSet, state: &State) -> Vec<CyclicRead> {
+    let n = steps.steps.len();
+    let read_of = |k: usize| -> Vec<usize> {
+        state
+            .steps
+            .get(&steps.steps[k].name)
+            .and_then(|r| r.reads.as_ref())
+            .map(|r| {
+                r.outputs
+                    .keys()
+                    .filter_map(|u| steps.index(u))
+                    .filter(|&u| u != k)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Edges from a step to what it depends on: its direct needs, then what it read.
+    let edges: Vec<Vec<(usize, bool)>> = (0..n)
+        .map(|k| {
+            let mut e: Vec<(usize, bool)> = steps.steps[k]
+                .needs
+                .iter()
+                .filter_map(|x| steps.index(x))
+                .map(|j| (j, true))
+                .collect();
+            e.extend(read_of(k).into_iter().map(|j| (j, false)));
+            e
+        })
+        .collect();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let ancestors = steps.ancestors(i);
+        for u in read_of(i) {
+            if ancestors.contains(&u) {
+                continue;
+            }
+            // Breadth-first from `u` to `i`.
+            let mut parent: Vec<Option<(usize, bool)>> = vec![None; n];
+            let mut seen = vec![false; n];
+            seen[u] = true;
+            let mut queue = std::collections::VecDeque::from([u]);
+            while let Some(k) = queue.pop_front() {
+                if k == i {
+                    break;
+                }
+                for &(j, need) in &edges[k] {
+                    if !seen[j] {
+                        seen[j] = true;
+                        parent[j] = Some((k, need));
+                        queue.push_back(j);
+                    }
+                }
+            }
+            if !seen[i] {
+                continue;
+            }
+            let mut hops = Vec::new();
+            let mut k = i;
+            while let Some((from, need)) = parent[k] {
+                let (a, b) = (&steps.steps[from].name, &steps.steps[k].name);
+                hops.push(if need {
+                    format!("{a} needs {b}")
+                } else {
+                    format!("{a} reads outputs of {b}")
+                });
+                k = from;
+            }
+            hops.reverse();
+            out.push(CyclicRead {
+                step: steps.steps[i].name.clone(),
+                upstream: steps.steps[u].name.clone(),
+                chain: hops.join(", "),
+            });
+        }
+    }
+    out
 }
 
 /// Marks `Blocked` every step that would run but needs (directly) a step that will not be up
@@ -444,4 +564,86 @@ pub fn changes(record: &crate::state::StepRecord, fp: &Fingerprint) -> Vec<Strin
         out.push("dependencies changed".to_string());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::{parse_step, Prelude};
+
+    /// Steps `(name, needs)` in this order, and a state in which each `(reader, read)` pair
+    /// recorded a read of an output of `read`.
+    fn project(steps: &[(&str, &[&str])], reads: &[(&str, &str)]) -> (StepSet, State) {
+        let engine = crate::script::engine();
+        let set = StepSet {
+            steps: steps
+                .iter()
+                .enumerate()
+                .map(|(k, (name, needs))| {
+                    let needs: Vec<String> = needs.iter().map(|n| format!("\"{n}\"")).collect();
+                    let text = format!(
+                        "let step = #{{ needs: [{}] }};\nfn run() {{ }}\n",
+                        needs.join(", ")
+                    );
+                    let file = format!("steps/{k:02}_{name}.rhai");
+                    parse_step(&engine, &file, k as u32, name.to_string(), &text).unwrap()
+                })
+                .collect(),
+            prelude: Prelude {
+                file: "prelude.rhai".into(),
+                digest: String::new(),
+                module: None,
+            },
+        };
+        let mut state = State::default();
+        for (name, _) in steps {
+            let outputs: serde_json::Map<String, serde_json::Value> = reads
+                .iter()
+                .filter(|(r, _)| r == name)
+                .map(|(_, u)| (u.to_string(), serde_json::json!({ "v": "digest" })))
+                .collect();
+            let record = serde_json::json!({
+                "status": "completed",
+                "reads": { "outputs": outputs },
+            });
+            state
+                .steps
+                .insert(name.to_string(), serde_json::from_value(record).unwrap());
+        }
+        (set, state)
+    }
+
+    fn chains(steps: &[(&str, &[&str])], reads: &[(&str, &str)]) -> Vec<String> {
+        let (set, state) = project(steps, reads);
+        cyclic_reads(&set, &state)
+            .into_iter()
+            .map(|c| format!("{} <- {}: {}", c.step, c.upstream, c.chain))
+            .collect()
+    }
+
+    #[test]
+    fn a_read_against_needs_is_a_cycle_and_a_read_along_needs_is_not() {
+        // `a` reads outputs of `b`, and `b` needs `a` through `x`.
+        assert_eq!(
+            chains(&[("a", &[]), ("x", &["a"]), ("b", &["x"])], &[("a", "b")]),
+            ["a <- b: b needs x, x needs a"]
+        );
+        // Reading a step it needs is what outputs are for.
+        assert!(chains(&[("a", &[]), ("b", &["a"])], &[("b", "a")]).is_empty());
+        // Unrelated steps reading each other: both reads close the cycle.
+        assert_eq!(
+            chains(&[("a", &[]), ("c", &[])], &[("a", "c"), ("c", "a")]),
+            [
+                "a <- c: c reads outputs of a",
+                "c <- a: a reads outputs of c"
+            ]
+        );
+        // `a` needs `c`, `c` reads `a`: only the read against `needs` is the cycle.
+        assert_eq!(
+            chains(&[("c", &[]), ("a", &["c"])], &[("a", "c"), ("c", "a")]),
+            ["c <- a: a needs c"]
+        );
+        // A read of an unrelated step that depends on nothing of it is no cycle.
+        assert!(chains(&[("a", &[]), ("c", &[])], &[("a", "c")]).is_empty());
+    }
 }

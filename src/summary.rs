@@ -137,7 +137,13 @@ impl RunSummary {
                     started_secs: run.map(|x| secs(x.start)),
                     finished_secs: run.map(|x| secs(x.end)),
                     commands: run.map(|x| x.commands.clone()).unwrap_or_default(),
-                    warnings: run.map(|x| x.warnings.clone()).unwrap_or_default(),
+                    // The decision's own (a cyclic read), then what the run warned.
+                    warnings: d
+                        .warnings
+                        .iter()
+                        .cloned()
+                        .chain(run.map(|x| x.warnings.clone()).unwrap_or_default())
+                        .collect(),
                     log_tail: Vec::new(),
                 }
             })
@@ -187,6 +193,7 @@ impl RunSummary {
                     refreshed: d.refreshed,
                     drift: d.drift.clone(),
                     needs: needs_of(steps, &d.step),
+                    warnings: d.warnings.clone(),
                     ..Default::default()
                 })
                 .collect(),

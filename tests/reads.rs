@@ -417,3 +417,132 @@ fn check_reports_undeclared_reads_with_exit_codes_and_json() {
         .assert_code(0)
         .assert_contains("check: every recorded read is declared");
 }
+
+/// `a` reads `outputs("b").v`, but `b` needs `a`: the read goes against `needs`.
+fn cyclic_read_project(b_marker: &str) -> Project {
+    let p = Project::new();
+    p.config(&config(1, 1, "value-1", 1));
+    p.step(
+        "01_a.rhai",
+        &step("", r#"let v = outputs("b").v ?? "none"; az(["a", v]);"#),
+    )
+    .step(
+        "02_b.rhai",
+        &step(
+            r#"needs: ["a"], config: ["app.v"]"#,
+            &format!(r#"az(["b", "{b_marker}"]); output("v", read_config("app.v"));"#),
+        ),
+    );
+    p
+}
+
+const CYCLE_WARNING: &str =
+    "a reads outputs of b, but b needs a: a cycle; a is decided against b's stored outputs";
+
+#[test]
+fn an_outputs_read_against_needs_is_a_cycle_decided_on_stored_outputs_never_a_stall() {
+    let p = cyclic_read_project("1");
+    // The first run: `b` has no outputs yet; the read is named as a cycle where it happens.
+    p.deploy(&[]).assert_code(0).assert_contains(
+        "step `a` reads outputs of b at steps/01_a.rhai:3:9, but b needs a: a cycle; a is decided against b's stored outputs",
+    );
+    // Editing `b`: `a` is decided against b's stored outputs (v changed from none to
+    // value-1 since `a` read it), nothing waits on a step that waits on it.
+    p.step(
+        "02_b.rhai",
+        &step(
+            r#"needs: ["a"], config: ["app.v"]"#,
+            r#"az(["b", "2"]); output("v", read_config("app.v"));"#,
+        ),
+    );
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains("run     a  output b.v changed")
+        .assert_contains("run     b  step script changed")
+        .assert_contains(CYCLE_WARNING)
+        .assert_not_contains("maybe");
+    let doc = plan_json(&p);
+    let a = decision(&doc, "a");
+    assert_eq!(a["decision"], "run", "{doc}");
+    assert_eq!(a["waits_on"], json!([]), "{doc}");
+    assert_eq!(a["warnings"], json!([CYCLE_WARNING]), "{doc}");
+    p.clear_calls();
+    let r = p.deploy(&[]);
+    r.assert_code(0)
+        .assert_contains(CYCLE_WARNING)
+        .assert_not_contains("earlier step failed");
+    assert_eq!(r.ran(), ["a", "b"]);
+    assert_eq!(
+        p.az_calls(),
+        [
+            ["a", "value-1", "--output", "json"],
+            ["b", "2", "--output", "json"]
+        ]
+    );
+    // Nothing changed: nothing runs, and the cycle is still named.
+    p.clear_calls();
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.")
+        .assert_contains(CYCLE_WARNING);
+    assert!(p.az_calls().is_empty());
+    // b's output changes: b runs now; a read the value stored before, so it is skipped now and
+    // runs on the next deployment (the stored outputs then differ from what it read).
+    p.config(&config(1, 1, "value-2", 1));
+    p.clear_calls();
+    let r = p.deploy(&["--keep-going"]);
+    r.assert_code(0);
+    assert_eq!(r.ran(), ["b"]);
+    assert_eq!(r.with_result("skipped"), ["a"]);
+    p.clear_calls();
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert_eq!(r.ran(), ["a"]);
+    assert_eq!(p.az_calls(), [["a", "value-2", "--output", "json"]]);
+    // The run's JSON document carries the warning on the step.
+    let j = p.run(&["--auto-approve", "--output", "json"]);
+    j.assert_code(0);
+    let doc: Value = serde_json::from_str(&j.stdout).unwrap();
+    let a = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "a")
+        .unwrap();
+    assert_eq!(a["warnings"], json!([CYCLE_WARNING]), "{doc}");
+}
+
+#[test]
+fn check_names_an_outputs_read_against_needs_as_a_cycle() {
+    let p = cyclic_read_project("1");
+    p.deploy(&[]).assert_code(0);
+    let r = p.run(&["check"]);
+    r.assert_code(1)
+        .assert_contains(&format!(
+            "steps/01_a.rhai:3:9: {CYCLE_WARNING}; read outputs of b in a step that needs b instead"
+        ))
+        .assert_contains("check: 1 read(s) closing a cycle")
+        .assert_not_contains("to `needs:`");
+    let j = p.run(&["check", "--output", "json"]);
+    j.assert_code(1);
+    let doc: Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(doc["undeclared"], json!([]), "{doc}");
+    let c = &doc["cycles"][0];
+    assert_eq!(c["kind"], "cycle", "{doc}");
+    assert_eq!(c["step"], "a");
+    assert_eq!(c["read"], "outputs of b");
+    assert_eq!(c["cycle"], "b needs a");
+    assert_eq!(c["location"], "steps/01_a.rhai:3:9");
+    // --strict: the read fails `a` where it happens (a real failure), and `b` is blocked by it.
+    p.step(
+        "02_b.rhai",
+        &step(
+            r#"needs: ["a"], config: ["app.v"]"#,
+            r#"az(["b", "3"]); output("v", read_config("app.v"));"#,
+        ),
+    );
+    p.run(&["--auto-approve", "--force-step", "a", "--strict"])
+        .assert_code(1)
+        .assert_contains("but b needs a: a cycle")
+        .assert_contains("b blocked: needs a, which failed");
+}

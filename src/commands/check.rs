@@ -1,6 +1,8 @@
 //! `stepwise check`: every read a step made in its last completed run that its declaration
 //! does not cover (config keys, env vars, outputs of steps it does not need), from the
-//! recorded reads in the state, judged against the declarations as they are now.
+//! recorded reads in the state, judged against the declarations as they are now; and every
+//! recorded `outputs()` read that closes a cycle (a step reading outputs of a step that needs
+//! it), which no declaration can cover.
 
 use crate::cli::{Cli, OutputFormat};
 use crate::error::exit;
@@ -21,9 +23,50 @@ pub struct Undeclared {
     pub fix: String,
 }
 
+/// A recorded `outputs()` read that closes a cycle ([`crate::plan::CyclicRead`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Cycle {
+    /// Always `cycle`.
+    pub kind: &'static str,
+    pub step: String,
+    /// `outputs of b`.
+    pub read: String,
+    /// How the step read depends on the reader: `b needs a`.
+    pub cycle: String,
+    /// Where the read happened (`file:line:col`), when recorded.
+    pub location: Option<String>,
+    /// What the deployment does, and what to change.
+    pub message: String,
+}
+
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(cli, false)?;
     let state = p.store()?.load()?;
+    let cyclic = crate::plan::cyclic_reads(&p.steps, &state);
+    let cycles: Vec<Cycle> = cyclic
+        .iter()
+        .map(|c| {
+            let read = format!("outputs of {}", c.upstream);
+            Cycle {
+                kind: "cycle",
+                location: state
+                    .steps
+                    .get(&c.step)
+                    .and_then(|r| r.reads.as_ref())
+                    .and_then(|r| r.undeclared.get(&read))
+                    .cloned(),
+                step: c.step.clone(),
+                read,
+                cycle: c.chain.clone(),
+                message: format!(
+                    "{}; read outputs of {} in a step that needs {} instead",
+                    c.warning(),
+                    c.upstream,
+                    c.upstream
+                ),
+            }
+        })
+        .collect();
     let mut found = Vec::new();
     let mut never_recorded = Vec::new();
     for (i, step) in p.steps.steps.iter().enumerate() {
@@ -38,6 +81,13 @@ pub fn run(cli: &Cli) -> Result<i32> {
             .map(|j| p.steps.steps[j].name.as_str())
             .collect();
         for (read, location) in &reads.undeclared {
+            // A cycle is reported as such: adding the step to `needs:` would be refused.
+            if cycles
+                .iter()
+                .any(|c| c.step == step.name && &c.read == read)
+            {
+                continue;
+            }
             if let Some(fix) = still_undeclared(step, &ancestors, read) {
                 found.push(Undeclared {
                     step: step.name.clone(),
@@ -48,7 +98,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             }
         }
     }
-    let code = if found.is_empty() {
+    let code = if found.is_empty() && cycles.is_empty() {
         exit::OK
     } else {
         exit::STEP_FAILED
@@ -57,6 +107,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         let doc = serde_json::json!({
             "command": "check",
             "undeclared": found,
+            "cycles": cycles,
             "not_recorded": never_recorded,
             "exit_code": code,
         });
@@ -69,15 +120,21 @@ pub fn run(cli: &Cli) -> Result<i32> {
             u.location, u.step, u.read, u.fix
         ));
     }
+    for c in &cycles {
+        let at = c.location.as_deref().unwrap_or("(location not recorded)");
+        p.console.line(&format!("{at}: {}", c.message));
+    }
     if !never_recorded.is_empty() {
         p.console.line(&format!(
             "not checked (no recorded reads yet; they are recorded when a step next runs): {}",
             never_recorded.join(", ")
         ));
     }
-    p.console.line(&match found.len() {
-        0 => "check: every recorded read is declared".to_string(),
-        n => format!("check: {n} undeclared read(s)"),
+    p.console.line(&match (found.len(), cycles.len()) {
+        (0, 0) => "check: every recorded read is declared".to_string(),
+        (n, 0) => format!("check: {n} undeclared read(s)"),
+        (0, c) => format!("check: {c} read(s) closing a cycle"),
+        (n, c) => format!("check: {n} undeclared read(s), {c} read(s) closing a cycle"),
     });
     Ok(code)
 }

@@ -122,6 +122,9 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
             k => format!(", {k} blocked (the deployment would exit 1)"),
         },
     ));
+    for w in decisions.iter().flat_map(|d| &d.warnings) {
+        console.warn(w);
+    }
 }
 
 fn decision_json(d: &Decision) -> serde_json::Value {
@@ -132,6 +135,7 @@ fn decision_json(d: &Decision) -> serde_json::Value {
         "waits_on": d.waits_on,
         "refreshed": d.refreshed,
         "drift": d.drift,
+        "warnings": d.warnings,
         "dependency_hash": d.fingerprint.combined,
     })
 }

@@ -323,6 +323,15 @@ impl Runner<'_> {
                         }
                     }
                     if running == 0 {
+                        // Nothing runs and nothing could start: every step left must have a
+                        // reason not to run (a failure, an interrupt). Steps still waiting
+                        // with no such reason wait on each other: a bug, never "an earlier
+                        // step failed".
+                        if !stop_starting {
+                            if let Some(err) = stalled(self.steps, &nodes, &waits) {
+                                return Err(err);
+                            }
+                        }
                         break;
                     }
                     let (i, update) = rx.recv().expect("a step thread reports");
@@ -537,6 +546,10 @@ impl Runner<'_> {
                     .steps
                     .ancestors(i)
                     .into_iter()
+                    .map(|j| self.steps.steps[j].name.clone())
+                    .collect(),
+                descendants: (0..self.steps.steps.len())
+                    .filter(|&j| self.steps.ancestors(j).contains(&i))
                     .map(|j| self.steps.steps[j].name.clone())
                     .collect(),
             },
@@ -786,6 +799,35 @@ impl Runner<'_> {
     }
 }
 
+/// The internal error of a scheduler that can start nothing while steps still wait (each on
+/// another that waits too), naming them and what each waits on; `None` when no step waits.
+fn stalled(steps: &StepSet, nodes: &[Node], waits: &[Vec<usize>]) -> Option<anyhow::Error> {
+    let stuck: Vec<String> = (0..nodes.len())
+        .filter(|&i| nodes[i] == Node::Waiting)
+        .map(|i| {
+            let on: Vec<&str> = waits[i]
+                .iter()
+                .filter(|&&j| nodes[j] == Node::Waiting)
+                .map(|&j| steps.steps[j].name.as_str())
+                .collect();
+            format!("{} (waits on {})", steps.steps[i].name, on.join(", "))
+        })
+        .collect();
+    if stuck.is_empty() {
+        return None;
+    }
+    Some(
+        crate::error::Failure::new(
+            crate::error::exit::INTERNAL,
+            format!(
+                "internal error: the run stopped with steps that neither ran nor were blocked by a failure, each waiting on another: {}; the state holds every step that ended; please report this",
+                stuck.join("; ")
+            ),
+        )
+        .into(),
+    )
+}
+
 /// The last `max` bytes of a file (from the start of a line), as text.
 fn read_tail(path: &std::path::Path, max: u64) -> String {
     use std::io::{Read, Seek, SeekFrom};
@@ -814,4 +856,89 @@ struct StepRecordUpdate {
     reason: String,
     duration: Duration,
     save_error: Option<anyhow::Error>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::{parse_step, Prelude};
+
+    fn decision(step: &str, action: Action, waits_on: &[&str]) -> Decision {
+        Decision {
+            step: step.into(),
+            action,
+            reasons: vec!["test".into()],
+            fingerprint: Fingerprint::default(),
+            forced: false,
+            waits_on: waits_on.iter().map(|s| s.to_string()).collect(),
+            refreshed: false,
+            drift: Vec::new(),
+            up_to_date: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Decisions whose waits form a cycle (what a plan once made of a read against `needs`:
+    /// `a` pending on outputs of `b`, `b` needing `a`) end in an internal error naming the
+    /// stuck steps, never in steps "blocked: an earlier step failed".
+    #[test]
+    fn a_scheduler_that_can_start_nothing_is_an_internal_error_naming_the_steps() {
+        let engine = crate::script::engine();
+        let step = |order, name: &str, decl: &str| {
+            let text = format!("let step = #{{ {decl} }};\nfn run() {{ }}\n");
+            parse_step(
+                &engine,
+                &format!("steps/{name}.rhai"),
+                order,
+                name.into(),
+                &text,
+            )
+            .expect("step parses")
+        };
+        let steps = StepSet {
+            steps: vec![step(1, "a", ""), step(2, "b", r#"needs: ["a"]"#)],
+            prelude: Prelude {
+                file: "prelude.rhai".into(),
+                digest: String::new(),
+                module: None,
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::LocalStore::new(dir.path().join("state.json"));
+        let fingerprint = |_: &crate::step::Step| Ok(Fingerprint::default());
+        let runner = Runner {
+            engine: &engine,
+            steps: &steps,
+            config: Arc::new(Config::empty(&dir.path().join("config.yaml"))),
+            masker: Arc::new(Masker::new()),
+            console: Arc::new(Console::new(false)),
+            store: &store,
+            dry_run: false,
+            jobs: 2,
+            keep_going: false,
+            log_dir: None,
+            running: Mutex::new(HashMap::new()),
+            hash_cache: None,
+            strict: false,
+            verify_after_run: false,
+            fingerprint: &fingerprint,
+            strict_secrets: false,
+        };
+        let decisions = [
+            decision("a", Action::Maybe, &["b"]),
+            decision("b", Action::Run, &[]),
+        ];
+        let Err(err) = runner.run(&decisions, State::default()) else {
+            panic!("a stalled run is an error");
+        };
+        assert_eq!(crate::error::exit_code(&err), crate::error::exit::INTERNAL);
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("internal error:"), "{msg}");
+        assert!(msg.contains("a (waits on b); b (waits on a)"), "{msg}");
+        assert!(!msg.contains("earlier step failed"), "{msg}");
+        assert!(
+            !dir.path().join("state.json").exists(),
+            "nothing ran, nothing written"
+        );
+    }
 }

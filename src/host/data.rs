@@ -74,7 +74,18 @@ pub(super) fn outputs(ncx: NativeCallContext, step: &str) -> HostResult<Dynamic>
             .clone();
         return Ok(json_to_dynamic(&Value::Object(own)));
     }
-    if !ctx.declared.ancestors.iter().any(|a| a == step) {
+    if ctx.declared.descendants.iter().any(|d| d == step) {
+        // Against the direction of `needs`: it cannot be declared, and nothing can wait on it.
+        let at = call_site(&ncx);
+        let me = &ctx.step;
+        ctx.report_undeclared(
+            &format!("outputs of {step}"),
+            &at,
+            format!(
+                "step `{me}` reads outputs of {step} at {at}, but {step} needs {me}: a cycle; {me} is decided against {step}'s stored outputs (read them in a step that needs {step} instead)"
+            ),
+        )?;
+    } else if !ctx.declared.ancestors.iter().any(|a| a == step) {
         ctx.undeclared(
             &format!("outputs of {step}"),
             &call_site(&ncx),

@@ -107,6 +107,9 @@ pub struct Declared {
     pub env: Vec<String>,
     /// Every step it needs, directly or through any chain of `needs`.
     pub ancestors: Vec<String>,
+    /// Every step that needs it, directly or through any chain of `needs`: reading their
+    /// outputs is a cycle.
+    pub descendants: Vec<String>,
 }
 
 impl StepContext {
@@ -161,6 +164,16 @@ impl StepContext {
     /// An undeclared read (`what` like `config app.b`): warned once per step and key per run,
     /// kept for `stepwise check`, an error with `strict`.
     fn undeclared(&self, what: &str, at: &str, fix: &str) -> HostResult<()> {
+        let msg = format!(
+            "step `{}` reads {what} at {at} but does not declare it: {fix} in its declaration ({})",
+            self.step, self.declared.at
+        );
+        self.report_undeclared(what, at, msg)
+    }
+
+    /// An undeclared read with its whole message: recorded (with where, for `check`), warned
+    /// about once, or an error with `--strict`.
+    fn report_undeclared(&self, what: &str, at: &str, msg: String) -> HostResult<()> {
         let first = self
             .reads
             .lock()
@@ -168,10 +181,6 @@ impl StepContext {
             .undeclared
             .insert(what.to_string(), at.to_string())
             .is_none();
-        let msg = format!(
-            "step `{}` reads {what} at {at} but does not declare it: {fix} in its declaration ({})",
-            self.step, self.declared.at
-        );
         if self.strict {
             return Err(err(format!(
                 "{msg} (--strict: undeclared reads are errors)"
