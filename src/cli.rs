@@ -9,7 +9,7 @@ use std::path::PathBuf;
     name = "stepwise",
     version,
     about = "Idempotent, stateful deployments: Rhai steps that run only when what they depend on changed",
-    after_help = "Exit codes: 0 success or nothing to do; 1 a step failed; 2 bad usage, config, script or state; 3 state locked; 130 interrupted (SIGINT), 143 (SIGTERM)."
+    after_help = "Exit codes: 0 success or nothing to do; 1 a step failed; 2 bad usage, config, script or state; 3 state locked; 4 the run lost its state lock; 70 internal error (please report it); 130 interrupted (SIGINT), 143 (SIGTERM)."
 )]
 pub struct Cli {
     #[command(flatten)]
