@@ -172,9 +172,10 @@ impl EnvStore {
         let fresh = state.steps.is_empty() && state.last_updated.is_empty();
         if recorded != self.env.as_deref() && !(fresh && recorded.is_none()) {
             return Err(usage(format!(
-                "state {} belongs to environment `{}`, not `{}`: it is left untouched (select the environment it belongs to with --env, or point --state elsewhere)",
+                "state {} belongs to environment `{}`, not `{}`: it is left untouched (select the environment it belongs to with --env, point --state elsewhere, or restore a kept version of `{}` with `state rollback VERSION`, which keeps it as a backup)",
                 self.inner.location(),
                 environment::display(recorded),
+                environment::display(self.env.as_deref()),
                 environment::display(self.env.as_deref()),
             )));
         }

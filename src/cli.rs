@@ -48,8 +48,9 @@ pub struct GlobalArgs {
     /// state (also `STEPWISE_ENV`; without it: the default environment).
     #[arg(long = "env", global = true, value_name = "NAME")]
     pub env: Option<String>,
-    /// Confirms `--reset-state`, `--force-all`, `state reset` or `state rollback` on a
-    /// protected environment without a terminal: must name the environment.
+    /// Confirms `--reset-state`, `--force-all`, `state reset`, `state rollback` or `state
+    /// push|pull --force` on a protected environment without a terminal: must name the
+    /// environment.
     #[arg(long, global = true, value_name = "NAME")]
     pub confirm_env: Option<String>,
     /// `json`: one JSON document on stdout instead of the human output; `markdown` (deploy,
@@ -264,12 +265,14 @@ pub enum StateCommand {
     },
     /// List the kept versions of the state (time, run, steps changed).
     History,
-    /// Restore a kept version (through the lock; the restore is itself kept in history).
+    /// Restore a kept version (through the lock; the restore is itself kept in history). A
+    /// current state that cannot be used (corrupt, another environment's) is kept as a backup.
     Rollback { version: String },
     /// Copy the current state (`--state`) to another location, e.g. az://ACCOUNT/CONTAINER/PATH.
     Push {
         destination: String,
-        /// Overwrite a destination that already holds state.
+        /// Overwrite a destination that already holds this environment's state (never another
+        /// environment's).
         #[arg(long)]
         force: bool,
     },

@@ -63,8 +63,8 @@ pub struct DeploymentSettings {
     pub refresh: bool,
     /// Run a step's `verify()` right after its `run()` (default true).
     pub verify_after_run: bool,
-    /// A protected environment: `--reset-state`, `--force-all`, `state reset` and
-    /// `state rollback` need its name typed (or `--confirm-env NAME`).
+    /// A protected environment: `--reset-state`, `--force-all`, `state reset`, `state rollback`
+    /// and `state push|pull --force` need its name typed (or `--confirm-env NAME`).
     pub protected: bool,
     /// A command that carries a secret on its command line is refused before it starts
     /// (`--strict`), instead of warned about.

@@ -288,7 +288,7 @@ pub fn confirm_protected(
         return Err(Failure::new(
             exit::STEP_FAILED,
             format!(
-                "environment `{name}` is protected: --confirm-env {given} does not name it; nothing was done"
+                "environment `{name}` is protected (deployment.protected): {what}; --confirm-env {given} does not name it (pass --confirm-env {name}). Nothing was done."
             ),
         )
         .into());
@@ -297,7 +297,7 @@ pub fn confirm_protected(
         return Err(Failure::new(
             exit::STEP_FAILED,
             format!(
-                "environment `{name}` is protected (deployment.protected): {what} needs its name typed on a terminal; without one pass --confirm-env {name}. Nothing was done"
+                "environment `{name}` is protected (deployment.protected): {what}; type its name on a terminal to confirm, or pass --confirm-env {name}. Nothing was done."
             ),
         )
         .into());
@@ -312,7 +312,7 @@ pub fn confirm_protected(
         Err(Failure::new(
             exit::STEP_FAILED,
             format!(
-                "`{}` is not `{name}`: cancelled, nothing was done",
+                "`{}` is not `{name}`: cancelled. Nothing was done.",
                 answer.trim()
             ),
         )

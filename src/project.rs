@@ -201,21 +201,7 @@ pub(crate) fn state_location(cli: &Cli, config: &Config, env: Option<&str>) -> R
         return Ok(location);
     }
     let mine = environment::normalize(&location);
-    let others = std::iter::once(None)
-        .chain(
-            environment::overlays(path)
-                .into_iter()
-                .map(|(name, _)| Some(name)),
-        )
-        .filter(|other| other.as_deref() != env);
-    for other in others {
-        // An environment whose config does not load is reported when it is used.
-        let Ok(their_config) = load_config(cli, true, other.as_deref()) else {
-            continue;
-        };
-        let Ok(theirs) = backend::location_for(flag, &their_config, other.as_deref()) else {
-            continue;
-        };
+    for (other, their_config, theirs) in other_locations(cli, env) {
         if environment::normalize(&theirs) == mine {
             let from = |c: &Config| {
                 c.files()
@@ -235,6 +221,37 @@ pub(crate) fn state_location(cli: &Cli, config: &Config, env: Option<&str>) -> R
         }
     }
     Ok(location)
+}
+
+/// The other known environments than `env` (the default environment, and every environment
+/// with an overlay next to the config), each with its config and state location. An
+/// environment whose config or location does not resolve is left out: it is reported when it
+/// is used.
+fn other_locations(cli: &Cli, env: Option<&str>) -> Vec<(Option<String>, Config, String)> {
+    let flag = cli.global.state.as_deref();
+    std::iter::once(None)
+        .chain(
+            environment::overlays(&cli.global.config)
+                .into_iter()
+                .map(|(name, _)| Some(name)),
+        )
+        .filter(|other| other.as_deref() != env)
+        .filter_map(|other| {
+            let config = load_config(cli, false, other.as_deref()).ok()?;
+            let location = backend::location_for(flag, &config, other.as_deref()).ok()?;
+            Some((other, config, location))
+        })
+        .collect()
+}
+
+/// The known environment other than `env` whose state location is `location`, if any
+/// (`Some(None)`: the default environment's).
+pub(crate) fn owner_of(cli: &Cli, location: &str, env: Option<&str>) -> Option<Option<String>> {
+    let wanted = environment::normalize(location);
+    other_locations(cli, env)
+        .into_iter()
+        .find(|(_, _, theirs)| environment::normalize(theirs) == wanted)
+        .map(|(other, _, _)| other)
 }
 
 /// Where the state of the selected environment is, for commands that load no steps.

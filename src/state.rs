@@ -93,7 +93,7 @@ impl Default for State {
 impl State {
     /// Parses state text, refusing unknown future versions. `origin` names the file.
     pub fn parse(origin: &str, text: &str) -> Result<State> {
-        let hint = "the file is left untouched; fix or move it, or run `stepwise state reset`";
+        let hint = "the file is left untouched; fix it, or replace it with a kept version (`stepwise state history`, `stepwise state rollback VERSION`) or an empty state (`stepwise state reset`), either keeping it as a backup";
         let raw: Value = serde_json::from_str(text).map_err(|e| {
             usage(format!(
                 "{origin}:{}:{}: state file is not valid JSON: {e} ({hint})",
@@ -205,7 +205,9 @@ pub trait StateStore: Send + Sync {
     fn load(&self) -> Result<State>;
     /// Replaces the state atomically and keeps the new version in history.
     fn save(&self, state: &State) -> Result<()>;
-    /// Keeps a copy of the current state (before a reset); returns where.
+    /// Keeps a copy of the current state's bytes, readable or not (before a reset or a
+    /// rollback), and takes them as the version read (a save may then replace them); returns
+    /// where.
     fn backup(&self) -> Result<Option<String>>;
     /// Takes the run lock, waiting up to `timeout` (exit 3 with the holder afterwards).
     fn lock(&self, timeout: std::time::Duration) -> Result<Box<dyn Lock>>;

@@ -161,6 +161,86 @@ fn history_and_rollback() {
     p.run(&["state", "rollback", "nope"]).assert_code(2);
 }
 
+/// A blob of `loc`'s container, read or written directly (as another tool, or damage, would).
+struct RawBlobs {
+    store: object_store::azure::MicrosoftAzure,
+    rt: tokio::runtime::Runtime,
+}
+
+impl RawBlobs {
+    fn new(az: &Azurite, loc: &str) -> RawBlobs {
+        let container = loc.split('/').nth(3).unwrap().to_string();
+        let store = object_store::azure::MicrosoftAzureBuilder::new()
+            .with_account("devstoreaccount1")
+            .with_access_key(support::AZURITE_KEY)
+            .with_endpoint(format!("http://127.0.0.1:{}/devstoreaccount1", az.port))
+            .with_allow_http(true)
+            .with_container_name(container)
+            .build()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        RawBlobs { store, rt }
+    }
+
+    /// The path of an `az://ACCOUNT/CONTAINER/PATH` URL in its container.
+    fn path(url: &str) -> object_store::path::Path {
+        object_store::path::Path::from(url.splitn(5, '/').nth(4).unwrap())
+    }
+
+    fn put(&self, url: &str, bytes: &[u8]) {
+        use object_store::ObjectStoreExt;
+        self.rt
+            .block_on(self.store.put(&Self::path(url), bytes.to_vec().into()))
+            .unwrap();
+    }
+
+    fn get(&self, url: &str) -> Vec<u8> {
+        use object_store::ObjectStoreExt;
+        self.rt.block_on(async {
+            let got = self.store.get(&Self::path(url)).await.unwrap();
+            got.bytes().await.unwrap().to_vec()
+        })
+    }
+}
+
+#[test]
+fn rollback_repairs_a_blob_state_that_cannot_be_read_keeping_its_bytes() {
+    let az = Azurite::start();
+    let (p, loc) = project(&az);
+    p.deploy(&[]).assert_code(0);
+    let versions: serde_json::Value =
+        serde_json::from_str(&p.run(&["state", "history", "--output", "json"]).stdout).unwrap();
+    let latest = versions[0]["id"].as_str().unwrap().to_string();
+    // Not JSON, not even UTF-8: the backup must hold these very bytes.
+    let broken: &[u8] = b"{\"version\": \"3.0\", \xff\xfe";
+    let blobs = RawBlobs::new(&az, &loc);
+    blobs.put(&loc, broken);
+    p.run(&["plan"])
+        .assert_code(2)
+        .assert_contains("state rollback VERSION");
+    let r = p.run(&["state", "rollback", &latest]);
+    r.assert_code(0)
+        .assert_contains(&format!("warning: the current state {loc} cannot be used"))
+        .assert_contains(&format!("rolled back to {latest}"));
+    let backup = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("state backed up to "))
+        .unwrap_or_else(|| panic!("no backup named: {}", r.all()));
+    assert!(backup.starts_with(&format!("{loc}.backup-")), "{backup}");
+    assert_eq!(blobs.get(backup), broken);
+    // The rolled-back state serves the next deployment.
+    p.clear_calls();
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+    assert!(p.az_calls().is_empty());
+    assert_eq!(p.status("b"), "completed");
+}
+
 #[test]
 fn push_and_pull_round_trip_between_local_and_blob() {
     let az = Azurite::start();

@@ -672,3 +672,57 @@ fn state_files_are_private() {
         & 0o777;
     assert_eq!(mode, 0o700);
 }
+
+#[test]
+fn rollback_and_reset_repair_a_state_file_that_cannot_be_read_keeping_its_bytes() {
+    let mut p = three_steps();
+    p.local_state();
+    p.deploy(&[]).assert_code(0);
+    let history = p.run(&["state", "history", "--output", "json"]);
+    history.assert_code(0);
+    let versions: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let latest = versions[0]["id"].as_str().unwrap().to_string();
+    let broken = "{\n";
+    p.file(".stepwise/state.json", broken);
+    p.run(&["plan"])
+        .assert_code(2)
+        .assert_contains("state file is not valid JSON")
+        .assert_contains("state rollback VERSION");
+    let backup_of = |r: &support::Run| -> String {
+        r.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("state backed up to "))
+            .unwrap_or_else(|| panic!("no backup named: {}", r.all()))
+            .to_string()
+    };
+    let r = p.run(&["state", "rollback", &latest]);
+    r.assert_code(0)
+        .assert_contains("warning: the current state .stepwise/state.json cannot be used")
+        .assert_contains("not valid JSON")
+        .assert_contains(&format!("rolled back to {latest}"));
+    let backup = backup_of(&r);
+    assert!(
+        backup.starts_with(".stepwise/state.json.backup-"),
+        "{backup}"
+    );
+    assert_eq!(p.read(&backup), broken);
+    p.clear_calls();
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+    assert!(p.az_calls().is_empty());
+    // A wrong version changes nothing, even on a broken state.
+    p.file(".stepwise/state.json", broken);
+    p.run(&["state", "rollback", "nope"])
+        .assert_code(2)
+        .assert_contains("no version nope");
+    assert_eq!(p.read(".stepwise/state.json"), broken);
+    // `state reset` (every step) works on it too, as the error message says.
+    let r = p.run(&["state", "reset"]);
+    r.assert_code(0).assert_contains("state cleared");
+    assert_eq!(p.read(&backup_of(&r)), broken);
+    assert_eq!(
+        p.deploy(&[]).assert_code(0).ran(),
+        ["group", "build", "report"]
+    );
+}

@@ -407,31 +407,97 @@ fn a_protected_environment_refuses_destructive_operations_without_confirmation()
     );
     // A normal deploy honours --auto-approve.
     p.deploy(&["--env", "prod"]).assert_code(0);
+    // A copy of prod's state elsewhere, for push/pull --force.
+    p.run(&["--env", "prod", "state", "push", "prod-copy.json"])
+        .assert_code(0);
     let before = p.read(".stepwise/envs/prod/state.json");
+    let copy = p.read("prod-copy.json");
     p.clear_calls();
-    for args in [
-        vec!["--auto-approve", "--env", "prod", "--force-all"],
-        vec!["--auto-approve", "--env", "prod", "--reset-state"],
-        vec!["--env", "prod", "state", "reset"],
-        vec!["--env", "prod", "state", "rollback", "x"],
-        vec![
-            "--auto-approve",
-            "--env",
-            "prod",
-            "--force-all",
-            "--confirm-env",
-            "staging",
-        ],
+    // Each refusal says what was asked and how to confirm it, in a sentence.
+    let said = "environment `prod` is protected (deployment.protected): ";
+    let confirm =
+        "; type its name on a terminal to confirm, or pass --confirm-env prod. Nothing was done.";
+    for (args, what) in [
+        (
+            vec!["--auto-approve", "--env", "prod", "--force-all"],
+            "--force-all runs every step",
+        ),
+        (
+            vec!["--auto-approve", "--env", "prod", "--reset-state"],
+            "--reset-state clears its state",
+        ),
+        (
+            vec!["--env", "prod", "state", "reset"],
+            "`state reset` forgets every step",
+        ),
+        (
+            vec!["--env", "prod", "state", "reset", "web"],
+            "`state reset` forgets steps",
+        ),
+        (
+            vec!["--env", "prod", "state", "rollback", "x"],
+            "`state rollback` replaces its state",
+        ),
+        (
+            vec![
+                "--env",
+                "prod",
+                "state",
+                "push",
+                "prod-copy.json",
+                "--force",
+            ],
+            "`state push --force` replaces its state",
+        ),
+        (
+            vec![
+                "--env",
+                "prod",
+                "state",
+                "pull",
+                "prod-copy.json",
+                "--force",
+            ],
+            "`state pull --force` replaces its state",
+        ),
+        (
+            vec!["--env", "prod", "watch", "--force-all"],
+            "--force-all runs every step",
+        ),
     ] {
-        let r = p.run(&args);
-        r.assert_code(1)
-            .assert_contains("environment `prod` is protected");
-        if !args.contains(&"--confirm-env") {
-            r.assert_contains("--confirm-env prod");
-        }
+        p.run(&args)
+            .assert_code(1)
+            .assert_contains(&format!("error: {said}{what}{confirm}\n"))
+            .assert_not_contains("needs its name typed");
     }
+    p.run(&[
+        "--auto-approve",
+        "--env",
+        "prod",
+        "--force-all",
+        "--confirm-env",
+        "staging",
+    ])
+    .assert_code(1)
+    .assert_contains(&format!(
+        "error: {said}--force-all runs every step; --confirm-env staging does not name it (pass --confirm-env prod). Nothing was done.\n"
+    ));
     assert!(p.az_calls().is_empty());
     assert_eq!(p.read(".stepwise/envs/prod/state.json"), before);
+    assert_eq!(p.read("prod-copy.json"), copy);
+    // Named, a push --force replaces the copy of prod's own state.
+    p.run(&[
+        "--env",
+        "prod",
+        "state",
+        "push",
+        "prod-copy.json",
+        "--force",
+        "--confirm-env",
+        "prod",
+    ])
+    .assert_code(0)
+    .assert_contains("copied state (3 steps)");
     // staging is not protected.
     p.deploy(&["--env", "staging", "--force-all"])
         .assert_code(0);
@@ -451,6 +517,169 @@ fn a_protected_environment_refuses_destructive_operations_without_confirmation()
     ])
     .assert_code(0)
     .assert_contains("forgot web");
+}
+
+#[test]
+fn state_push_and_pull_never_replace_another_environments_state_and_rollback_repairs_one_that_was()
+{
+    let p = project();
+    p.file(
+        "config.prod.yaml",
+        &format!(
+            "{}deployment:\n  protected: true\n",
+            p.read("config.prod.yaml")
+        ),
+    );
+    p.file("config.qa.yaml", "app:\n  name: app-qa\n");
+    p.deploy(&["--env", "prod"]).assert_code(0);
+    p.deploy(&["--env", "staging"]).assert_code(0);
+    p.deploy(&[]).assert_code(0);
+    let prod = p.read(".stepwise/envs/prod/state.json");
+    let default = p.read(".stepwise/state.json");
+
+    // Into another environment's state location: refused even with --force (and even when
+    // confirmed), from an environment or from the default one; nothing written.
+    for (args, owner) in [
+        (
+            vec![
+                "--env",
+                "staging",
+                "state",
+                "push",
+                ".stepwise/envs/prod/state.json",
+                "--force",
+            ],
+            "prod",
+        ),
+        (
+            vec![
+                "--env",
+                "staging",
+                "state",
+                "push",
+                "./.stepwise/envs/prod/state.json",
+                "--force",
+                "--confirm-env",
+                "prod",
+            ],
+            "prod",
+        ),
+        (
+            vec!["state", "push", ".stepwise/envs/prod/state.json", "--force"],
+            "prod",
+        ),
+        (
+            vec![
+                "--env",
+                "staging",
+                "state",
+                "push",
+                ".stepwise/state.json",
+                "--force",
+            ],
+            "default",
+        ),
+        // qa has no state yet: its place is still its own.
+        (
+            vec![
+                "--env",
+                "staging",
+                "state",
+                "push",
+                ".stepwise/envs/qa/state.json",
+            ],
+            "qa",
+        ),
+    ] {
+        p.run(&args).assert_code(2).assert_contains(&format!(
+            "is where environment `{owner}` keeps its state: not copied, nothing written"
+        ));
+    }
+    assert!(!p.exists(".stepwise/envs/qa"));
+    // Onto a copy of another environment's state elsewhere: refused even with --force.
+    p.run(&["--env", "staging", "state", "push", "staging-copy.json"])
+        .assert_code(0);
+    let staging_copy = p.read("staging-copy.json");
+    p.run(&[
+        "--env",
+        "prod",
+        "state",
+        "push",
+        "staging-copy.json",
+        "--force",
+        "--confirm-env",
+        "prod",
+    ])
+    .assert_code(2)
+    .assert_contains("staging-copy.json holds the state of environment `staging`, not `prod`: not overwritten, even with --force; nothing written");
+    p.run(&["state", "push", "staging-copy.json", "--force"])
+        .assert_code(2)
+        .assert_contains("holds the state of environment `staging`, not `default`");
+    assert_eq!(p.read("staging-copy.json"), staging_copy);
+    // A pull brings only the environment's own (or the default environment's) state.
+    p.run(&[
+        "--env",
+        "prod",
+        "state",
+        "pull",
+        "staging-copy.json",
+        "--force",
+        "--confirm-env",
+        "prod",
+    ])
+    .assert_code(2)
+    .assert_contains("holds the state of environment `staging`, not `prod`: not copied");
+    assert_eq!(p.read(".stepwise/envs/prod/state.json"), prod);
+    assert_eq!(p.read(".stepwise/state.json"), default);
+    p.run(&["--env", "prod", "plan"])
+        .assert_code(0)
+        .assert_contains("Plan: 0 to run, 3 up to date");
+
+    // Should prod's state be replaced by another's anyway (as an earlier stepwise let `push
+    // --force` do), rollback brings one of prod's versions back and keeps what it replaced.
+    let versions: Value = json_of(
+        p.run(&["--env", "prod", "state", "history", "--output", "json"])
+            .assert_code(0),
+    );
+    let latest = versions[0]["id"].as_str().unwrap().to_string();
+    let staging = p.read(".stepwise/envs/staging/state.json");
+    p.file(".stepwise/envs/prod/state.json", &staging);
+    p.run(&["--env", "prod", "plan"])
+        .assert_code(2)
+        .assert_contains("belongs to environment `staging`, not `prod`")
+        .assert_contains("state rollback VERSION");
+    let r = p.run(&[
+        "--env",
+        "prod",
+        "state",
+        "rollback",
+        &latest,
+        "--confirm-env",
+        "prod",
+    ]);
+    r.assert_code(0)
+        .assert_contains("belongs to environment `staging`")
+        .assert_contains(&format!("rolled back to {latest}"));
+    let backup = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("state backed up to "))
+        .unwrap_or_else(|| panic!("no backup named: {}", r.all()));
+    assert!(
+        backup.starts_with(".stepwise/envs/prod/state.json.backup-"),
+        "{backup}"
+    );
+    assert_eq!(p.read(backup), staging);
+    let restored: Value = serde_json::from_str(&p.read(".stepwise/envs/prod/state.json")).unwrap();
+    assert_eq!(restored["environment"], "prod");
+    p.clear_calls();
+    p.run(&["--env", "prod", "plan"])
+        .assert_code(0)
+        .assert_contains("Plan: 0 to run, 3 up to date");
+    p.deploy(&["--env", "prod"])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+    assert!(p.az_calls().is_empty());
 }
 
 /// Runs stepwise on a pseudo-terminal (Python's pty module), typing `typed`.

@@ -239,12 +239,19 @@ impl BlobStore {
     }
 
     fn get_text(&self, path: &ObjPath) -> Result<Option<(String, Option<String>)>> {
+        Ok(self
+            .get_bytes(path)?
+            .map(|(bytes, etag)| (String::from_utf8_lossy(&bytes).into_owned(), etag)))
+    }
+
+    /// A blob's bytes as they are, with its ETag (`None`: no such blob).
+    fn get_bytes(&self, path: &ObjPath) -> Result<Option<(Vec<u8>, Option<String>)>> {
         let r = self.rt.block_on(async {
             match self.store.get(path).await {
                 Ok(res) => {
                     let etag = res.meta.e_tag.clone();
                     let bytes = res.bytes().await?;
-                    Ok(Some((String::from_utf8_lossy(&bytes).into_owned(), etag)))
+                    Ok(Some((bytes.to_vec(), etag)))
                 }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -369,13 +376,15 @@ impl StateStore for BlobStore {
     }
 
     fn backup(&self) -> Result<Option<String>> {
-        let Some((text, _)) = self.get_text(&self.state_path())? else {
+        let Some((bytes, etag)) = self.get_bytes(&self.state_path())? else {
             return Ok(None);
         };
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
         let path = ObjPath::from(format!("{}.backup-{stamp}", self.loc.path));
-        self.put(&path, text.into_bytes(), PutMode::Create)
+        self.put(&path, bytes, PutMode::Create)
             .map_err(|e| self.explain("cannot back up", &e))?;
+        // What was backed up was read: a save may replace it (even if it was not valid state).
+        *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = etag;
         Ok(Some(format!(
             "az://{}/{}/{}",
             self.loc.account, self.loc.container, path

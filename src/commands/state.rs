@@ -5,7 +5,7 @@ use crate::backend;
 use crate::cli::{Cli, OutputFormat, StateCommand};
 use crate::environment;
 use crate::error::{exit, usage};
-use crate::project::{current_store, target, Target};
+use crate::project::{self, current_store, target, Target};
 use crate::state::StateStore;
 use anyhow::Result;
 
@@ -52,7 +52,20 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             )?;
             let store = target.store()?;
             let _lock = store.lock(lock_timeout)?;
-            let mut state = store.load()?;
+            let mut state = match store.load() {
+                Ok(state) => state,
+                // Forgetting everything needs nothing from a state that cannot be used (not
+                // valid state, another environment's): its bytes are kept as the backup.
+                Err(e) if steps.is_empty() => {
+                    eprintln!(
+                        "warning: the current state {} cannot be used ({}): it is replaced, its bytes kept as a backup",
+                        store.location(),
+                        reason(&e)
+                    );
+                    crate::state::State::default()
+                }
+                Err(e) => return Err(e),
+            };
             for s in steps {
                 if !state.steps.contains_key(s) {
                     return Err(usage(format!(
@@ -115,8 +128,21 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             target.confirm_protected(cli, "`state rollback` replaces its state")?;
             let store = target.store()?;
             let _lock = store.lock(lock_timeout)?;
-            let _current = store.load()?;
+            // The version first: a wrong one changes nothing.
             let mut old = store.version(version)?;
+            // Rollback is the way back from a state that cannot be used (not valid state, a
+            // newer format, another environment's): its bytes are kept, then replaced.
+            if let Err(e) = store.load() {
+                let Some(backup) = store.backup()? else {
+                    return Err(e);
+                };
+                eprintln!(
+                    "warning: the current state {} cannot be used ({}): it is replaced, its bytes kept as a backup",
+                    store.location(),
+                    reason(&e)
+                );
+                println!("state backed up to {backup}");
+            }
             old.extra.insert(
                 "run_id".into(),
                 serde_json::Value::String(format!("rollback-to-{version}")),
@@ -131,56 +157,116 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
         }
         StateCommand::Push { destination, force } => {
             let target = target(cli)?;
+            // Never into another environment's place, even empty: that environment would no
+            // longer load its state.
+            if let Some(owner) = project::owner_of(cli, destination, target.env.as_deref()) {
+                return Err(usage(format!(
+                    "{destination} is where environment `{}` keeps its state: not copied, nothing written (`state push` copies environment `{}`'s state elsewhere; to work on `{}`'s state, {})",
+                    environment::display(owner.as_deref()),
+                    environment::display(target.env.as_deref()),
+                    environment::display(owner.as_deref()),
+                    selecting(owner.as_deref()),
+                )));
+            }
+            if environment::normalize(destination) == environment::normalize(&target.location) {
+                return Err(usage(format!(
+                    "{destination} is environment `{}`'s own state location: nothing to copy",
+                    environment::display(target.env.as_deref()),
+                )));
+            }
             let from = target.store()?;
             let to = backend::open(destination)?;
-            copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout, &target)
+            copy_state(cli, from.as_ref(), to.as_ref(), *force, &target, "push")
         }
         StateCommand::Pull { source, force } => {
             let target = target(cli)?;
-            if *force {
-                target.confirm_protected(cli, "`state pull --force` replaces its state")?;
+            if environment::normalize(source) == environment::normalize(&target.location) {
+                return Err(usage(format!(
+                    "{source} is environment `{}`'s own state location: nothing to copy",
+                    environment::display(target.env.as_deref()),
+                )));
             }
             let from = backend::open(source)?;
             let to = target.store()?;
-            copy_state(from.as_ref(), to.as_ref(), *force, lock_timeout, &target)
+            copy_state(cli, from.as_ref(), to.as_ref(), *force, &target, "pull")
         }
     }
 }
 
-/// Copies the state between two locations, under both locks; refuses to overwrite a
-/// destination that holds state unless forced.
-/// The state copied is the selected environment's: a state of another environment is refused.
+/// How to select environment `env` on the command line, for messages.
+fn selecting(env: Option<&str>) -> String {
+    match env {
+        Some(e) => format!("select it with --env {e}"),
+        None => "run without --env (the default environment)".to_string(),
+    }
+}
+
+/// The first line of an error, without the advice meant for the command that failed.
+fn reason(e: &anyhow::Error) -> String {
+    let text = e.to_string();
+    let text = text.lines().next().unwrap_or_default();
+    let cut = [" (the file is left untouched", ": it is left untouched"]
+        .iter()
+        .filter_map(|advice| text.find(advice))
+        .min()
+        .unwrap_or(text.len());
+    text[..cut].to_string()
+}
+
+/// Copies the state between two locations (`how`: push or pull), under both locks. The state
+/// copied is the selected environment's (a default environment's may be adopted); a
+/// destination that holds state is replaced only with `force`, only if that state is the
+/// selected environment's own (never another environment's, even with `force`), and on a
+/// protected environment only once confirmed.
 fn copy_state(
+    cli: &Cli,
     from: &dyn StateStore,
     to: &dyn StateStore,
     force: bool,
-    lock_timeout: std::time::Duration,
     target: &Target,
+    how: &str,
 ) -> Result<i32> {
+    let lock_timeout = cli.global.lock_timeout;
     let _from_lock = from.lock(lock_timeout)?;
     let _to_lock = to.lock(lock_timeout)?;
     let state = from.load()?;
     if state.steps.is_empty() {
         return Err(usage(format!("{} holds no state to copy", from.location())));
     }
+    let mine = target.env.as_deref();
     // A default environment's state may be taken into an environment (adopting it); a state
     // of another environment may not.
     let recorded = backend::state_env(&state);
-    if recorded.is_some() && recorded != target.env.as_deref() {
+    if recorded.is_some() && recorded != mine {
         return Err(usage(format!(
             "{} holds the state of environment `{}`, not `{}`: not copied (select that environment with --env)",
             from.location(),
             environment::display(recorded),
-            environment::display(target.env.as_deref()),
+            environment::display(mine),
         )));
     }
     let existing = to.load()?;
-    if !existing.steps.is_empty() && !force {
+    // Nothing written there yet: no one's state.
+    let fresh = existing.steps.is_empty() && existing.last_updated.is_empty();
+    let theirs = backend::state_env(&existing);
+    if !fresh && theirs != mine {
         return Err(usage(format!(
-            "{} already holds state ({} steps): not overwritten (pass --force; its current version stays in its history)",
+            "{} holds the state of environment `{}`, not `{}`: not overwritten, even with --force; nothing written (to work on it, {})",
             to.location(),
-            existing.steps.len()
+            environment::display(theirs),
+            environment::display(mine),
+            selecting(theirs),
         )));
+    }
+    if !existing.steps.is_empty() {
+        if !force {
+            return Err(usage(format!(
+                "{} already holds state ({} steps): not overwritten (pass --force; its current version stays in its history)",
+                to.location(),
+                existing.steps.len()
+            )));
+        }
+        target.confirm_protected(cli, &format!("`state {how} --force` replaces its state"))?;
     }
     to.save(&state)?;
     println!(
