@@ -160,7 +160,8 @@ impl StepContext {
 
     /// An undeclared read (`what` like `config app.b`): warned once per step and key per run,
     /// kept for `stepwise check`, an error with `strict`.
-    fn undeclared(&self, what: &str, at: &str, fix: &str) -> HostResult<()> {
+    /// The message says `{fix} in its declaration (FILE:LINE){then}`.
+    fn undeclared(&self, what: &str, at: &str, fix: &str, then: &str) -> HostResult<()> {
         let first = self
             .reads
             .lock()
@@ -169,7 +170,7 @@ impl StepContext {
             .insert(what.to_string(), at.to_string())
             .is_none();
         let msg = format!(
-            "step `{}` reads {what} at {at} but does not declare it: {fix} in its declaration ({})",
+            "step `{}` reads {what} at {at} but does not declare it: {fix} in its declaration ({}){then}",
             self.step, self.declared.at
         );
         if self.strict {
