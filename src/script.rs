@@ -204,9 +204,18 @@ mod tests {
             nested_maps(MAX_MAP_SIZE),
             nested_maps(MAX_MAP_SIZE + 1),
             map_of(vec![("j", nested_maps(MAX_MAP_SIZE - 1))]),
-            map_of(vec![("j", nested_maps(MAX_MAP_SIZE - 1)), ("k", Dynamic::UNIT)]),
+            map_of(vec![
+                ("j", nested_maps(MAX_MAP_SIZE - 1)),
+                ("k", Dynamic::UNIT),
+            ]),
             Dynamic::from(vec![Dynamic::from(1_i64); MAX_ARRAY_SIZE]),
-            Dynamic::from(vec![Dynamic::from(vec![Dynamic::from(1_i64); MAX_ARRAY_SIZE / 2]); 2]),
+            Dynamic::from(vec![
+                Dynamic::from(vec![
+                    Dynamic::from(1_i64);
+                    MAX_ARRAY_SIZE / 2
+                ]);
+                2
+            ]),
             text(MAX_STRING_SIZE + 1),
         ];
         for (i, v) in cases.iter().enumerate() {

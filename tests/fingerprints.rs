@@ -325,7 +325,10 @@ fn an_image_fingerprint_over_a_secret_build_arg_is_salted_and_stable() {
     let svc = images["reg/svc:1"].as_str().unwrap_or_default();
     assert!(svc.starts_with("argon2id:"), "{state}");
     let public = images["reg/pub:1"].as_str().unwrap_or_default();
-    assert!(!public.is_empty() && !public.starts_with("argon2id:"), "{public}");
+    assert!(
+        !public.is_empty() && !public.starts_with("argon2id:"),
+        "{public}"
+    );
     // The step runs again for another reason: the same salted digest, no rebuild.
     p.clear_calls();
     p.config("secrets:\n  npm_token: npm-Tok3n-0815-abcdef\nplain: 2\n");

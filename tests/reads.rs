@@ -304,14 +304,19 @@ fn every_digest_of_a_value_holding_a_secret_is_salted_whole_config_parent_and_li
         .assert_not_contains("add \"\" to");
     let state = p.state();
     let salted = |v: &Value| v.as_str().unwrap_or("").starts_with("argon2id:");
-    assert!(salted(&state["steps"]["all"]["dependencies"]["config:dbs"]), "{state}");
+    assert!(
+        salted(&state["steps"]["all"]["dependencies"]["config:dbs"]),
+        "{state}"
+    );
     let reads = &state["steps"]["reads"]["reads"]["config"];
     for key in ["", "database", "dbs", "dbs.0"] {
         assert!(salted(&reads[key]), "read {key:?}: {}", reads[key]);
     }
     // Values without a secret keep the fast digest.
     assert!(!salted(&reads["dbs.1"]) && reads["dbs.1"].is_string());
-    assert!(!salted(&state["steps"]["reads"]["dependencies"]["config:plain"]));
+    assert!(!salted(
+        &state["steps"]["reads"]["dependencies"]["config:plain"]
+    ));
     // No plain SHA-256 of any of them is in the state: a correct guess would match one.
     let whole = json!({
         "database": {"host": "db.example", "password": "hunter2-xyz"},
@@ -319,24 +324,25 @@ fn every_digest_of_a_value_holding_a_secret_is_salted_whole_config_parent_and_li
         "plain": 1,
     });
     let text = p.read(".stepwise/state.json");
-    for v in [
-        &whole,
-        &whole["database"],
-        &whole["dbs"],
-        &whole["dbs"][0],
-    ] {
+    for v in [&whole, &whole["database"], &whole["dbs"], &whole["dbs"][0]] {
         let plain = hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()));
         assert!(!text.contains(&plain), "plain SHA-256 of {v} in the state");
     }
     // The salted digests are stable: nothing runs again; a changed secret re-runs the reader.
-    p.deploy(&[]).assert_code(0).assert_contains("Nothing to do.");
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
     p.config(
         "database:\n  host: db.example\n  password: hunter3-xyz\ndbs:\n  - name: a\n    password: pw-list-1234\n  - name: b\nplain: 1\n",
     );
     let r = p.deploy(&[]);
     r.assert_code(0);
     assert_eq!(r.ran(), ["reads"]);
-    assert!(r.summary_of("reads").contains("the whole config changed"), "{}", r.all());
+    assert!(
+        r.summary_of("reads").contains("the whole config changed"),
+        "{}",
+        r.all()
+    );
     // `check` says the same about the whole-config read.
     p.run(&["check"])
         .assert_code(1)

@@ -1057,7 +1057,11 @@ fn az_try_of_a_large_answer_keeps_the_json_and_truncates_the_text_where_az_works
         })
         .collect();
     let text = serde_json::to_string(&groups).unwrap();
-    assert!(text.len() > 700_000 && text.len() < 900_000, "{}", text.len());
+    assert!(
+        text.len() > 700_000 && text.len() < 900_000,
+        "{}",
+        text.len()
+    );
     p.file("groups.json", &text);
     // 4000 small groups: more map entries than a script value may hold.
     let many: Vec<serde_json::Value> = (0..4000)
@@ -1067,7 +1071,9 @@ fn az_try_of_a_large_answer_keeps_the_json_and_truncates_the_text_where_az_works
     let dir = p.path().display().to_string();
     support::shell_az(
         &p,
-        &format!("case \"$2\" in many) cat '{dir}/many.json' ;; *) cat '{dir}/groups.json' ;; esac\n"),
+        &format!(
+            "case \"$2\" in many) cat '{dir}/many.json' ;; *) cat '{dir}/groups.json' ;; esac\n"
+        ),
     );
     p.step(
         "01_groups.rhai",
