@@ -633,12 +633,13 @@ impl Config {
         out
     }
 
-    /// Does the value at `key` hold a secret (the key itself is secret, or a key under it)?
+    /// Does the value at `key` hold a secret (the key itself is secret, or a key under it;
+    /// `""`, the whole config, holds every secret)?
     pub fn has_secret(&self, key: &str) -> bool {
         let prefix = format!("{key}.");
         self.secret_values()
             .iter()
-            .any(|(k, _, _)| k == key || k.starts_with(&prefix))
+            .any(|(k, _, _)| key.is_empty() || k == key || k.starts_with(&prefix))
     }
 
     /// Registers every secret value in the config with `masker`, named by its key.
@@ -902,6 +903,12 @@ deployment: {<<: {resume: true}}\n",
         assert_eq!(keys, ["llm.api_key", "mongodb.uri", "secrets.pin"]);
         assert!(c.has_secret("llm"));
         assert!(!c.has_secret("auth"));
+        // The whole config holds every secret; a list item holds the secrets under it.
+        assert!(c.has_secret(""));
+        assert!(!cfg("a: 1\n").unwrap().has_secret(""));
+        let l = cfg("dbs:\n  - name: a\n    password: pw-123456\n  - name: b\n").unwrap();
+        assert!(l.has_secret("dbs") && l.has_secret("dbs.0"));
+        assert!(!l.has_secret("dbs.1") && !l.has_secret("dbs.0.name"));
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub fn describe(key: &str) -> String {
         Some(("file", p)) => format!("file {p}"),
         Some(("dir", p)) => format!("directory {}", git(p)),
         Some(("glob", p)) => format!("files matching {}", git(p)),
-        Some(("config", k)) => format!("config {k}"),
+        Some(("config", k)) => crate::reads::config_read(k),
         Some(("env", k)) => format!("env {k}"),
         _ if key == SCRIPT => "step script".to_string(),
         _ if key == PRELUDE => "prelude.rhai".to_string(),
@@ -126,12 +126,9 @@ impl Fingerprinter<'_> {
         fp.dependencies
             .insert(PRELUDE.to_string(), self.prelude_digest.to_string());
         for key in &step.config {
-            let canonical = self.config.canonical(key);
-            let digest = if self.config.has_secret(key) {
-                secret_digest(self.secret_salt.unwrap_or(""), &canonical)
-            } else {
-                sha256_hex(canonical.as_bytes())
-            };
+            // A value with a secret anywhere in it gets the salted slow digest.
+            let digest =
+                crate::reads::config_digest(self.config, key, self.secret_salt.unwrap_or(""));
             fp.dependencies.insert(format!("config:{key}"), digest);
         }
         for name in &step.env {

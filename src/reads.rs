@@ -77,6 +77,41 @@ pub fn output_read_digest(outputs: &serde_json::Map<String, Value>, key: &str) -
     }
 }
 
+/// How a config read is named in messages and in `Reads::undeclared`: `config KEY`, or
+/// `the whole config` (`read_config("")`).
+pub fn config_read(key: &str) -> String {
+    if key.is_empty() {
+        WHOLE_CONFIG.to_string()
+    } else {
+        format!("config {key}")
+    }
+}
+
+/// What [`config_read`] calls `read_config("")`.
+pub const WHOLE_CONFIG: &str = "the whole config";
+
+/// The config key of a read named by [`config_read`].
+pub fn config_key_of_read(read: &str) -> Option<&str> {
+    if read == WHOLE_CONFIG {
+        Some("")
+    } else {
+        read.strip_prefix("config ")
+    }
+}
+
+/// What to do about an undeclared config read: (the fix, said before the declaration's
+/// location; what follows it).
+pub fn config_fix(key: &str) -> (String, &'static str) {
+    if key.is_empty() {
+        (
+            "declare the keys it uses in `config:`".to_string(),
+            " and read those instead; reading the whole config is discouraged: any change anywhere in it re-runs the step",
+        )
+    } else {
+        (format!("add \"{key}\" to `config:`"), "")
+    }
+}
+
 /// Is `key` covered by a declared config key (the key itself, or a declared parent)?
 pub fn covers(declared: &[String], key: &str) -> bool {
     declared.iter().any(|d| {
@@ -129,7 +164,8 @@ pub fn changed_inputs(
         }
         if &memo.config(config, key, salt) != digest {
             out.push(format!(
-                "config {key} changed (read by the step, not declared)"
+                "{} changed (read by the step, not declared)",
+                config_read(key)
             ));
         }
     }

@@ -291,7 +291,12 @@ pub fn parse_step(
         )));
     }
     for key in &decl.config {
-        if key.is_empty() || key.split('.').any(|s| s.is_empty()) {
+        if key.is_empty() {
+            return Err(usage(format!(
+                "{file}:{decl_line}: config key \"\" (the whole config) cannot be declared: declare the keys the step uses"
+            )));
+        }
+        if key.split('.').any(|s| s.is_empty()) {
             return Err(usage(format!(
                 "{file}:{decl_line}: bad config key {key:?} in the declaration"
             )));

@@ -1276,6 +1276,73 @@ fn refresh_names_exactly_the_drift_repairs_it_and_then_finds_nothing() {
         .assert_contains("Plan: 1 to run");
 }
 
+/// Issue #23, item 13: an identity answered without `principalId` fails
+/// create_container_registry with a clear message, before any command gets an empty id.
+#[test]
+fn an_identity_answered_without_a_principal_id_fails_create_container_registry_clearly() {
+    let mut p = draftgenie();
+    p.env("FAKE_AZ_IDENTITY_WITHOUT_PRINCIPAL_ID", "1");
+    let r = p.deploy(&[]);
+    r.assert_code(1)
+        .assert_contains("managed identity draftgenie-apps has no principalId in az's answer: it cannot be granted AcrPull or Key Vault access")
+        .assert_contains("az identity show --name draftgenie-apps --resource-group");
+    assert_eq!(p.status("create_container_registry"), "failed");
+    for call in p.az_calls() {
+        for name in ["--assignee", "--assignee-object-id", "--object-id"] {
+            assert_ne!(
+                flag(&call, name),
+                Some(""),
+                "an empty {name}: {}",
+                call.join(" ")
+            );
+        }
+    }
+    // Once az answers with it, the deployment goes on from there.
+    let azure = p.path().join("azure.json").display().to_string();
+    p.clear_env().env("FAKE_AZ_STATE", &azure);
+    p.deploy(&[]).assert_code(0);
+    assert_eq!(p.status("create_container_registry"), "completed");
+}
+
+/// Issue #23, item 13: run_migrations' verify() judges each job by the execution that started
+/// last (`properties.startTime`), whatever order `execution list` answers in.
+#[test]
+fn run_migrations_verify_judges_the_execution_that_started_last_in_any_list_order() {
+    let mut p = draftgenie();
+    p.deploy(&[]).assert_code(0);
+    // A second execution of each migration job.
+    p.deploy(&["--force-step", "run_migrations"]).assert_code(0);
+    let set_status = |p: &Project, which: usize, status: &str| {
+        behind_our_back(p, |m| {
+            for job in ["speaker-service-migrate", "evaluation-service-migrate"] {
+                let runs = m["resources"][format!("containerapp job||{job}")]["_runs"]
+                    .as_array_mut()
+                    .expect("the job's executions");
+                assert_eq!(runs.len(), 2, "{job}: {runs:?}");
+                for (i, r) in runs.iter_mut().enumerate() {
+                    r["status"] = serde_json::json!(if i == which { status } else { "Succeeded" });
+                }
+            }
+        })
+    };
+    // The first execution failed, the one after it succeeded; the newest is listed first.
+    set_status(&p, 0, "Failed");
+    p.env("FAKE_AZ_EXECUTION_ORDER", "newest-first");
+    p.run(&["plan", "--refresh"])
+        .assert_code(0)
+        .assert_not_contains("drift")
+        .assert_contains("Plan: 0 to run, 14 up to date");
+    // The newest failed: drift, in either order.
+    set_status(&p, 1, "Failed");
+    for order in ["newest-first", "oldest-first"] {
+        p.env("FAKE_AZ_EXECUTION_ORDER", order);
+        p.run(&["plan", "--refresh"])
+            .assert_code(0)
+            .assert_contains("run     run_migrations                   drift: the last execution of migration job speaker-service-migrate is Failed, not Succeeded")
+            .assert_contains("Plan: 1 to run");
+    }
+}
+
 // ------------------------------------------------------------------ environments
 
 /// The example's dev and prod overlays, deployed one after the other into one (fake)

@@ -302,3 +302,52 @@ fn a_same_size_rewrite_within_the_tick_is_not_trusted_from_the_cache() {
     }
     panic!("could not fit the rewrite into one 2 s tick in 5 attempts");
 }
+
+/// Issue #23, item 5: an image's fingerprint (kept in the state) over a secret build argument
+/// is the salted slow digest, and it stays stable from run to run.
+#[test]
+fn an_image_fingerprint_over_a_secret_build_arg_is_salted_and_stable() {
+    let p = Project::new();
+    p.config("secrets:\n  npm_token: npm-Tok3n-0815-abcdef\nplain: 1\n")
+        .file("svc/Dockerfile", "FROM x\nARG NPM_TOKEN\n")
+        .file("pub/Dockerfile", "FROM x\nARG VERSION\n")
+        .step(
+            "01_image.rhai",
+            &step(
+                r#"files: ["svc/", "pub/"], config: ["secrets", "plain"]"#,
+                r#"docker_build(#{ dockerfile: "svc/Dockerfile", context: "svc", tag: "reg/svc:1", build_args: #{ NPM_TOKEN: read_config("secrets.npm_token") } });
+                   docker_build(#{ dockerfile: "pub/Dockerfile", context: "pub", tag: "reg/pub:1", build_args: #{ VERSION: "1.0" } });"#,
+            ),
+        );
+    p.deploy(&[]).assert_code(0);
+    let state = p.state();
+    let images = &state["steps"]["image"]["images"];
+    let svc = images["reg/svc:1"].as_str().unwrap_or_default();
+    assert!(svc.starts_with("argon2id:"), "{state}");
+    let public = images["reg/pub:1"].as_str().unwrap_or_default();
+    assert!(
+        !public.is_empty() && !public.starts_with("argon2id:"),
+        "{public}"
+    );
+    // The step runs again for another reason: the same salted digest, no rebuild.
+    p.clear_calls();
+    p.config("secrets:\n  npm_token: npm-Tok3n-0815-abcdef\nplain: 2\n");
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert_eq!(r.ran(), ["image"]);
+    assert!(
+        p.docker_calls().iter().all(|c| c[0] != "build"),
+        "{:?}",
+        p.docker_calls()
+    );
+    // A changed secret rebuilds that image only.
+    p.config("secrets:\n  npm_token: npm-Tok3n-0816-abcdef\nplain: 2\n");
+    p.deploy(&[]).assert_code(0);
+    let builds: Vec<_> = p
+        .docker_calls()
+        .into_iter()
+        .filter(|c| c[0] == "build")
+        .collect();
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert!(builds[0].iter().any(|a| a == "reg/svc:1"), "{builds:?}");
+}

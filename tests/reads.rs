@@ -274,6 +274,81 @@ fn a_secret_read_is_recorded_without_its_value() {
     assert!(r.summary_of("s").contains("env API_TOKEN changed"));
 }
 
+/// Issue #23, item 5: a value holding a secret anywhere below it (the whole config, a parent
+/// key, a list item) is recorded with the salted slow digest, never a plain SHA-256 that the
+/// state's readers could test guesses against.
+#[test]
+fn every_digest_of_a_value_holding_a_secret_is_salted_whole_config_parent_and_list_item() {
+    use sha2::Digest;
+    let p = Project::new();
+    p.config(
+        "database:\n  host: db.example\n  password: hunter2-xyz\ndbs:\n  - name: a\n    password: pw-list-1234\n  - name: b\nplain: 1\n",
+    );
+    p.step("01_all.rhai", &step(r#"config: ["dbs"]"#, ""));
+    p.step(
+        "02_reads.rhai",
+        &step(
+            r#"config: ["plain"]"#,
+            r#"let all = read_config(""); let db = read_config("database"); let d0 = read_config("dbs.0"); let d1 = read_config("dbs.1"); let ds = read_config("dbs");"#,
+        ),
+    );
+    let r = p.deploy(&[]);
+    r.assert_code(0)
+        .assert_contains("step `reads` reads the whole config at steps/02_reads.rhai:3:")
+        .assert_contains("but does not declare it: declare the keys it uses in `config:` in its declaration (steps/02_reads.rhai:1) and read those instead; reading the whole config is discouraged")
+        .assert_not_contains("add \"\" to");
+    let state = p.state();
+    let salted = |v: &Value| v.as_str().unwrap_or("").starts_with("argon2id:");
+    assert!(
+        salted(&state["steps"]["all"]["dependencies"]["config:dbs"]),
+        "{state}"
+    );
+    let reads = &state["steps"]["reads"]["reads"]["config"];
+    for key in ["", "database", "dbs", "dbs.0"] {
+        assert!(salted(&reads[key]), "read {key:?}: {}", reads[key]);
+    }
+    // Values without a secret keep the fast digest.
+    assert!(!salted(&reads["dbs.1"]) && reads["dbs.1"].is_string());
+    assert!(!salted(
+        &state["steps"]["reads"]["dependencies"]["config:plain"]
+    ));
+    // No plain SHA-256 of any of them is in the state: a correct guess would match one.
+    let whole = json!({
+        "database": {"host": "db.example", "password": "hunter2-xyz"},
+        "dbs": [{"name": "a", "password": "pw-list-1234"}, {"name": "b"}],
+        "plain": 1,
+    });
+    let text = p.read(".stepwise/state.json");
+    for v in [&whole, &whole["database"], &whole["dbs"], &whole["dbs"][0]] {
+        let plain = hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()));
+        assert!(!text.contains(&plain), "plain SHA-256 of {v} in the state");
+    }
+    // The salted digests are stable: nothing runs again; a changed secret re-runs the reader.
+    p.deploy(&[])
+        .assert_code(0)
+        .assert_contains("Nothing to do.");
+    p.config(
+        "database:\n  host: db.example\n  password: hunter3-xyz\ndbs:\n  - name: a\n    password: pw-list-1234\n  - name: b\nplain: 1\n",
+    );
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert_eq!(r.ran(), ["reads"]);
+    assert!(
+        r.summary_of("reads").contains("the whole config changed"),
+        "{}",
+        r.all()
+    );
+    // `check` says the same about the whole-config read.
+    p.run(&["check"])
+        .assert_code(1)
+        .assert_contains("step `reads` reads the whole config without declaring it: declare the keys it uses in `config:` (steps/02_reads.rhai:1) and read those instead");
+    // The whole config cannot be declared.
+    p.step("01_all.rhai", &step(r#"config: [""]"#, ""));
+    p.deploy(&[]).assert_code(2).assert_contains(
+        "steps/01_all.rhai:1: config key \"\" (the whole config) cannot be declared: declare the keys the step uses",
+    );
+}
+
 #[test]
 fn state_written_before_reads_were_recorded_loads_without_rerunning_anything() {
     let mut p = Project::new();

@@ -1010,6 +1010,100 @@ fn az_json_over_the_limit_fails_naming_the_command_and_the_limit() {
 }
 
 #[test]
+fn exec_try_with_large_stdout_and_stderr_returns_both_truncated_within_the_script_limits() {
+    let p = Project::new();
+    p.step(
+        "01_big.rhai",
+        &step(
+            "",
+            r#"let r = exec_try(["sh", "-c", "yes aaaa | head -c 700000; yes bbbb | head -c 700000 >&2"]);
+               if !r.ok || r.code != 0 { throw `exec_try: ${r.code}`; }
+               if !r.truncated { throw "not marked truncated"; }
+               if !r.stdout.starts_with("aaaa") || !r.stderr.starts_with("bbbb") { throw "the starts are missing"; }
+               if !r.stdout.contains("output truncated: 700000 bytes in all") && !r.stderr.contains("output truncated: 700000 bytes in all") { throw "no marker"; }
+               output("returned", r.stdout.len() + r.stderr.len());
+               output("log", r.log);
+               // Small output stays whole and untruncated.
+               let s = exec_try(["sh", "-c", "echo out; echo err >&2; exit 3"]);
+               if s.truncated || s.stdout != "out" || s.stderr != "err" || s.code != 3 { throw `small: ${s}`; }"#,
+        ),
+    );
+    let r = p.deploy(&[]);
+    r.assert_code(0).assert_not_contains("too large");
+    let outputs = &p.state()["steps"]["big"]["outputs"];
+    let returned = outputs["returned"].as_i64().unwrap();
+    assert!(
+        returned > 900_000 && returned <= 1 << 20,
+        "returned {returned} bytes"
+    );
+    // `log` names the step's log, which has all of both streams.
+    let log = std::fs::read_to_string(p.path().join(outputs["log"].as_str().unwrap())).unwrap();
+    assert_eq!(log.matches("aaaa\n").count(), 700_000 / 5, "all of stdout");
+    assert_eq!(log.matches("bbbb\n").count(), 700_000 / 5, "all of stderr");
+}
+
+#[test]
+fn az_try_of_a_large_answer_keeps_the_json_and_truncates_the_text_where_az_works() {
+    let p = Project::new();
+    // 1000 resource groups, about 780 KB of JSON: fits a script value, but not twice.
+    let groups: Vec<serde_json::Value> = (0..1000)
+        .map(|i| {
+            json!({
+                "id": format!("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-{i:04}"),
+                "name": format!("rg-{i:04}"),
+                "location": "westeurope",
+                "tags": {"description": "d".repeat(600)},
+            })
+        })
+        .collect();
+    let text = serde_json::to_string(&groups).unwrap();
+    assert!(
+        text.len() > 700_000 && text.len() < 900_000,
+        "{}",
+        text.len()
+    );
+    p.file("groups.json", &text);
+    // 4000 small groups: more map entries than a script value may hold.
+    let many: Vec<serde_json::Value> = (0..4000)
+        .map(|i| json!({"name": format!("rg-{i}"), "location": "westeurope", "tags": {}}))
+        .collect();
+    p.file("many.json", &serde_json::to_string(&many).unwrap());
+    let dir = p.path().display().to_string();
+    support::shell_az(
+        &p,
+        &format!(
+            "case \"$2\" in many) cat '{dir}/many.json' ;; *) cat '{dir}/groups.json' ;; esac\n"
+        ),
+    );
+    p.step(
+        "01_groups.rhai",
+        &step(
+            "",
+            r#"let all = az(["group", "list"]);
+               if all.len() != 1000 { throw `az: ${all.len()}`; }
+               let r = az_try(["group", "list"]);
+               if !r.ok || !r.truncated { throw `az_try: ok ${r.ok}, truncated ${r.truncated}`; }
+               if type_of(r.json) != "array" || r.json.len() != 1000 { throw "az_try: json not whole"; }
+               if !r.stdout.contains("output truncated") || !r.stdout.contains(r.log) { throw "no marker naming the log"; }
+               let m = az_try(["group", "many"]);
+               if !m.ok || !m.truncated || type_of(m.json) != "()" { throw `many: ${m.truncated} ${type_of(m.json)}`; }
+               output("groups", r.json.len());"#,
+        ),
+    );
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert_eq!(p.state()["steps"]["groups"]["outputs"]["groups"], 1000);
+
+    // az() on the answer too large for a script value fails saying so, and what to do.
+    p.step("02_many.rhai", &step("", r#"az(["group", "many"]);"#));
+    p.deploy(&[])
+        .assert_code(1)
+        .assert_contains("az group many --output json answered")
+        .assert_contains("too large for a script value (limits: strings 1024 KiB in all, arrays 100000 items, maps 10000 entries")
+        .assert_contains("narrow it with --query");
+}
+
+#[test]
 fn a_command_whose_background_child_holds_its_output_is_done_when_it_exits() {
     let p = Project::new();
     p.config("advanced:\n  operation_timeout: 30\n  retry_delay: 0\n");

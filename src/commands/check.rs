@@ -142,8 +142,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
 /// The fix for a recorded undeclared read, unless the declaration covers it by now.
 fn still_undeclared(step: &Step, ancestors: &[&str], read: &str) -> Option<String> {
     let at = format!("{}:{}", step.file, step.decl_line);
-    if let Some(key) = read.strip_prefix("config ") {
-        (!reads::covers(&step.config, key)).then(|| format!("add \"{key}\" to `config:` ({at})"))
+    if let Some(key) = reads::config_key_of_read(read) {
+        (!reads::covers(&step.config, key)).then(|| {
+            let (fix, then) = reads::config_fix(key);
+            format!("{fix} ({at}){then}")
+        })
     } else if let Some(name) = read.strip_prefix("env ") {
         (!step.env.iter().any(|e| e == name)).then(|| format!("add \"{name}\" to `env:` ({at})"))
     } else if let Some(other) = read.strip_prefix("outputs of ") {

@@ -233,7 +233,7 @@ pub(super) fn run_command(
 }
 
 /// Where the whole output of a step's commands is, for truncation markers.
-fn log_name(ctx: &StepContext) -> String {
+pub(super) fn log_name(ctx: &StepContext) -> String {
     ctx.log_path
         .as_ref()
         .map(|p| p.display().to_string())

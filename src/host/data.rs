@@ -16,11 +16,8 @@ pub(super) fn read_config(
 ) -> HostResult<Dynamic> {
     let ctx = current("read_config")?;
     if !reads::covers(&ctx.declared.config, key) {
-        ctx.undeclared(
-            &format!("config {key}"),
-            &call_site(ncx),
-            &format!("add \"{key}\" to `config:`"),
-        )?;
+        let (fix, then) = reads::config_fix(key);
+        ctx.undeclared(&reads::config_read(key), &call_site(ncx), &fix, then)?;
     }
     ctx.record_config(key);
     match ctx.config.get(key) {
@@ -90,6 +87,7 @@ pub(super) fn outputs(ncx: NativeCallContext, step: &str) -> HostResult<Dynamic>
             &format!("outputs of {step}"),
             &call_site(&ncx),
             &format!("add \"{step}\" to `needs:` (directly or through a step it needs)"),
+            "",
         )?;
     }
     let map = ctx
@@ -251,6 +249,7 @@ pub(super) fn env(
             &format!("env {name}"),
             &call_site(ncx),
             &format!("add \"{name}\" to `env:`"),
+            "",
         )?;
     }
     let current_value = reads::env_value(name);

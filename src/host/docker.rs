@@ -147,7 +147,17 @@ impl BuildSpec {
             h.update(format!("{k}={v}").as_bytes());
             h.update([0]);
         }
-        Ok(hex::encode(h.finalize()))
+        let digest = hex::encode(h.finalize());
+        // The fingerprint is kept in the state: with a secret among the build args, a plain
+        // SHA-256 would let anyone who reads the state test guesses for it.
+        if self
+            .build_args
+            .iter()
+            .any(|(k, v)| ctx.masker.is_secret_value(v) || ctx.masker.is_secret_value(k))
+        {
+            return Ok(crate::fingerprint::secret_digest(&ctx.secret_salt, &digest));
+        }
+        Ok(digest)
     }
 }
 

@@ -163,9 +163,10 @@ impl StepContext {
 
     /// An undeclared read (`what` like `config app.b`): warned once per step and key per run,
     /// kept for `stepwise check`, an error with `strict`.
-    fn undeclared(&self, what: &str, at: &str, fix: &str) -> HostResult<()> {
+    /// The message says `{fix} in its declaration (FILE:LINE){then}`.
+    fn undeclared(&self, what: &str, at: &str, fix: &str, then: &str) -> HostResult<()> {
         let msg = format!(
-            "step `{}` reads {what} at {at} but does not declare it: {fix} in its declaration ({})",
+            "step `{}` reads {what} at {at} but does not declare it: {fix} in its declaration ({}){then}",
             self.step, self.declared.at
         );
         self.report_undeclared(what, at, msg)
@@ -284,8 +285,10 @@ pub fn register(engine: &mut Engine) {
         "az_try",
         &["args: array", "map"],
         "Like `az` but never fails the step and never retries: returns\n\
-         #{ ok, code, stdout, stderr, json, truncated } (`json` is () when stdout is not JSON). Use it for\n\
-         existence checks (`show` exits 3 when a resource is missing).",
+         #{ ok, code, stdout, stderr, json, truncated, log } (`json` is () when stdout is not JSON\n\
+         or too large for a script value). Use it for existence checks (`show` exits 3 when a\n\
+         resource is missing). The map fits the script's limits: what is left out (`truncated`)\n\
+         is in the step's log (`log`).",
     )
     .register_into_engine(engine, |args: Array| az(args, RMap::new(), true));
     def(
@@ -312,7 +315,9 @@ pub fn register(engine: &mut Engine) {
     def(
         "exec_try",
         &["args: array", "map"],
-        "Like `exec` but never fails the step: returns #{ ok, code, stdout, stderr, json }.",
+        "Like `exec` but never fails the step: returns #{ ok, code, stdout, stderr, json,\n\
+         truncated, log }; large output comes back truncated (`truncated`), all of it is in the\n\
+         step's log (`log`).",
     )
     .register_into_engine(engine, |args: Array| exec(args, RMap::new(), true));
     def(

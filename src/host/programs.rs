@@ -2,8 +2,8 @@
 //! `verify()` runs), `exec`/`exec_try`, `http_get`; the maps the `*_try` forms return.
 
 use super::command::{
-    failure, returned_text, run_cached, run_command, show_command, to_argv, CommandOptions, Expect,
-    RETURN_LIMIT,
+    failure, log_name, returned_text, run_cached, run_command, show_command, to_argv,
+    CommandOptions, Expect, RETURN_LIMIT,
 };
 use super::{current, err, json_to_dynamic, HostResult, StepContext};
 use crate::process;
@@ -44,52 +44,115 @@ fn parse_stdout(stdout: &str) -> (Dynamic, bool) {
     }
 }
 
-fn result_map(code: i64, stdout: &str, stderr: &str) -> Dynamic {
-    let (json, is_json) = parse_stdout(stdout);
+/// The map `az_try`/`exec_try` return.
+fn try_map(
+    code: i64,
+    stdout: String,
+    stderr: String,
+    json: Dynamic,
+    truncated: bool,
+    log: String,
+) -> Dynamic {
     let mut m = RMap::new();
     m.insert("ok".into(), Dynamic::from(code == 0));
     m.insert("code".into(), Dynamic::from(code));
-    m.insert("stdout".into(), Dynamic::from(stdout.trim().to_string()));
-    m.insert("stderr".into(), Dynamic::from(stderr.trim().to_string()));
-    m.insert("json".into(), if is_json { json } else { Dynamic::UNIT });
-    m.insert("truncated".into(), Dynamic::from(false));
-    Dynamic::from(m)
-}
-
-/// `az_try`/`exec_try`'s map for a finished command. Output too large for a script string
-/// comes truncated with a marker (`truncated: true`, `json: ()`); the log has all of it.
-fn result_of(ctx: &StepContext, out: &process::Output) -> Dynamic {
-    let fits =
-        |c: &crate::capture::Captured| c.whole.as_ref().is_some_and(|b| b.len() <= RETURN_LIMIT);
-    if fits(&out.stdout) && fits(&out.stderr) {
-        return result_map(
-            i64::from(out.code),
-            &out.stdout.whole_text().unwrap_or_default(),
-            &out.stderr.whole_text().unwrap_or_default(),
-        );
-    }
-    let stdout = returned_text(ctx, &out.stdout);
-    let stderr = returned_text(ctx, &out.stderr);
-    let mut m = RMap::new();
-    m.insert("ok".into(), Dynamic::from(out.code == 0));
-    m.insert("code".into(), Dynamic::from(i64::from(out.code)));
-    // JSON that stayed within its limit is still parsed, even when too long to return as text.
-    let json = out
-        .stdout
-        .whole_text()
-        .map(|t| parse_stdout(&t))
-        .filter(|(_, is_json)| *is_json)
-        .map(|(j, _)| j)
-        .unwrap_or(Dynamic::UNIT);
     m.insert("stdout".into(), Dynamic::from(stdout));
     m.insert("stderr".into(), Dynamic::from(stderr));
     m.insert("json".into(), json);
-    m.insert("truncated".into(), Dynamic::from(true));
+    m.insert("truncated".into(), Dynamic::from(truncated));
+    m.insert("log".into(), Dynamic::from(log));
     Dynamic::from(m)
 }
 
+/// String bytes of a `*_try` map kept for the text fields (and the truncation markers) when
+/// the parsed JSON is large.
+const TEXT_RESERVE: usize = 64 * 1024;
+
+/// How `room` bytes of text are shared by two outputs of `a` and `b` bytes: each whole if
+/// both fit, else the smaller whole if it fits in half, the rest to the other.
+fn share(room: usize, a: usize, b: usize) -> (usize, usize) {
+    let half = room / 2;
+    if a + b <= room {
+        (a, b)
+    } else if a <= half {
+        (a, room - a)
+    } else if b <= half {
+        (room - b, b)
+    } else {
+        (half, room - half)
+    }
+}
+
+/// `az_try`/`exec_try`'s map for a finished command. The map as a whole stays within the
+/// script's limits (strings, array items, map entries, counted over everything in it): JSON
+/// too large for them is left out (`json: ()`), stdout and stderr share what is left of the
+/// string limit and come back as their start and end around a marker. Then `truncated` is
+/// true; `log` names the step's log, which has all of it.
+fn result_of(ctx: &StepContext, out: &process::Output) -> Dynamic {
+    use crate::script::{data_sizes, MAX_ARRAY_SIZE, MAX_MAP_SIZE, MAX_STRING_SIZE};
+    let log = log_name(ctx);
+    let code = i64::from(out.code);
+    let mut json_left_out = false;
+    // JSON that stayed within its read limit is parsed; it is kept when it fits the limits
+    // with room for the rest of the map.
+    let json = match out.stdout.whole_text().map(|t| parse_stdout(&t)) {
+        Some((json, true)) => {
+            let (a, m, s) = data_sizes(&json);
+            if a <= MAX_ARRAY_SIZE
+                && m + 16 <= MAX_MAP_SIZE
+                && s + TEXT_RESERVE + log.len() <= MAX_STRING_SIZE
+            {
+                json
+            } else {
+                json_left_out = true;
+                Dynamic::UNIT
+            }
+        }
+        _ => Dynamic::UNIT,
+    };
+    let len = |c: &crate::capture::Captured| match &c.whole {
+        Some(b) => b.len(),
+        None => usize::try_from(c.total).unwrap_or(usize::MAX),
+    };
+    // Markers and the log's name come out of the same budget.
+    let room = MAX_STRING_SIZE
+        .saturating_sub(data_sizes(&json).2)
+        .saturating_sub(2 * log.len() + 4096);
+    let (mut out_room, mut err_room) = share(room, len(&out.stdout), len(&out.stderr));
+    for _ in 0..32 {
+        let cut = |c: &crate::capture::Captured, limit: usize| {
+            let whole = c.whole.as_ref().is_some_and(|b| b.len() <= limit);
+            (c.text(limit, &log).trim().to_string(), !whole)
+        };
+        let (stdout, stdout_cut) = cut(&out.stdout, out_room);
+        let (stderr, stderr_cut) = cut(&out.stderr, err_room);
+        let map = try_map(
+            code,
+            stdout,
+            stderr,
+            json.clone(),
+            json_left_out || stdout_cut || stderr_cut,
+            log.clone(),
+        );
+        if crate::script::fits_limits(&map) {
+            return map;
+        }
+        // Text that grew when decoded (bytes that are not UTF-8): less of it.
+        out_room /= 2;
+        err_room /= 2;
+    }
+    try_map(code, String::new(), String::new(), Dynamic::UNIT, true, log)
+}
+
 fn dry_run_try() -> Dynamic {
-    result_map(-1, "", "dry run")
+    try_map(
+        -1,
+        String::new(),
+        "dry run".into(),
+        Dynamic::UNIT,
+        false,
+        String::new(),
+    )
 }
 
 pub(super) fn az(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic> {
@@ -157,14 +220,24 @@ pub(super) fn az(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic>
         ))));
     }
     // Empty output (`--output none`, `provider register`) is the empty string.
-    Ok(if text.is_empty() {
-        Dynamic::from(String::new())
-    } else if text.len() > RETURN_LIMIT && serde_json::from_str::<Value>(text).is_err() {
+    if text.is_empty() {
+        return Ok(Dynamic::from(String::new()));
+    }
+    if text.len() > RETURN_LIMIT && serde_json::from_str::<Value>(text).is_err() {
         // Text too long for a script string (`--output tsv` of a long list).
-        Dynamic::from(returned_text(&ctx, &out.stdout))
-    } else {
-        parse_stdout(&stdout).0
-    })
+        return Ok(Dynamic::from(returned_text(&ctx, &out.stdout)));
+    }
+    let value = parse_stdout(&stdout).0;
+    if !crate::script::fits_limits(&value) {
+        return Err(err(ctx.masker.mask(&format!(
+            "{} answered {:.1} MiB, too large for a script value (limits: {}): narrow it with --query, or use az_try (its `stdout` comes back truncated, all of it is in {})",
+            show_command(&argv),
+            text.len() as f64 / (1024.0 * 1024.0),
+            crate::script::limits_text(),
+            log_name(&ctx)
+        ))));
+    }
+    Ok(value)
 }
 
 pub(super) fn exec(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic> {
@@ -206,10 +279,6 @@ pub(super) fn http_get(url: &str) -> HostResult<Dynamic> {
     let mut m = RMap::new();
     m.insert("ok".into(), Dynamic::from(out.code == 0));
     m.insert("code".into(), Dynamic::from(i64::from(out.code)));
-    m.insert(
-        "body".into(),
-        Dynamic::from(returned_text(&ctx, &out.stdout)),
-    );
     let stderr = out.stderr.last(8192);
     let error = if out.code == 0 {
         String::new()
@@ -218,6 +287,12 @@ pub(super) fn http_get(url: &str) -> HostResult<Dynamic> {
     } else {
         stderr.trim().to_string()
     };
+    // Body and error together within a script's string limit.
+    let log = log_name(&ctx);
+    let body = out
+        .stdout
+        .text(RETURN_LIMIT.saturating_sub(error.len() + log.len()), &log);
+    m.insert("body".into(), Dynamic::from(body.trim().to_string()));
     m.insert("error".into(), Dynamic::from(error));
     Ok(Dynamic::from(m))
 }
