@@ -5,12 +5,10 @@ use crate::blob::{BlobLocation, BlobStore};
 use crate::config::Config;
 use crate::environment;
 use crate::error::usage;
+use crate::paths::DEFAULT_STATE;
 use crate::state::{LocalStore, Lock, State, StateStore, Version};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-
-/// The default local state file.
-pub const DEFAULT_STATE: &str = ".stepwise/state.json";
 
 /// The state location: `--state`, then `STEPWISE_STATE`, then the config's `state.path`,
 /// then the original tool's blob settings (`advanced.state_storage: blob` or

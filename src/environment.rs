@@ -5,8 +5,8 @@
 //! Without an environment (the default environment) nothing here changes a path: the config
 //! is read alone and the state stays where it always was.
 
-use crate::backend::DEFAULT_STATE;
 use crate::error::{exit, usage, Failure};
+use crate::paths::DEFAULT_STATE;
 use crate::paths::LOCAL_DIR;
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};

@@ -4,7 +4,8 @@
 use crate::config::Config;
 use crate::error::usage;
 use crate::hashcache::{HashCache, Stamp};
-use crate::step::{sha256_hex, Step};
+use crate::step::Step;
+use crate::util::digest::sha256_hex;
 use anyhow::Result;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -98,23 +99,6 @@ pub type Memo = Mutex<std::collections::HashMap<String, Memoized>>;
 
 /// One hashed entry: (dependency key, digest, warnings).
 pub type Memoized = (String, String, Vec<String>);
-
-/// The digest of a config value that holds a secret: Argon2id with the state's salt, slow on
-/// purpose, so that a low-entropy secret cannot be guessed from a shared state by hashing
-/// candidates.
-pub fn secret_digest(salt: &str, canonical: &str) -> String {
-    use argon2::{Algorithm, Argon2, Params, Version};
-    // OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
-    let params = Params::new(19 * 1024, 2, 1, Some(32)).expect("valid argon2 parameters");
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let mut salt_bytes = format!("stepwise-secret-salt:{salt}").into_bytes();
-    salt_bytes.resize(salt_bytes.len().max(16), 0);
-    let mut out = [0u8; 32];
-    argon
-        .hash_password_into(canonical.as_bytes(), &salt_bytes, &mut out)
-        .expect("argon2 hashes");
-    format!("argon2id:{}", hex::encode(out))
-}
 
 impl Fingerprinter<'_> {
     /// The fingerprint of `step`. A declared path that does not exist is an error naming the

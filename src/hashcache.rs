@@ -177,7 +177,7 @@ impl HashCache {
             let written = self
                 .path
                 .parent()
-                .map(crate::state::create_private_dir)
+                .map(crate::util::fs::create_private_dir)
                 .unwrap_or(Ok(()))
                 .and_then(|_| {
                     use std::io::Write;
@@ -328,7 +328,7 @@ impl HashCache {
             out.extend_from_slice(rel);
         }
         // An optimisation only: atomic (never half-read), but not worth an fsync.
-        let _ = crate::state::write_replace(&self.path, &out, false);
+        let _ = crate::util::fs::write_replace(&self.path, &out, false);
     }
 }
 

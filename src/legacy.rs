@@ -211,7 +211,7 @@ pub fn import(cli: &Cli, file: &Path) -> Result<i32> {
         }
     }
 
-    let now = crate::state::now();
+    let now = crate::util::clock::now();
     let mut lines = Vec::new();
     let mut counts = (0, 0, 0, 0); // completed, failed/interrupted, not imported, unknown
                                    // In the project's step order; unknown names last.

@@ -38,6 +38,7 @@ pub mod step;
 pub mod suggest;
 pub mod summary;
 pub mod supervisor;
+pub mod util;
 pub mod watch;
 
 /// The program: parses the command line, runs it, prints errors, returns the exit code.

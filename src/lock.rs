@@ -27,7 +27,7 @@ impl Holder {
             host: hostname(),
             pid: std::process::id(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
-            started: crate::state::now(),
+            started: crate::util::clock::now(),
         }
     }
 
@@ -153,7 +153,7 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = lock_path(state_path);
     if let Some(dir) = path.parent() {
-        crate::state::create_private_dir(dir)?;
+        crate::util::fs::create_private_dir(dir)?;
     }
     let mut file = loop {
         let file = std::fs::OpenOptions::new()

@@ -43,3 +43,6 @@ mod tests {
         }
     }
 }
+
+/// The default local state file.
+pub const DEFAULT_STATE: &str = ".stepwise/state.json";

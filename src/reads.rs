@@ -4,8 +4,8 @@
 //! the step really read, not only what it declared.
 
 use crate::config::{canonical_json, Config};
-use crate::fingerprint::secret_digest;
-use crate::step::sha256_hex;
+use crate::util::digest::secret_digest;
+use crate::util::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};

@@ -49,7 +49,7 @@ pub fn write_plan(dir: &Path, html: &str, masker: &Masker) -> Result<PathBuf> {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    crate::state::write_replace(path, text.as_bytes(), false)
+    crate::util::fs::write_replace(path, text.as_bytes(), false)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -3,10 +3,10 @@
 
 use crate::error::usage;
 use crate::script;
+use crate::util::digest::sha256_hex;
 use anyhow::Result;
 use rhai::{Engine, Module, AST};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,10 +129,6 @@ impl StepSet {
         }
         out
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Loads the prelude (if the file exists) and registers it as a global module of `engine`.

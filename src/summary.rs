@@ -179,7 +179,7 @@ impl RunSummary {
             command: "plan".into(),
             env,
             state: state.to_string(),
-            started_at: crate::state::now(),
+            started_at: crate::util::clock::now(),
             user: holder.user,
             host: holder.host,
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -62,7 +62,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         refresh_decisions(&p, d, store.as_ref(), &state, &mut decisions, &opts)?;
         if !dry_run {
             // The last successful refresh of each step that was checked and found as deployed.
-            let now = crate::state::now();
+            let now = crate::util::clock::now();
             let mut touched = false;
             for dec in decisions
                 .iter()
@@ -100,7 +100,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         } else {
             print_summary(&p.console, &report, dry_run);
         }
-        let now = crate::state::now();
+        let now = crate::util::clock::now();
         let meta = run_meta(&p, run_id(), now.clone(), now);
         let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
         finish(&p, &mut summary, &report, dry_run, output)?;
@@ -342,7 +342,7 @@ pub(crate) fn execute(
     dry_run: bool,
 ) -> Result<Executed> {
     let run_id = run_id();
-    let started_at = crate::state::now();
+    let started_at = crate::util::clock::now();
     state
         .extra
         .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
@@ -352,7 +352,7 @@ pub(crate) fn execute(
         runner.run(decisions, state)
     })?;
     p.hash_cache.save();
-    let meta = run_meta(p, run_id, started_at, crate::state::now());
+    let meta = run_meta(p, run_id, started_at, crate::util::clock::now());
     Ok(Executed { report, meta })
 }
 
@@ -364,7 +364,7 @@ fn run_id() -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let base = format!(
         "{}-{}",
-        crate::state::compact_now(false),
+        crate::util::clock::compact_now(false),
         std::process::id()
     );
     match SEQ.fetch_add(1, Ordering::Relaxed) {

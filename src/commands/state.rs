@@ -88,7 +88,7 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
                     println!("forgot {s}: it runs on the next deployment");
                 }
             }
-            state.last_updated = crate::state::now();
+            state.last_updated = crate::util::clock::now();
             store.save(&state)?;
             Ok(exit::OK)
         }
@@ -147,7 +147,7 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
                 "run_id".into(),
                 serde_json::Value::String(format!("rollback-to-{version}")),
             );
-            old.last_updated = crate::state::now();
+            old.last_updated = crate::util::clock::now();
             store.save(&old)?;
             println!(
                 "state {} rolled back to {version}; steps whose recorded hashes differ from the files run again on the next deployment",

@@ -10,7 +10,7 @@ use crate::process;
 use crate::report::{self, Console};
 use crate::script;
 use crate::secrets::Masker;
-use crate::state::{self, State, StateStore, Status, StepRecord};
+use crate::state::{State, StateStore, Status, StepRecord};
 use crate::step::StepSet;
 use anyhow::Result;
 use rhai::Engine;
@@ -588,7 +588,7 @@ impl Runner<'_> {
             .map(|dir| dir.join(format!("{}.log", step.name)));
         let log = log_path.and_then(|path| {
             use std::os::unix::fs::OpenOptionsExt;
-            state::create_private_dir(path.parent()?).ok()?;
+            crate::util::fs::create_private_dir(path.parent()?).ok()?;
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -598,7 +598,7 @@ impl Runner<'_> {
             Some((f, path))
         });
         let ctx = self.context(i, decision.forced, state.clone(), salt, log, self.dry_run);
-        let started_at = state::now();
+        let started_at = crate::util::clock::now();
         let t0 = Instant::now();
         self.console.start_step(&step.name);
         self.running
@@ -711,7 +711,7 @@ impl Runner<'_> {
                 reads: None,
                 extra: Default::default(),
             });
-            let now = state::now();
+            let now = crate::util::clock::now();
             rec.timestamp = now.clone();
             rec.started_at = Some(started_at);
             rec.finished_at = Some(now.clone());

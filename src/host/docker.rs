@@ -155,7 +155,10 @@ impl BuildSpec {
             .iter()
             .any(|(k, v)| ctx.masker.is_secret_value(v) || ctx.masker.is_secret_value(k))
         {
-            return Ok(crate::fingerprint::secret_digest(&ctx.secret_salt, &digest));
+            return Ok(crate::util::digest::secret_digest(
+                &ctx.secret_salt,
+                &digest,
+            ));
         }
         Ok(digest)
     }
