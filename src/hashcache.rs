@@ -363,7 +363,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     fn step_with(files: &[&str]) -> crate::step::Step {
-        let engine = crate::script::engine();
+        let engine = crate::script::sandbox();
         let dir = tempfile::tempdir().unwrap();
         let list = files
             .iter()

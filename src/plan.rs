@@ -574,7 +574,7 @@ mod tests {
     /// Steps `(name, needs)` in this order, and a state in which each `(reader, read)` pair
     /// recorded a read of an output of `read`.
     fn project(steps: &[(&str, &[&str])], reads: &[(&str, &str)]) -> (StepSet, State) {
-        let engine = crate::script::engine();
+        let engine = crate::script::sandbox();
         let set = StepSet {
             steps: steps
                 .iter()

@@ -10,7 +10,6 @@ use crate::fingerprint::{Fingerprint, Fingerprinter};
 use crate::hashcache::HashCache;
 use crate::paths::LOCAL_DIR;
 use crate::report::Console;
-use crate::script;
 use crate::secrets::Masker;
 use crate::state::StateStore;
 use crate::step::{self, StepSet};
@@ -65,7 +64,7 @@ impl Project {
                 base.register_secrets(&masker);
             }
         }
-        let mut engine = script::engine();
+        let mut engine = crate::host::engine();
         let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
         let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
         tracing::debug!(steps = steps.steps.len(), "steps loaded");
@@ -308,7 +307,7 @@ pub(crate) fn declared_config(cli: &Cli) -> Result<Vec<String>> {
 
 /// Every config key the steps declare, with the step that declares it.
 pub(crate) fn declared_config_by_step(cli: &Cli) -> Result<Vec<(String, String)>> {
-    let mut engine = script::engine();
+    let mut engine = crate::host::engine();
     let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
     let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
     Ok(steps.declared_config_by_step())

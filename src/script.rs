@@ -1,6 +1,5 @@
 //! The sandboxed Rhai engine and Rhai error formatting (file:line:col).
 
-use crate::host;
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, ParseError, Position, Scope, AST};
 
 /// Limits of the sandbox. A runaway loop hits `MAX_OPERATIONS` and ends the step.
@@ -64,9 +63,10 @@ pub fn limits_text() -> String {
     )
 }
 
-/// A sandboxed engine with the host functions registered: no `eval`, no module loading from
-/// disk, no file or process access except through host functions, and resource limits.
-pub fn engine() -> Engine {
+/// The sandbox: an engine with no `eval`, no module loading from disk, no file or process
+/// access (a script reaches the world only through the host functions `host::engine`
+/// registers), resource limits, and a stop check (Ctrl+C, a lost lock) while it computes.
+pub fn sandbox() -> Engine {
     let mut engine = Engine::new();
     engine
         .set_max_operations(MAX_OPERATIONS)
@@ -81,13 +81,9 @@ pub fn engine() -> Engine {
     // Ctrl+C (or a lost lock) ends a script that is computing (not only one that waits on a
     // command).
     engine.on_progress(|_| crate::process::stop_reason().map(rhai::Dynamic::from));
-    engine.on_print(host::print_line);
-    engine.on_debug(|s, _, _| host::print_line(s));
-    host::register(&mut engine);
     engine
 }
 
-/// `file:line:col: message` for a parse error.
 /// Calls the script function `name` (no arguments) of a step's `ast`, without evaluating the
 /// file's top level again (`run()`, `verify()`).
 pub fn call_fn(engine: &Engine, ast: &AST, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -95,6 +91,7 @@ pub fn call_fn(engine: &Engine, ast: &AST, name: &str) -> Result<Dynamic, Box<Ev
     engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, name, ())
 }
 
+/// `file:line:col: message` for a parse error.
 pub fn parse_error(file: &str, err: &ParseError) -> String {
     format!(
         "{}: syntax error: {}",
@@ -175,7 +172,7 @@ mod tests {
     /// `data_sizes` counts as rhai does: a value fits exactly when the engine accepts it.
     #[test]
     fn fits_limits_agrees_with_the_engine_at_each_limit() {
-        let engine = engine();
+        let engine = sandbox();
         let text = |n: usize| Dynamic::from("x".repeat(n));
         let map_of = |entries: Vec<(&str, Dynamic)>| {
             let mut m = rhai::Map::new();

@@ -24,7 +24,7 @@ pub fn run(cli: &Cli, dir: &Path) -> Result<i32> {
             dir.display()
         )));
     }
-    let engine = script::engine();
+    let engine = crate::host::engine();
     let defs = engine.definitions().with_headers(true);
     defs.write_to_dir(dir)
         .with_context(|| format!("cannot write definitions to {}", dir.display()))?;

@@ -883,7 +883,7 @@ mod tests {
     /// stuck steps, never in steps "blocked: an earlier step failed".
     #[test]
     fn a_scheduler_that_can_start_nothing_is_an_internal_error_naming_the_steps() {
-        let engine = crate::script::engine();
+        let engine = crate::host::engine();
         let step = |order, name: &str, decl: &str| {
             let text = format!("let step = #{{ {decl} }};\nfn run() {{ }}\n");
             parse_step(

@@ -21,6 +21,16 @@ pub use data::OutputsView;
 pub use guard::ARGV_SECRET_EXCEPTIONS;
 pub use programs::{is_read_verb, READ_VERBS};
 
+/// The step engine: the sandbox (`script::sandbox`) with every host function registered and
+/// `print`/`debug` going to the step's output.
+pub fn engine() -> rhai::Engine {
+    let mut engine = crate::script::sandbox();
+    engine.on_print(print_line);
+    engine.on_debug(|s, _, _| print_line(s));
+    register(&mut engine);
+    engine
+}
+
 use crate::config::{AdvancedSettings, Config};
 use crate::process;
 use crate::reads::{self, Reads};
