@@ -3,6 +3,9 @@
 /// The folder for local files (logs, backups, hash cache), beside the project.
 pub const LOCAL_DIR: &str = ".stepwise";
 
+/// The default local state file.
+pub const DEFAULT_STATE: &str = ".stepwise/state.json";
+
 /// The project root for a command run in `start`: the nearest of `start` and the folders above
 /// it that holds the config file `config` or the steps folder `steps` (both relative to the
 /// root), as cargo and git find theirs. `None` when no folder up to the file-system root does.
@@ -43,6 +46,3 @@ mod tests {
         }
     }
 }
-
-/// The default local state file.
-pub const DEFAULT_STATE: &str = ".stepwise/state.json";

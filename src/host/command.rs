@@ -3,8 +3,8 @@
 //! the step's log, masked), the refresh's read cache, what a script gets back of the output.
 
 use super::answers::register_output_secrets;
+use super::context::{err, HostResult, StepContext};
 use super::guard::guard_argv;
-use super::{err, HostResult, StepContext};
 use crate::process::{self, RunError};
 use rhai::{Array, EvalAltResult, Map as RMap};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! a digest; an undeclared one reported), `output`, another step's `outputs` through the
 //! read-only `OutputsView` that records the keys used, `previous_outputs`.
 
-use super::{call_site, current, def, err, json_to_dynamic, HostResult, CURRENT};
+use super::context::{call_site, current, def, err, json_to_dynamic, HostResult, CURRENT};
 use crate::reads;
 use crate::secrets::Masker;
 use rhai::{Array, Dynamic, Engine, NativeCallContext};

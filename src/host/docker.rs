@@ -3,7 +3,7 @@
 //! matches its last successful build.
 
 use super::command::{failure, run_command, Expect};
-use super::{current, display, err, HostResult, StepContext};
+use super::context::{current, display, err, HostResult, StepContext};
 use rhai::{Array, Dynamic, Map as RMap};
 use serde_json::Value;
 use std::sync::Mutex;

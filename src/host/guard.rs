@@ -1,7 +1,7 @@
 //! The command-line guard: a secret on a command's argv (where any process on the machine
 //! can read it) is warned about, or refused with `--strict`; the documented exceptions.
 
-use super::{err, HostResult, StepContext};
+use super::context::{err, HostResult, StepContext};
 
 /// Secrets on a command line that the Azure CLI offers no other way to pass: (the command's
 /// words, the flag the secret must directly follow). Allowed by the guard even with --strict;

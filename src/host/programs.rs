@@ -5,7 +5,7 @@ use super::command::{
     failure, log_name, returned_text, run_cached, run_command, show_command, to_argv,
     CommandOptions, Expect, RETURN_LIMIT,
 };
-use super::{current, err, json_to_dynamic, HostResult, StepContext};
+use super::context::{current, err, json_to_dynamic, HostResult, StepContext};
 use crate::process;
 use rhai::{Array, Dynamic, Map as RMap};
 use serde_json::Value;

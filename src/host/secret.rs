@@ -1,7 +1,7 @@
 //! Secrets a script makes: `secret(value[, name])`, `secret_file(value)` (a private 0600
 //! file), `generate_password(len)`; each value is registered with the masker.
 
-use super::{current, display, err, HostResult};
+use super::context::{current, display, err, HostResult};
 use rhai::Dynamic;
 
 pub(super) fn secret(value: Dynamic, name: Option<&str>) -> HostResult<Dynamic> {
