@@ -2,8 +2,8 @@
 //! tool's blob settings) and opening the store for it.
 
 use crate::blob::{BlobLocation, BlobStore};
+use crate::config::environment;
 use crate::config::Config;
-use crate::environment;
 use crate::error::usage;
 use crate::paths::DEFAULT_STATE;
 use crate::state::{LocalStore, Lock, State, StateStore, Version};

@@ -3,8 +3,8 @@
 
 use crate::backend;
 use crate::cli::{Cli, OutputFormat};
+use crate::config::environment;
 use crate::config::Config;
-use crate::environment;
 use crate::error::usage;
 use crate::fingerprint::{Fingerprint, Fingerprinter};
 use crate::hashcache::HashCache;

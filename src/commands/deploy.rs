@@ -3,8 +3,8 @@
 use super::plan::print_plan;
 use super::{decide, plan_options, print_gone};
 use crate::cli::{Cli, DeployArgs, OutputFormat};
+use crate::config::environment;
 use crate::config::NotifyEvent;
-use crate::environment;
 use crate::error::{exit, Failure};
 use crate::executor::{Outcome, RunReport, Runner};
 use crate::plan::{self, Action, Decision};

@@ -4,8 +4,8 @@
 //! Exit 0 either way.
 
 use crate::cli::{Cli, OutputFormat};
+use crate::config::environment;
 use crate::config::{canonical_json, Config};
-use crate::environment;
 use crate::error::exit;
 use crate::fingerprint::describe;
 use crate::project::Project;

@@ -4,8 +4,8 @@
 
 use crate::backend;
 use crate::cli::{Cli, OutputFormat};
+use crate::config::environment;
 use crate::config::Config;
-use crate::environment;
 use crate::error::exit;
 use crate::plan::{self, Action, PlanOptions};
 use crate::project::Project;

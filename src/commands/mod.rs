@@ -28,7 +28,7 @@ use anyhow::Result;
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     // A bad environment name stops every command before anything is read.
-    crate::environment::selected(cli.global.env.as_deref())?;
+    crate::config::environment::selected(cli.global.env.as_deref())?;
     check_output(&cli)?;
     enter_project_root(&cli)?;
     match &cli.command {

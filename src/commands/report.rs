@@ -3,7 +3,7 @@
 //! state written).
 
 use crate::cli::{Cli, OutputFormat};
-use crate::environment;
+use crate::config::environment;
 use crate::error::{exit, Failure};
 use crate::project::Project;
 use crate::summary::RunSummary;

@@ -13,7 +13,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     } else {
         Vec::new()
     };
-    let schema = crate::own_keys::schema_for(crate::config::json_schema(), &declared);
+    let schema = crate::config::own_keys::schema_for(crate::config::json_schema(), &declared);
     let text = serde_json::to_string_pretty(&schema)?;
     super::print_stdout(&format!("{text}\n"))?;
     Ok(exit::OK)

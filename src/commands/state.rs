@@ -3,7 +3,7 @@
 
 use crate::backend;
 use crate::cli::{Cli, OutputFormat, StateCommand};
-use crate::environment;
+use crate::config::environment;
 use crate::error::{exit, usage};
 use crate::project::{self, current_store, target, Target};
 use crate::state::StateStore;

@@ -6,7 +6,7 @@
 //! the YAML parser itself attaches the line and column of a conflict (it locates any error a
 //! deserializer raises); the same trick finds the key's place in the base file.
 
-use crate::config::type_name;
+use super::yaml::{apply_merge_keys, type_name};
 use crate::error::usage;
 use anyhow::Result;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -52,7 +52,7 @@ pub fn merge(
     // YAML merge keys (`<<: *base`) are resolved in an overlay too, before it is merged (its
     // conflicts then carry no line: the merged document has none).
     let mut resolved = plain.clone();
-    if crate::config::apply_merge_keys(&mut resolved, "")
+    if apply_merge_keys(&mut resolved, "")
         .map_err(|e| usage(format!("{}: {e}", overlay_path.display())))?
     {
         return seed.deserialize(resolved).map_err(|e| {

@@ -35,7 +35,7 @@ impl ForeignKey {
 pub fn known() -> &'static BTreeMap<String, Vec<String>> {
     static KNOWN: OnceLock<BTreeMap<String, Vec<String>>> = OnceLock::new();
     KNOWN.get_or_init(|| {
-        let schema = crate::config::json_schema();
+        let schema = super::settings::json_schema();
         SECTIONS
             .iter()
             .map(|s| {
@@ -84,7 +84,7 @@ pub fn foreign(path: &Path, text: &str, root: &Value) -> Vec<ForeignKey> {
             if known[*section].iter().any(|k| k == key) {
                 continue;
             }
-            let at = crate::overlay::find(text, &format!("{section}.{key}"))
+            let at = super::overlay::find(text, &format!("{section}.{key}"))
                 .map(|l| (l.line(), l.column()));
             out.push(ForeignKey {
                 file: path.to_path_buf(),
