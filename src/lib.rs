@@ -5,7 +5,6 @@ pub mod blob;
 pub mod capture;
 pub mod cli;
 pub mod commands;
-pub mod completion;
 pub mod config;
 pub mod dockerfile;
 pub mod dockerignore;
@@ -52,7 +51,7 @@ pub fn main() -> i32 {
     process::install_signal_handlers();
     // A completion request from the shell (`STEPWISE_COMPLETE=bash stepwise -- ...`) is
     // answered here, before anything else prints.
-    completion::complete_env();
+    cli::completion::complete_env();
     let cli = match cli::Cli::parse_args() {
         Ok(c) => c,
         Err(e) => {

@@ -1,6 +1,6 @@
 //! `stepwise completions SHELL`: prints the shell completion script.
 
-use crate::completion;
+use crate::cli::completion;
 use crate::error::exit;
 use anyhow::Result;
 use clap_complete::Shell;

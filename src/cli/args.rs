@@ -1,6 +1,6 @@
 //! The command line (clap). Every flag of the original tool works at the top level.
 
-use crate::completion::step_name_completer;
+use super::step_names::step_name_completer;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 

@@ -1,0 +1,9 @@
+//! The command line: clap's definition of the arguments (`args`), shell completion
+//! (`completion`) and the step names it offers (`step_names`). Only this floor and
+//! `commands` know clap.
+
+mod args;
+pub mod completion;
+mod step_names;
+
+pub use args::*;
