@@ -1,5 +1,6 @@
 //! stepwise: idempotent, stateful deployments. See ARCHITECTURE.md for the module map.
 
+pub mod app;
 pub mod backend;
 pub mod blob;
 pub mod capture;

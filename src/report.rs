@@ -247,3 +247,13 @@ pub fn duration(d: Duration) -> String {
         format!("{}m{:02}s", m as u64, (s - m * 60.0).floor() as u64)
     }
 }
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}

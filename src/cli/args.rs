@@ -284,3 +284,23 @@ pub enum StateCommand {
         force: bool,
     },
 }
+
+impl From<&DeployArgs> for crate::app::options::DeployOptions {
+    fn from(d: &DeployArgs) -> Self {
+        Self {
+            force_step: d.force_step.clone(),
+            with_dependents: d.with_dependents,
+            force_all: d.force_all,
+            reset_state: d.reset_state,
+            dry_run: d.dry_run,
+            resume: d.resume,
+            auto_approve: d.auto_approve,
+            jobs: d.jobs,
+            keep_going: d.keep_going,
+            only: d.only.clone(),
+            refresh: d.refresh,
+            no_verify_after_run: d.no_verify_after_run,
+            strict: d.strict,
+        }
+    }
+}

@@ -13,6 +13,6 @@ pub fn run(shell: Shell, static_script: bool) -> Result<i32> {
         &completion::completer_path(),
         &mut out,
     )?;
-    super::print_stdout(&String::from_utf8_lossy(&out))?;
+    crate::report::print_stdout(&String::from_utf8_lossy(&out))?;
     Ok(exit::OK)
 }

@@ -17,12 +17,8 @@ pub mod state;
 pub mod steps;
 pub mod watch;
 
-use crate::cli::{Cli, Command, DeployArgs, EnvCommand, OutputFormat};
+use crate::cli::{Cli, Command, EnvCommand, OutputFormat};
 use crate::error::usage;
-use crate::plan::{Decision, PlanOptions};
-use crate::project::Project;
-use crate::report::Console;
-use crate::state::State;
 use anyhow::Result;
 
 /// Runs the parsed command line; returns the exit code.
@@ -155,89 +151,5 @@ fn enter_project_root(cli: &Cli) -> Result<()> {
             g.config.display(),
             g.steps.display()
         ))),
-    }
-}
-
-/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
-pub(crate) fn print_stdout(text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
-}
-
-pub(crate) fn plan_options(p: &Project, d: &DeployArgs, resume: bool) -> Result<PlanOptions> {
-    p.check_names("--force-step", &d.force_step)?;
-    p.check_names("--only", &d.only)?;
-    let mut force_steps = d.force_step.clone();
-    if d.with_dependents {
-        if force_steps.is_empty() {
-            return Err(usage("--with-dependents goes with --force-step NAME"));
-        }
-        // Every step that needs a forced step, directly or not (steps are few: a fixpoint).
-        loop {
-            let before = force_steps.len();
-            for s in &p.steps.steps {
-                if !force_steps.contains(&s.name) && s.needs.iter().any(|n| force_steps.contains(n))
-                {
-                    force_steps.push(s.name.clone());
-                }
-            }
-            if force_steps.len() == before {
-                break;
-            }
-        }
-    }
-    Ok(PlanOptions {
-        force_all: d.force_all,
-        force_steps,
-        resume,
-        only: d.only.clone(),
-    })
-}
-
-/// `--only`: the selected steps' needs outside the selection must be up to date (exit 2).
-pub(crate) fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()> {
-    match crate::plan::refusal(&p.steps, decisions, only) {
-        Some(why) => Err(usage(why)),
-        None => Ok(()),
-    }
-}
-
-/// The decisions a deployment with these flags (and the config's defaults) would make on
-/// `state`, or what it would refuse, and the options it decided with: the one function behind
-/// `deploy`, `--dry-run`, `plan` and `graph`.
-pub(crate) fn decide(
-    p: &Project,
-    d: &DeployArgs,
-    state: &State,
-    salt: Option<&str>,
-) -> Result<(Vec<Decision>, PlanOptions)> {
-    let resume = d.resume || p.config.settings.deployment.resume;
-    let opts = plan_options(p, d, resume)?;
-    let decisions = crate::plan::decide(
-        &p.steps,
-        state,
-        p.fingerprints(salt)?,
-        &opts,
-        &p.read_context(salt),
-    )?;
-    check_only(p, &decisions, &opts.only)?;
-    Ok((decisions, opts))
-}
-
-/// Records of steps whose files were removed: one line each, saying how to forget them.
-pub(crate) fn print_gone(console: &Console, p: &Project, state: &State) {
-    for (name, file) in crate::plan::gone(&p.steps, state) {
-        let what = match file {
-            Some(f) => format!("{f} removed"),
-            None => "no step file defines it any more".to_string(),
-        };
-        console.line(&format!(
-            "  {} step {name} ({what}); state reset {name} forgets it",
-            console.paint(crate::report::DIM, "gone:")
-        ));
     }
 }

@@ -1,16 +1,17 @@
 //! `stepwise plan`: what a deployment would run, and why; the plan as printed before a run.
 
-use super::{decide, print_gone};
+use crate::app::deploy::planned;
+use crate::app::options::DeployOptions;
+use crate::app::show::{print_gone, print_not_checked, print_plan};
 use crate::cli::{Cli, OutputFormat};
-use crate::plan::{self, Action, Decision};
+use crate::plan::{self, Decision};
 use crate::project::Project;
-use crate::report::{self, Console};
-use crate::state::State;
+use crate::report::{self};
 use anyhow::Result;
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(cli, true)?;
-    let (state, decisions) = planned(&p, cli)?;
+    let (state, decisions) = planned(&p, &DeployOptions::from(&cli.deploy))?;
     let refresh = cli.deploy.refresh || p.config.settings.deployment.refresh;
     // The code the deployment would end with, if every step that runs succeeds.
     let code = plan::expected_exit(&decisions);
@@ -39,92 +40,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
         print!("{}", p.masker.mask(&crate::markdown::plan(&decisions)));
     }
     Ok(code)
-}
-
-/// `--refresh`: which skipped steps have no `verify()` and were therefore not checked.
-/// The state and the decisions of a deployment (with `--refresh`, after the checks), as `plan`
-/// shows them; nothing runs and nothing is written but the hash cache.
-pub(crate) fn planned(p: &Project, cli: &Cli) -> Result<(State, Vec<Decision>)> {
-    let store = p.store()?;
-    let state = if cli.deploy.reset_state {
-        State::default()
-    } else {
-        store.load()?
-    };
-    let (mut decisions, opts) = decide(p, &cli.deploy, &state, state.salt())?;
-    if cli.deploy.refresh || p.config.settings.deployment.refresh {
-        super::deploy::refresh_decisions(
-            p,
-            &cli.deploy,
-            store.as_ref(),
-            &state,
-            &mut decisions,
-            &opts,
-        )?;
-    }
-    p.hash_cache.save();
-    Ok((state, decisions))
-}
-
-pub(crate) fn print_not_checked(p: &Project, decisions: &[Decision]) {
-    let not: Vec<&str> = decisions
-        .iter()
-        .zip(&p.steps.steps)
-        .filter(|(d, s)| d.action == Action::Skip && !s.has_verify)
-        .map(|(d, _)| d.step.as_str())
-        .collect();
-    if !not.is_empty() {
-        p.console.line(&format!(
-            "Not checked by --refresh (no verify()): {}",
-            not.join(", ")
-        ));
-    }
-}
-
-pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
-    let width = decisions.iter().map(|d| d.step.len()).max().unwrap_or(0);
-    if let Some(env) = console.env() {
-        console.line(&format!(
-            "Environment {}:",
-            console.paint(report::BOLD, env)
-        ));
-    }
-    for d in decisions {
-        let mark = match d.action {
-            Action::Run => console.paint(report::GREEN, "run    "),
-            Action::Skip => console.paint(report::DIM, "skip   "),
-            Action::Pending => console.paint(report::YELLOW, "pending"),
-            Action::Excluded => console.paint(report::DIM, "exclude"),
-            Action::Maybe => console.paint(report::YELLOW, "maybe  "),
-            Action::Blocked => console.paint(report::YELLOW, "blocked"),
-        };
-        console.line(&format!(
-            "  {mark} {:width$}  {}",
-            d.step,
-            d.reasons.join("; ")
-        ));
-    }
-    let count = |a| decisions.iter().filter(|d| d.action == a).count();
-    console.line(&format!(
-        "Plan: {} to run, {} up to date{}{}{}",
-        count(Action::Run),
-        count(Action::Skip),
-        match count(Action::Pending) + count(Action::Maybe) {
-            0 => String::new(),
-            k => format!(", {k} pending"),
-        },
-        match count(Action::Excluded) {
-            0 => String::new(),
-            k => format!(", {k} not selected"),
-        },
-        match count(Action::Blocked) {
-            0 => String::new(),
-            k => format!(", {k} blocked (the deployment would exit 1)"),
-        },
-    ));
-    for w in decisions.iter().flat_map(|d| &d.warnings) {
-        console.warn(w);
-    }
 }
 
 fn decision_json(d: &Decision) -> serde_json::Value {

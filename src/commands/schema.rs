@@ -15,6 +15,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
     };
     let schema = crate::config::own_keys::schema_for(crate::config::json_schema(), &declared);
     let text = serde_json::to_string_pretty(&schema)?;
-    super::print_stdout(&format!("{text}\n"))?;
+    crate::report::print_stdout(&format!("{text}\n"))?;
     Ok(exit::OK)
 }

@@ -4,9 +4,9 @@
 //! and are handled afterwards: a running cloud command is never killed because a file changed.
 //! The file watching itself is `crate::watch`.
 
-use super::deploy::execute;
-use super::plan::print_plan;
-use super::{check_only, plan_options};
+use crate::app::deploy::{check_only, execute, plan_options, write_report, Executed};
+use crate::app::options::DeployOptions;
+use crate::app::show::print_plan;
 use crate::cli::Cli;
 use crate::error::exit;
 use crate::executor::Outcome;
@@ -177,7 +177,7 @@ fn cycle(
     salt_out: &mut String,
     first: bool,
 ) -> Result<String> {
-    let opts = plan_options(p, &cli.deploy, false)?;
+    let opts = plan_options(p, &DeployOptions::from(&cli.deploy), false)?;
     let store = p.store()?;
     let _lock = store.lock(cli.global.lock_timeout)?;
     let mut state = store.load()?;
@@ -214,8 +214,14 @@ fn cycle(
     if first {
         print_plan(&p.console, &decisions);
     }
-    let super::deploy::Executed { report, meta } =
-        execute(p, &cli.deploy, store.as_ref(), &decisions, state, false)?;
+    let Executed { report, meta } = execute(
+        p,
+        &DeployOptions::from(&cli.deploy),
+        store.as_ref(),
+        &decisions,
+        state,
+        false,
+    )?;
     for (d, r) in decisions.iter().zip(&report.results) {
         match r.outcome {
             Outcome::Failed | Outcome::Interrupted => {
@@ -230,7 +236,7 @@ fn cycle(
     let code = if report.failed() { 1 } else { 0 };
     let mut summary =
         crate::summary::RunSummary::of_run(&p.steps, &decisions, &report, &meta, false, code);
-    super::deploy::write_report(p, &mut summary);
+    write_report(p, &mut summary);
     let names = |o: Outcome| -> Vec<String> {
         report
             .results

@@ -1,0 +1,302 @@
+//! The application layer: what a deployment does (decide, refresh, execute, report, notify),
+//! called by the commands `deploy`, `plan`, `watch`, `graph` and `report` alike, so that they
+//! decide and run the same way.
+
+use crate::app::options::DeployOptions;
+use crate::config::environment;
+use crate::config::NotifyEvent;
+use crate::error::{exit, usage, Failure};
+use crate::executor::{RunReport, Runner};
+use crate::plan::{self, Decision, PlanOptions};
+use crate::project::Project;
+use crate::state::{State, StateStore};
+use crate::summary::{RunMeta, RunSummary};
+use crate::{html_report, markdown, notify, reports};
+use anyhow::Result;
+use std::path::PathBuf;
+
+pub(crate) fn plan_options(p: &Project, d: &DeployOptions, resume: bool) -> Result<PlanOptions> {
+    p.check_names("--force-step", &d.force_step)?;
+    p.check_names("--only", &d.only)?;
+    let mut force_steps = d.force_step.clone();
+    if d.with_dependents {
+        if force_steps.is_empty() {
+            return Err(usage("--with-dependents goes with --force-step NAME"));
+        }
+        // Every step that needs a forced step, directly or not (steps are few: a fixpoint).
+        loop {
+            let before = force_steps.len();
+            for s in &p.steps.steps {
+                if !force_steps.contains(&s.name) && s.needs.iter().any(|n| force_steps.contains(n))
+                {
+                    force_steps.push(s.name.clone());
+                }
+            }
+            if force_steps.len() == before {
+                break;
+            }
+        }
+    }
+    Ok(PlanOptions {
+        force_all: d.force_all,
+        force_steps,
+        resume,
+        only: d.only.clone(),
+    })
+}
+
+/// `--only`: the selected steps' needs outside the selection must be up to date (exit 2).
+pub(crate) fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()> {
+    match crate::plan::refusal(&p.steps, decisions, only) {
+        Some(why) => Err(usage(why)),
+        None => Ok(()),
+    }
+}
+
+/// The decisions a deployment with these flags (and the config's defaults) would make on
+/// `state`, or what it would refuse, and the options it decided with: the one function behind
+/// `deploy`, `--dry-run`, `plan` and `graph`.
+pub(crate) fn decide(
+    p: &Project,
+    d: &DeployOptions,
+    state: &State,
+    salt: Option<&str>,
+) -> Result<(Vec<Decision>, PlanOptions)> {
+    let resume = d.resume || p.config.settings.deployment.resume;
+    let opts = plan_options(p, d, resume)?;
+    let decisions = crate::plan::decide(
+        &p.steps,
+        state,
+        p.fingerprints(salt)?,
+        &opts,
+        &p.read_context(salt),
+    )?;
+    check_only(p, &decisions, &opts.only)?;
+    Ok((decisions, opts))
+}
+
+/// `--refresh`: which skipped steps have no `verify()` and were therefore not checked.
+/// The state and the decisions of a deployment (with `--refresh`, after the checks), as `plan`
+/// shows them; nothing runs and nothing is written but the hash cache.
+pub(crate) fn planned(p: &Project, d: &DeployOptions) -> Result<(State, Vec<Decision>)> {
+    let store = p.store()?;
+    let state = if d.reset_state {
+        State::default()
+    } else {
+        store.load()?
+    };
+    let (mut decisions, opts) = decide(p, d, &state, state.salt())?;
+    if d.refresh || p.config.settings.deployment.refresh {
+        super::deploy::refresh_decisions(p, d, store.as_ref(), &state, &mut decisions, &opts)?;
+    }
+    p.hash_cache.save();
+    Ok((state, decisions))
+}
+
+/// Tells the config's webhooks how the deployment ended (never changes the result).
+pub(crate) fn notify(p: &Project, summary: &RunSummary, report: &RunReport, code: i32) {
+    if p.config.settings.notify.is_empty() {
+        return;
+    }
+    // A run that lost its lock stopped like an interrupted one.
+    let stopped = report.interrupted.is_some() || report.lock_lost.is_some();
+    let event = match (stopped, report.failed()) {
+        (true, _) => NotifyEvent::Interrupted,
+        (false, true) => NotifyEvent::Failure,
+        (false, false) => NotifyEvent::Success,
+    };
+    let notice = notify::Notice {
+        event,
+        environment: p.env.clone().unwrap_or_else(|| "default".into()),
+        exit_code: code,
+        summary: markdown::summary_line(report, false, code),
+        markdown: markdown::run(report, false, code),
+        counts: report.counts(),
+        steps: report
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r.step.clone(),
+                    r.outcome.as_str().to_string(),
+                    r.reason.clone(),
+                    (r.duration.as_secs_f64() * 10.0).round() / 10.0,
+                )
+            })
+            .collect(),
+        report: serde_json::to_value(summary).unwrap_or_default(),
+    };
+    notify::send_all(&p.config, &notice, &p.masker, &p.console);
+}
+
+/// A deployment's run: what the executor reports, and its id, times, environment and state.
+pub(crate) struct Executed {
+    pub report: RunReport,
+    pub meta: RunMeta,
+}
+
+pub(crate) fn run_meta(
+    p: &Project,
+    run_id: String,
+    started_at: String,
+    finished_at: String,
+) -> RunMeta {
+    RunMeta {
+        run_id,
+        started_at,
+        finished_at,
+        env: p.env.clone(),
+        state: p.state_location.clone(),
+    }
+}
+
+/// Writes the HTML report of a deployment and its summary into the environment's reports
+/// folder, beside its logs (adding the log tail of each failed step to the summary). A failure
+/// is a warning: the deployment and its state are not affected. Returns the report's path.
+pub(crate) fn write_report(p: &Project, summary: &mut RunSummary) -> Option<PathBuf> {
+    let started = std::time::Instant::now();
+    let local = environment::local_dir(p.env.as_deref());
+    let logs = log_dir(p, &summary.run_id);
+    for s in summary.steps.iter_mut() {
+        if matches!(s.result.as_str(), "failed" | "interrupted") {
+            let log = logs.join(format!("{}.log", s.name));
+            s.log_tail = reports::log_tail(&log, 20)
+                .iter()
+                .map(|l| p.masker.mask(l))
+                .collect();
+        }
+    }
+    let dir = reports::dir(&local);
+    let history = reports::history(&dir, &summary.run_id);
+    let written = std::panic::catch_unwind(|| html_report::render(summary, &history))
+        .map_err(|_| anyhow::anyhow!("rendering it failed"))
+        .and_then(|html| reports::write_run(&dir, summary, &html, &p.masker));
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        earlier_runs = history.len(),
+        "run report written"
+    );
+    match written {
+        Ok(path) => Some(path),
+        Err(e) => {
+            p.console.warn(&format!(
+                "the run report was not written: {e:#} (the deployment and its state are not affected)"
+            ));
+            None
+        }
+    }
+}
+
+/// The log folder of a run (per environment).
+pub(crate) fn log_dir(p: &Project, run_id: &str) -> PathBuf {
+    environment::local_dir(p.env.as_deref())
+        .join("logs")
+        .join(run_id)
+}
+
+/// `--refresh`: runs the `verify()` of every step the decisions skip, and applies what they
+/// found (drifted steps run; a failed check is an error, exit 1, before anything runs).
+pub(crate) fn refresh_decisions(
+    p: &Project,
+    d: &DeployOptions,
+    store: &dyn StateStore,
+    state: &State,
+    decisions: &mut [Decision],
+    opts: &plan::PlanOptions,
+) -> Result<()> {
+    // Checks only read, so they run for real even in a dry run.
+    let checked = with_runner(p, d, store, false, None, state.salt(), |r| {
+        r.refresh(decisions, state)
+    });
+    crate::refresh::apply(decisions, &checked)
+        .map_err(|e| anyhow::Error::from(Failure::new(exit::STEP_FAILED, e)))?;
+    plan::settle(&p.steps, state, decisions, opts)?;
+    plan::block(&p.steps, decisions);
+    Ok(())
+}
+
+/// A runner of this project's steps for `f`.
+fn with_runner<R>(
+    p: &Project,
+    d: &DeployOptions,
+    store: &dyn StateStore,
+    dry_run: bool,
+    log_dir: Option<std::path::PathBuf>,
+    salt: Option<&str>,
+    f: impl FnOnce(&Runner) -> R,
+) -> R {
+    // Fingerprints taken when a step starts (after its ancestors ran), with a fresh memo.
+    let fingerprint_at_start = |s: &crate::step::Step| p.fingerprinter(salt).step(s);
+    let runner = Runner {
+        engine: &p.engine,
+        steps: &p.steps,
+        config: p.config.clone(),
+        masker: p.masker.clone(),
+        console: p.console.clone(),
+        store,
+        dry_run,
+        jobs: if dry_run { 1 } else { d.jobs },
+        keep_going: d.keep_going,
+        log_dir,
+        running: Default::default(),
+        hash_cache: Some(p.hash_cache.clone()),
+        strict: d.strict || p.config.settings.deployment.strict,
+        strict_secrets: d.strict || p.config.settings.deployment.strict_secrets,
+        verify_after_run: !d.no_verify_after_run && p.config.settings.deployment.verify_after_run,
+        fingerprint: &fingerprint_at_start,
+    };
+    f(&runner)
+}
+
+/// Runs the decided steps (records them in `store`), saves the hash cache; prints the step
+/// lines but not the summary.
+pub(crate) fn execute(
+    p: &Project,
+    d: &DeployOptions,
+    store: &dyn StateStore,
+    decisions: &[Decision],
+    mut state: State,
+    dry_run: bool,
+) -> Result<Executed> {
+    let run_id = run_id();
+    let started_at = crate::util::clock::now();
+    state
+        .extra
+        .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
+    let salt = state.salt().map(str::to_string);
+    let log_dir = (!dry_run).then(|| log_dir(p, &run_id));
+    let report = with_runner(p, d, store, dry_run, log_dir, salt.as_deref(), |runner| {
+        runner.run(decisions, state)
+    })?;
+    p.hash_cache.save();
+    let meta = run_meta(p, run_id, started_at, crate::util::clock::now());
+    Ok(Executed { report, meta })
+}
+
+/// A new run id: the time to the second, the process, and (from a process's second run on,
+/// e.g. watch cycles) a sequence number, so that two runs of one process in the same second
+/// never share logs or a report.
+pub(crate) fn run_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let base = format!(
+        "{}-{}",
+        crate::util::clock::compact_now(false),
+        std::process::id()
+    );
+    match SEQ.fetch_add(1, Ordering::Relaxed) {
+        0 => base,
+        n => format!("{base}-{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_of_one_process_are_unique_within_a_second() {
+        let ids: Vec<String> = (0..3).map(|_| super::run_id()).collect();
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+        assert_ne!(ids[0], ids[2]);
+    }
+}

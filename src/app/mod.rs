@@ -1,0 +1,6 @@
+//! The application floor: a loaded project and what can be done with it, called by the
+//! commands with options resolved from the command line (never the command line itself).
+
+pub mod deploy;
+pub mod options;
+pub mod show;

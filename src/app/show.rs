@@ -1,0 +1,136 @@
+//! What the commands show on the console about a plan and a run: the plan lines, the steps
+//! whose script is gone, the steps `--refresh` could not check, the run summary table.
+
+use crate::executor::{Outcome, RunReport};
+use crate::plan::{Action, Decision};
+use crate::project::Project;
+use crate::report::{self, Console};
+use crate::state::State;
+
+/// Records of steps whose files were removed: one line each, saying how to forget them.
+pub(crate) fn print_gone(console: &Console, p: &Project, state: &State) {
+    for (name, file) in crate::plan::gone(&p.steps, state) {
+        let what = match file {
+            Some(f) => format!("{f} removed"),
+            None => "no step file defines it any more".to_string(),
+        };
+        console.line(&format!(
+            "  {} step {name} ({what}); state reset {name} forgets it",
+            console.paint(crate::report::DIM, "gone:")
+        ));
+    }
+}
+
+pub(crate) fn print_not_checked(p: &Project, decisions: &[Decision]) {
+    let not: Vec<&str> = decisions
+        .iter()
+        .zip(&p.steps.steps)
+        .filter(|(d, s)| d.action == Action::Skip && !s.has_verify)
+        .map(|(d, _)| d.step.as_str())
+        .collect();
+    if !not.is_empty() {
+        p.console.line(&format!(
+            "Not checked by --refresh (no verify()): {}",
+            not.join(", ")
+        ));
+    }
+}
+
+pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
+    let width = decisions.iter().map(|d| d.step.len()).max().unwrap_or(0);
+    if let Some(env) = console.env() {
+        console.line(&format!(
+            "Environment {}:",
+            console.paint(report::BOLD, env)
+        ));
+    }
+    for d in decisions {
+        let mark = match d.action {
+            Action::Run => console.paint(report::GREEN, "run    "),
+            Action::Skip => console.paint(report::DIM, "skip   "),
+            Action::Pending => console.paint(report::YELLOW, "pending"),
+            Action::Excluded => console.paint(report::DIM, "exclude"),
+            Action::Maybe => console.paint(report::YELLOW, "maybe  "),
+            Action::Blocked => console.paint(report::YELLOW, "blocked"),
+        };
+        console.line(&format!(
+            "  {mark} {:width$}  {}",
+            d.step,
+            d.reasons.join("; ")
+        ));
+    }
+    let count = |a| decisions.iter().filter(|d| d.action == a).count();
+    console.line(&format!(
+        "Plan: {} to run, {} up to date{}{}{}",
+        count(Action::Run),
+        count(Action::Skip),
+        match count(Action::Pending) + count(Action::Maybe) {
+            0 => String::new(),
+            k => format!(", {k} pending"),
+        },
+        match count(Action::Excluded) {
+            0 => String::new(),
+            k => format!(", {k} not selected"),
+        },
+        match count(Action::Blocked) {
+            0 => String::new(),
+            k => format!(", {k} blocked (the deployment would exit 1)"),
+        },
+    ));
+    for w in decisions.iter().flat_map(|d| &d.warnings) {
+        console.warn(w);
+    }
+}
+
+pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool) {
+    let width = report
+        .results
+        .iter()
+        .map(|r| r.step.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    console.line("");
+    console.line(&format!(
+        "  {:width$}  {:13}  {:>8}  REASON",
+        "STEP", "RESULT", "TIME"
+    ));
+    for r in &report.results {
+        let result = match r.outcome {
+            Outcome::Ran if dry_run => console.paint(report::GREEN, &format!("{:13}", "✓ dry run")),
+            Outcome::Ran => console.paint(report::GREEN, &format!("{:13}", "✓ ran")),
+            Outcome::Skipped => console.paint(report::DIM, &format!("{:13}", "· skipped")),
+            Outcome::Failed => console.paint(report::RED, &format!("{:13}", "✗ failed")),
+            Outcome::Interrupted => console.paint(report::RED, &format!("{:13}", "✗ interrupted")),
+            Outcome::Blocked => console.paint(report::YELLOW, &format!("{:13}", "- blocked")),
+            Outcome::NotRun => console.paint(report::YELLOW, &format!("{:13}", "- pending")),
+        };
+        let time = if r.outcome == Outcome::Ran || r.duration > std::time::Duration::ZERO {
+            report::duration(r.duration)
+        } else {
+            String::new()
+        };
+        console.line(&format!(
+            "  {:width$}  {result}  {time:>8}  {}",
+            r.step, r.reason
+        ));
+    }
+    let c = report.counts();
+    console.line(&format!(
+        "{}{} {}, {} skipped, {} failed, {} blocked{} in {}",
+        match console.env() {
+            Some(env) => format!("environment {env}: "),
+            None => String::new(),
+        },
+        c.ran,
+        if dry_run { "would run" } else { "ran" },
+        c.skipped,
+        c.failed,
+        c.blocked,
+        match c.interrupted {
+            0 => String::new(),
+            k => format!(", {k} interrupted"),
+        },
+        report::duration(report.wall)
+    ));
+}
