@@ -4,13 +4,11 @@
 //! error rather than an answer) stops the run before anything runs. The same `verify()` runs
 //! right after a step's `run()` as a post-condition (see the executor).
 
-use crate::executor::Runner;
+use crate::executor::{call_verify, Runner};
 use crate::host;
 use crate::plan::{Action, Decision};
 use crate::report;
-use crate::script;
 use crate::state::State;
-use rhai::Dynamic;
 use std::sync::{Arc, Mutex};
 
 /// What the refresh of one step found.
@@ -24,126 +22,75 @@ pub enum Checked {
     Failed(String),
 }
 
-impl Runner<'_> {
-    /// Runs `verify()` of step `i` in `ctx` (which must be in verify mode): the drift it
-    /// reports (empty: none), or why the check failed.
-    pub(crate) fn call_verify(
-        &self,
-        i: usize,
-        ctx: &Arc<host::StepContext>,
-    ) -> Result<Vec<String>, String> {
-        let step = &self.steps.steps[i];
-        let result = host::with_context(ctx.clone(), || {
-            script::call_fn(self.engine, &step.ast, "verify")
-        });
-        let value = result.map_err(|e| self.masker.mask(&script::runtime_error(&step.file, &e)))?;
-        drift_of(&value).map_err(|e| format!("{}: verify() {e}", step.file))
+/// Runs the `verify()` of every step whose decision is `skip`, `--jobs` at a time, with
+/// one read cache for the whole refresh. Steps without `verify()` are not checked
+/// (`None`).
+pub fn refresh(runner: &Runner, decisions: &[Decision], state: &State) -> Vec<Option<Checked>> {
+    let n = runner.steps.steps.len();
+    let todo: Vec<usize> = (0..n)
+        .filter(|&i| decisions[i].action == Action::Skip && runner.steps.steps[i].has_verify)
+        .collect();
+    let results: Mutex<Vec<Option<Checked>>> = Mutex::new(vec![None; n]);
+    if todo.is_empty() {
+        return results.into_inner().unwrap_or_default();
     }
-
-    /// Runs the `verify()` of every step whose decision is `skip`, `--jobs` at a time, with
-    /// one read cache for the whole refresh. Steps without `verify()` are not checked
-    /// (`None`).
-    pub fn refresh(&self, decisions: &[Decision], state: &State) -> Vec<Option<Checked>> {
-        let n = self.steps.steps.len();
-        let todo: Vec<usize> = (0..n)
-            .filter(|&i| decisions[i].action == Action::Skip && self.steps.steps[i].has_verify)
-            .collect();
-        let results: Mutex<Vec<Option<Checked>>> = Mutex::new(vec![None; n]);
-        if todo.is_empty() {
-            return results.into_inner().unwrap_or_default();
-        }
-        self.console.line(&format!(
-            "Refreshing: checking {} step(s) against Azure ({} without verify() not checked)",
-            todo.len(),
-            (0..n)
-                .filter(|&i| decisions[i].action == Action::Skip && !self.steps.steps[i].has_verify)
-                .count()
-        ));
-        let cache: Arc<host::ReadCache> = Default::default();
-        let state = Arc::new(Mutex::new(state.clone()));
-        let salt = state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .salt()
-            .unwrap_or("")
-            .to_string();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..self.jobs.max(1).min(todo.len()) {
-                scope.spawn(|| loop {
-                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(&i) = todo.get(k) else { break };
-                    let mut ctx = self.context(i, false, state.clone(), &salt, None, false);
-                    if let Some(c) = Arc::get_mut(&mut ctx) {
-                        c.read_cache = Some(cache.clone());
-                        c.verifying = true.into();
-                    }
-                    let checked = match self.call_verify(i, &ctx) {
-                        Ok(d) if d.is_empty() => Checked::Fine,
-                        Ok(d) => Checked::Drift(d),
-                        Err(e) => Checked::Failed(e),
-                    };
-                    let name = &self.steps.steps[i].name;
-                    match &checked {
-                        Checked::Fine => self.console.line(&format!(
-                            "  {} {name}: as deployed",
-                            self.console.paint(report::DIM, "✓")
-                        )),
-                        Checked::Drift(d) => self.console.line(&format!(
-                            "  {} {name}: drift: {}",
-                            self.console.paint(report::YELLOW, "!"),
-                            d.join("; ")
-                        )),
-                        Checked::Failed(e) => self.console.line(&format!(
-                            "  {} {name}: check failed: {e}",
-                            self.console.paint(report::RED, "✗")
-                        )),
-                    }
-                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
-                });
-            }
-        });
-        results.into_inner().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// What a `verify()` returned: `()` or `true` (fine), a string (one drift), an array of
-/// strings (each a drift; empty: fine), `false` (drift without a description).
-pub fn drift_of(value: &Dynamic) -> Result<Vec<String>, String> {
-    if value.is_unit() {
-        return Ok(Vec::new());
-    }
-    if let Ok(b) = value.as_bool() {
-        return Ok(if b {
-            Vec::new()
-        } else {
-            vec!["verify() returned false".to_string()]
-        });
-    }
-    if value.is_string() {
-        let s = value.clone().into_string().unwrap_or_default();
-        return Ok(if s.is_empty() { Vec::new() } else { vec![s] });
-    }
-    if let Some(items) = value.clone().try_cast::<rhai::Array>() {
-        return items
-            .iter()
-            .map(|d| {
-                if d.is_string() {
-                    Ok(d.clone().into_string().unwrap_or_default())
-                } else {
-                    Err(format!(
-                        "returned an array holding {} ({d}): each drift must be a string",
-                        d.type_name()
-                    ))
+    runner.console.line(&format!(
+        "Refreshing: checking {} step(s) against Azure ({} without verify() not checked)",
+        todo.len(),
+        (0..n)
+            .filter(|&i| decisions[i].action == Action::Skip && !runner.steps.steps[i].has_verify)
+            .count()
+    ));
+    let cache: Arc<host::ReadCache> = Default::default();
+    let state = Arc::new(Mutex::new(state.clone()));
+    let salt = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .salt()
+        .unwrap_or("")
+        .to_string();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..runner.jobs.max(1).min(todo.len()) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(&i) = todo.get(k) else { break };
+                let mut ctx = runner.context(i, false, state.clone(), &salt, None, false);
+                if let Some(c) = Arc::get_mut(&mut ctx) {
+                    c.read_cache = Some(cache.clone());
+                    c.verifying = true.into();
                 }
-            })
-            .filter(|r| !matches!(r, Ok(s) if s.is_empty()))
-            .collect();
-    }
-    Err(format!(
-        "returned {} ({value}): return () or true when all is well, or a string or an array of strings describing each drift",
-        value.type_name()
-    ))
+                let checked = match call_verify(
+                    runner.engine,
+                    &runner.steps.steps[i],
+                    &runner.masker,
+                    &ctx,
+                ) {
+                    Ok(d) if d.is_empty() => Checked::Fine,
+                    Ok(d) => Checked::Drift(d),
+                    Err(e) => Checked::Failed(e),
+                };
+                let name = &runner.steps.steps[i].name;
+                match &checked {
+                    Checked::Fine => runner.console.line(&format!(
+                        "  {} {name}: as deployed",
+                        runner.console.paint(report::DIM, "✓")
+                    )),
+                    Checked::Drift(d) => runner.console.line(&format!(
+                        "  {} {name}: drift: {}",
+                        runner.console.paint(report::YELLOW, "!"),
+                        d.join("; ")
+                    )),
+                    Checked::Failed(e) => runner.console.line(&format!(
+                        "  {} {name}: check failed: {e}",
+                        runner.console.paint(report::RED, "✗")
+                    )),
+                }
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Applies a refresh to the decisions: a drifted step runs (`drift: …`); every refreshed step

@@ -206,7 +206,7 @@ pub(crate) fn refresh_decisions(
 ) -> Result<()> {
     // Checks only read, so they run for real even in a dry run.
     let checked = with_runner(p, d, store, false, None, state.salt(), |r| {
-        r.refresh(decisions, state)
+        crate::refresh::refresh(r, decisions, state)
     });
     crate::refresh::apply(decisions, &checked)
         .map_err(|e| anyhow::Error::from(Failure::new(exit::STEP_FAILED, e)))?;

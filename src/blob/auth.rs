@@ -2,12 +2,8 @@
 //! messages: account key or something else) and creating a missing container, which needs the
 //! account key (a SharedKey-signed REST call).
 
-use super::BlobStore;
 use crate::error::usage;
 use anyhow::{anyhow, Result};
-use object_store::path::Path as ObjPath;
-use object_store::ObjectStore;
-use std::sync::atomic::Ordering;
 
 /// `AZURE_STORAGE_CONNECTION_STRING`'s fields.
 #[derive(Debug, Default, Clone)]
@@ -67,49 +63,13 @@ pub(super) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-impl BlobStore {
-    /// Creates the container if it is missing (needs the account key; otherwise says which
-    /// permission is missing).
-    pub(super) fn ensure_container(&self) -> Result<()> {
-        if self.container_checked.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let probe = self.rt.block_on(async {
-            use futures_util::StreamExt;
-            let prefix = ObjPath::from(self.loc.path.as_str());
-            let mut list = self.store.list(Some(&prefix));
-            list.next().await.transpose()
-        });
-        match probe {
-            Ok(_) => {}
-            Err(e) if e.to_string().contains("ContainerNotFound") || matches!(e, object_store::Error::NotFound { .. }) => {
-                match &self.auth {
-                    Auth::SharedKey { key, endpoint } => {
-                        self.rt.block_on(create_container(
-                            endpoint,
-                            &self.loc.account,
-                            &self.loc.container,
-                            key,
-                        ))?;
-                        eprintln!("created container {} in account {}", self.loc.container, self.loc.account);
-                    }
-                    Auth::Other(how) => {
-                        return Err(usage(format!(
-                            "container {} does not exist in storage account {}, and stepwise, authenticated with {how}, cannot create it: create it (az storage container create --account-name {} --name {} --auth-mode login) or grant the role Storage Blob Data Contributor (which includes Microsoft.Storage/storageAccounts/blobServices/containers/write)",
-                            self.loc.container, self.loc.account, self.loc.account, self.loc.container
-                        )))
-                    }
-                }
-            }
-            Err(e) => return Err(self.explain("cannot reach", &e)),
-        }
-        self.container_checked.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
 /// `PUT {endpoint}/{container}?restype=container`, signed with the account key (SharedKey).
-async fn create_container(endpoint: &str, account: &str, container: &str, key: &str) -> Result<()> {
+pub(super) async fn create_container(
+    endpoint: &str,
+    account: &str,
+    container: &str,
+    key: &str,
+) -> Result<()> {
     use base64::Engine as _;
     use hmac::{Hmac, Mac};
     let url = format!(

@@ -2,7 +2,7 @@
 //! when it cannot prove it still holds the lock (not renewed for half its lifetime, or found
 //! taken) it stops the run; released by a conditional write when dropped.
 
-use super::lock::{parse_lock, rfc3339, LockRecord};
+use super::record::{parse_lock, rfc3339, LockRecord};
 use crate::state::Lock;
 use object_store::azure::MicrosoftAzure;
 use object_store::path::Path as ObjPath;

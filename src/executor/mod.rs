@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 
 mod outcome;
 mod ticker;
+mod verify;
 
 pub use outcome::{Counts, Outcome, RunReport, StepResult, StepRun};
+pub(crate) use verify::call_verify;
 
 /// Everything shared by the steps of one run.
 pub struct Runner<'a> {
@@ -177,7 +179,7 @@ impl Runner<'_> {
         // Dropping `done` wakes the ticker at once (a sleeping ticker would delay the end).
         let (done, done_rx) = mpsc::channel::<()>();
         std::thread::scope(|scope| -> Result<()> {
-            scope.spawn(move || self.ticker(done_rx));
+            scope.spawn(move || ticker::run(&self.running, &self.console, done_rx));
             let result = (|| -> Result<()> {
                 loop {
                     if process::stopping() {
@@ -613,7 +615,7 @@ impl Runner<'_> {
             Ok(_) if step.has_verify && self.verify_after_run && !self.dry_run => {
                 ctx.verifying
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-                match self.call_verify(i, &ctx) {
+                match call_verify(self.engine, step, &self.masker, &ctx) {
                     Ok(drift) if drift.is_empty() => Ok(()),
                     Ok(drift) => Err(format!("verify after run: {}", drift.join("; "))),
                     Err(e) => Err(format!("verify after run failed: {e}")),

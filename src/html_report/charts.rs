@@ -2,7 +2,7 @@
 //! the critical path), and the trends over kept runs (wall time bars, per-step sparklines).
 //! Plain SVG; colours come from the page's stylesheet through classes.
 
-use super::{esc, status_class};
+use super::markup::{esc, status_class};
 use crate::report::duration;
 use crate::summary::{RunSummary, StepSummary};
 use std::collections::{BTreeSet, HashMap};

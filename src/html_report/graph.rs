@@ -2,7 +2,7 @@
 //! through long edges); this module only draws what it placed, with the classes the page's
 //! stylesheet colours by status.
 
-use super::esc;
+use super::markup::esc;
 use layout::core::base::Orientation;
 use layout::core::format::{ClipHandle, RenderBackend};
 use layout::core::geometry::Point;

@@ -7,50 +7,15 @@
 
 mod charts;
 mod graph;
+mod markup;
+
+pub use markup::{esc, status_class};
 
 use crate::summary::RunSummary;
 use charts::secs_text;
 
 /// A run is marked slower than usual above this factor of its median.
 pub const SLOWER: f64 = 1.5;
-
-/// HTML-escapes text for element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // control characters are not allowed in XML
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t') => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The CSS class of a result or decision.
-pub fn status_class(status: &str) -> String {
-    let known = [
-        "ran",
-        "failed",
-        "interrupted",
-        "blocked",
-        "skipped",
-        "pending",
-        "run",
-        "skip",
-        "excluded",
-    ];
-    if known.contains(&status) {
-        format!("st-{status}")
-    } else {
-        "st-other".into()
-    }
-}
 
 /// How a step compares with its earlier runs.
 struct Usual {
