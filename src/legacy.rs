@@ -20,7 +20,7 @@
 //! that already records steps: `stepwise state reset` first (it keeps a backup). A local state
 //! file that is itself an old-format file (importing in place) is backed up and replaced.
 
-use crate::cli::Cli;
+use crate::app::options::LoadOptions;
 use crate::error::{exit, usage};
 use crate::fingerprint::Fingerprint;
 use crate::project::Project;
@@ -139,12 +139,12 @@ const NAMES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-pub fn import(cli: &Cli, file: &Path) -> Result<i32> {
+pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
     let legacy = read_legacy(file)?;
-    let project = Project::load(cli, true)?;
+    let project = Project::load(o, true)?;
     let location = project.state_location.clone();
     let store = project.store()?;
-    let _lock = store.lock(cli.global.lock_timeout)?;
+    let _lock = store.lock(o.lock_timeout)?;
 
     // Refuse to overwrite a state that records steps; an old-format local file in place is
     // replaced (after a backup).
@@ -221,7 +221,7 @@ pub fn import(cli: &Cli, file: &Path) -> Result<i32> {
         let Some(index) = project.steps.index(name) else {
             lines.push(format!(
                 "  ignored      {name}: no such step in {}",
-                cli.global.steps.display()
+                o.steps.display()
             ));
             counts.3 += 1;
             continue;

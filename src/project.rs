@@ -1,8 +1,8 @@
 //! A loaded project: config, engine with prelude, steps, masker, console, state location and
 //! hash cache; what every command starts from.
 
+use crate::app::options::{LoadOptions, Output};
 use crate::backend;
-use crate::cli::{Cli, OutputFormat};
 use crate::config::environment;
 use crate::config::Config;
 use crate::error::usage;
@@ -35,22 +35,22 @@ pub struct Project {
 
 impl Project {
     /// The project in the selected environment (`--env` / `STEPWISE_ENV`).
-    pub fn load(cli: &Cli, need_config: bool) -> Result<Project> {
-        let env = environment::selected(cli.global.env.as_deref())?;
-        Self::load_env(cli, need_config, env.as_deref())
+    pub fn load(o: &LoadOptions, need_config: bool) -> Result<Project> {
+        let env = environment::selected(o.env.as_deref())?;
+        Self::load_env(o, need_config, env.as_deref())
     }
 
     /// The project in environment `env` (`None`: the default environment).
-    pub fn load_env(cli: &Cli, need_config: bool, env: Option<&str>) -> Result<Project> {
-        let config = load_config(cli, need_config, env)?;
-        let verbose = cli.global.verbose || config.settings.deployment.verbose;
+    pub fn load_env(o: &LoadOptions, need_config: bool, env: Option<&str>) -> Result<Project> {
+        let config = load_config(o, need_config, env)?;
+        let verbose = o.verbose || config.settings.deployment.verbose;
         init_tracing(verbose);
-        let mut console = match cli.global.output {
-            OutputFormat::Json => Console::quiet(verbose),
-            OutputFormat::Markdown => Console::on_stderr(verbose),
-            OutputFormat::Human => Console::new(verbose),
+        let mut console = match o.output {
+            Output::Json => Console::quiet(verbose),
+            Output::Markdown => Console::on_stderr(verbose),
+            Output::Human => Console::new(verbose),
         };
-        if !(cli.deploy.dry_run || config.settings.deployment.dry_run) {
+        if !(o.deploy.dry_run || config.settings.deployment.dry_run) {
             console.enable_live();
         }
         console.set_env(env);
@@ -65,11 +65,11 @@ impl Project {
             }
         }
         let mut engine = crate::host::engine();
-        let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
-        let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
+        let prelude = step::load_prelude(&mut engine, &o.prelude.clone())?;
+        let steps = step::load_steps(&engine, &o.steps, prelude)?;
         tracing::debug!(steps = steps.steps.len(), "steps loaded");
         config.check_own_keys(&steps.declared_config())?;
-        let state_location = state_location(cli, &config, env)?;
+        let state_location = state_location(o, &config, env)?;
         tracing::debug!(state = %state_location, env = ?env, "state location");
         Ok(Project {
             config: Arc::new(config),
@@ -89,12 +89,12 @@ impl Project {
 
     /// `what` on a protected environment: its name typed, or `--confirm-env` (exit 1
     /// otherwise).
-    pub(crate) fn confirm_protected(&self, cli: &Cli, what: &str) -> Result<()> {
+    pub(crate) fn confirm_protected(&self, o: &LoadOptions, what: &str) -> Result<()> {
         environment::confirm_protected(
             self.env.as_deref(),
             self.config.settings.deployment.protected,
             what,
-            cli.global.confirm_env.as_deref(),
+            o.confirm_env.as_deref(),
         )
     }
 
@@ -159,8 +159,8 @@ impl Project {
 
 /// The config of environment `env`: `--config` with the environment's overlay merged over
 /// it. Without `need_config`, a missing config file gives an empty config.
-pub(crate) fn load_config(cli: &Cli, need_config: bool, env: Option<&str>) -> Result<Config> {
-    let path = &cli.global.config;
+pub(crate) fn load_config(o: &LoadOptions, need_config: bool, env: Option<&str>) -> Result<Config> {
+    let path = &o.config;
     if !(need_config || path.exists()) {
         return Ok(Config::empty(path));
     }
@@ -192,15 +192,19 @@ pub(crate) fn load_config(cli: &Cli, need_config: bool, env: Option<&str>) -> Re
 /// The state location of environment `env` with `config`, refused when another known
 /// environment (an overlay next to the config, or the default environment) would keep its
 /// state at the same place.
-pub(crate) fn state_location(cli: &Cli, config: &Config, env: Option<&str>) -> Result<String> {
-    let flag = cli.global.state.as_deref();
+pub(crate) fn state_location(
+    o: &LoadOptions,
+    config: &Config,
+    env: Option<&str>,
+) -> Result<String> {
+    let flag = o.state.as_deref();
     let location = backend::location_for(flag, config, env)?;
-    let path = &cli.global.config;
+    let path = &o.config;
     if !path.exists() {
         return Ok(location);
     }
     let mine = environment::normalize(&location);
-    for (other, their_config, theirs) in other_locations(cli, env) {
+    for (other, their_config, theirs) in other_locations(o, env) {
         if environment::normalize(&theirs) == mine {
             let from = |c: &Config| {
                 c.files()
@@ -226,17 +230,17 @@ pub(crate) fn state_location(cli: &Cli, config: &Config, env: Option<&str>) -> R
 /// with an overlay next to the config), each with its config and state location. An
 /// environment whose config or location does not resolve is left out: it is reported when it
 /// is used.
-fn other_locations(cli: &Cli, env: Option<&str>) -> Vec<(Option<String>, Config, String)> {
-    let flag = cli.global.state.as_deref();
+fn other_locations(o: &LoadOptions, env: Option<&str>) -> Vec<(Option<String>, Config, String)> {
+    let flag = o.state.as_deref();
     std::iter::once(None)
         .chain(
-            environment::overlays(&cli.global.config)
+            environment::overlays(&o.config)
                 .into_iter()
                 .map(|(name, _)| Some(name)),
         )
         .filter(|other| other.as_deref() != env)
         .filter_map(|other| {
-            let config = load_config(cli, false, other.as_deref()).ok()?;
+            let config = load_config(o, false, other.as_deref()).ok()?;
             let location = backend::location_for(flag, &config, other.as_deref()).ok()?;
             Some((other, config, location))
         })
@@ -245,9 +249,13 @@ fn other_locations(cli: &Cli, env: Option<&str>) -> Vec<(Option<String>, Config,
 
 /// The known environment other than `env` whose state location is `location`, if any
 /// (`Some(None)`: the default environment's).
-pub(crate) fn owner_of(cli: &Cli, location: &str, env: Option<&str>) -> Option<Option<String>> {
+pub(crate) fn owner_of(
+    o: &LoadOptions,
+    location: &str,
+    env: Option<&str>,
+) -> Option<Option<String>> {
     let wanted = environment::normalize(location);
-    other_locations(cli, env)
+    other_locations(o, env)
         .into_iter()
         .find(|(_, _, theirs)| environment::normalize(theirs) == wanted)
         .map(|(other, _, _)| other)
@@ -266,30 +274,30 @@ impl Target {
     }
 
     /// See [`Project::confirm_protected`].
-    pub(crate) fn confirm_protected(&self, cli: &Cli, what: &str) -> Result<()> {
+    pub(crate) fn confirm_protected(&self, o: &LoadOptions, what: &str) -> Result<()> {
         environment::confirm_protected(
             self.env.as_deref(),
             self.config.settings.deployment.protected,
             what,
-            cli.global.confirm_env.as_deref(),
+            o.confirm_env.as_deref(),
         )
     }
 }
 
 /// The selected environment's config (if its file exists: state commands work without one)
 /// and state location.
-pub(crate) fn target(cli: &Cli) -> Result<Target> {
-    let env = environment::selected(cli.global.env.as_deref())?;
-    let config = load_config(cli, false, env.as_deref())?;
+pub(crate) fn target(o: &LoadOptions) -> Result<Target> {
+    let env = environment::selected(o.env.as_deref())?;
+    let config = load_config(o, false, env.as_deref())?;
     // A typo in stepwise's own settings (`deployment.protectd`) must not pass here either;
     // the keys the steps declare are theirs (steps that do not load are reported by the
     // commands that run them).
     if !config.foreign.is_empty() {
-        if let Ok(declared) = declared_config(cli) {
+        if let Ok(declared) = declared_config(o) {
             config.check_own_keys(&declared)?;
         }
     }
-    let location = state_location(cli, &config, env.as_deref())?;
+    let location = state_location(o, &config, env.as_deref())?;
     Ok(Target {
         env,
         config,
@@ -298,24 +306,24 @@ pub(crate) fn target(cli: &Cli) -> Result<Target> {
 }
 
 /// Every config key the steps declare (`config:`), read without running anything.
-pub(crate) fn declared_config(cli: &Cli) -> Result<Vec<String>> {
-    Ok(declared_config_by_step(cli)?
+pub(crate) fn declared_config(o: &LoadOptions) -> Result<Vec<String>> {
+    Ok(declared_config_by_step(o)?
         .into_iter()
         .map(|(k, _)| k)
         .collect())
 }
 
 /// Every config key the steps declare, with the step that declares it.
-pub(crate) fn declared_config_by_step(cli: &Cli) -> Result<Vec<(String, String)>> {
+pub(crate) fn declared_config_by_step(o: &LoadOptions) -> Result<Vec<(String, String)>> {
     let mut engine = crate::host::engine();
-    let prelude = step::load_prelude(&mut engine, &cli.global.prelude_path())?;
-    let steps = step::load_steps(&engine, &cli.global.steps, prelude)?;
+    let prelude = step::load_prelude(&mut engine, &o.prelude.clone())?;
+    let steps = step::load_steps(&engine, &o.steps, prelude)?;
     Ok(steps.declared_config_by_step())
 }
 
 /// The store of the current state location (for commands that load no steps).
-pub(crate) fn current_store(cli: &Cli) -> Result<Box<dyn StateStore>> {
-    target(cli)?.store()
+pub(crate) fn current_store(o: &LoadOptions) -> Result<Box<dyn StateStore>> {
+    target(o)?.store()
 }
 
 fn init_tracing(verbose: bool) {

@@ -3,7 +3,7 @@
 //! debouncer or stat-based polling, and which changes of a batch concern us. The cycles that
 //! plan and run are in `commands::watch`.
 
-use crate::cli::Cli;
+use crate::app::options::LoadOptions;
 use crate::fingerprint::{describe, Fingerprint};
 use crate::process;
 use crate::project::Project;
@@ -37,10 +37,10 @@ impl PartialEq for WatchSet {
 }
 
 impl WatchSet {
-    pub(crate) fn of(p: &Project, cli: &Cli) -> WatchSet {
+    pub(crate) fn of(p: &Project, o: &LoadOptions) -> WatchSet {
         let mut set = WatchSet::default();
         let selected =
-            |name: &str| cli.deploy.only.is_empty() || cli.deploy.only.iter().any(|o| o == name);
+            |name: &str| o.deploy.only.is_empty() || o.deploy.only.iter().any(|o| o == name);
         for s in p.steps.steps.iter().filter(|s| selected(&s.name)) {
             for entry in &s.files {
                 // An entry that does not resolve is reported by the cycle's fingerprinting.
@@ -61,9 +61,9 @@ impl WatchSet {
                 }
             }
         }
-        set.dirs.insert(cli.global.steps.clone());
-        set.files.insert(cli.global.prelude_path());
-        set.files.insert(cli.global.config.clone());
+        set.dirs.insert(o.steps.clone());
+        set.files.insert(o.prelude.clone());
+        set.files.insert(o.config.clone());
         // An environment's overlay (`config.NAME.yaml`).
         set.files.extend(p.config.overlay.clone());
         for d in &set.dirs {
@@ -235,7 +235,7 @@ pub(crate) fn relevant(
 /// makes that a `stat` per file, compared to the nanosecond, ctime included); returns the
 /// dependencies that changed since the last cycle, or `None` when interrupted.
 pub(crate) fn poll_changes(
-    cli: &Cli,
+    o: &LoadOptions,
     project: &mut Project,
     last: &HashMap<String, Fingerprint>,
     salt: &str,
@@ -250,7 +250,7 @@ pub(crate) fn poll_changes(
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let reloaded = Project::load(cli, true).and_then(|p| {
+        let reloaded = Project::load(o, true).and_then(|p| {
             let fps = p.fingerprints(Some(salt))?;
             p.hash_cache.save();
             Ok((p, fps))

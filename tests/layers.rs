@@ -422,10 +422,12 @@ fn violations(src: &Path) -> Vec<String> {
             problems.push(format!("src/{file}: on no floor: add its module to FLOORS in tests/layers.rs (and to ARCHITECTURE.md)"));
             continue;
         };
-        if !CLAP_FLOORS.contains(&floor) && floor != "root" {
+        if !CLAP_FLOORS.contains(&floor) {
             let code = code_only(&text);
             for (n, l) in code.lines().enumerate() {
-                if l.contains("clap") || l.contains("crate::cli") {
+                // The crate root may declare the module, nothing more.
+                let declares = floor == "root" && l.trim() == "pub mod cli;";
+                if !declares && (l.contains("clap") || l.contains("cli::")) {
                     problems.push(format!(
                         "src/{file}:{}: only cli/ and commands/ know the command line: {}",
                         n + 1,

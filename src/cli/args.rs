@@ -304,3 +304,32 @@ impl From<&DeployArgs> for crate::app::options::DeployOptions {
         }
     }
 }
+
+impl From<OutputFormat> for crate::app::options::Output {
+    fn from(o: OutputFormat) -> Self {
+        match o {
+            OutputFormat::Human => Self::Human,
+            OutputFormat::Json => Self::Json,
+            OutputFormat::Markdown => Self::Markdown,
+        }
+    }
+}
+
+impl Cli {
+    /// What loading the project needs from this command line.
+    pub fn load_options(&self) -> crate::app::options::LoadOptions {
+        let g = &self.global;
+        crate::app::options::LoadOptions {
+            config: g.config.clone(),
+            steps: g.steps.clone(),
+            prelude: g.prelude_path(),
+            state: g.state.clone(),
+            env: g.env.clone(),
+            verbose: g.verbose,
+            output: g.output.into(),
+            confirm_env: g.confirm_env.clone(),
+            lock_timeout: g.lock_timeout,
+            deploy: (&self.deploy).into(),
+        }
+    }
+}

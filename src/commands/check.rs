@@ -40,7 +40,7 @@ pub struct Cycle {
 }
 
 pub fn run(cli: &Cli) -> Result<i32> {
-    let p = Project::load(cli, false)?;
+    let p = Project::load(&cli.load_options(), false)?;
     let state = p.store()?.load()?;
     let cyclic = crate::plan::cyclic_reads(&p.steps, &state);
     let cycles: Vec<Cycle> = cyclic

@@ -18,7 +18,7 @@ use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
 
 pub fn run(cli: &Cli) -> Result<i32> {
-    let p = Project::load(cli, true)?;
+    let p = Project::load(&cli.load_options(), true)?;
     let settings = &p.config.settings.deployment;
     let d = &DeployOptions::from(&cli.deploy);
     let dry_run = d.dry_run || settings.dry_run;
@@ -27,10 +27,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
     plan_options(&p, d, d.resume || settings.resume)?;
     if !dry_run {
         if d.reset_state {
-            p.confirm_protected(cli, "--reset-state clears its state")?;
+            p.confirm_protected(&cli.load_options(), "--reset-state clears its state")?;
         }
         if d.force_all {
-            p.confirm_protected(cli, "--force-all runs every step")?;
+            p.confirm_protected(&cli.load_options(), "--force-all runs every step")?;
         }
     }
     let store = p.store()?;

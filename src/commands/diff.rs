@@ -43,8 +43,8 @@ struct StepDiff {
 pub fn run(cli: &Cli, from: &str, to: &str) -> Result<i32> {
     environment::check("diff:", from)?;
     environment::check("diff:", to)?;
-    let a = Project::load_env(cli, true, Some(from))?;
-    let b = Project::load_env(cli, true, Some(to))?;
+    let a = Project::load_env(&cli.load_options(), true, Some(from))?;
+    let b = Project::load_env(&cli.load_options(), true, Some(to))?;
     let keys = config_diff(&a.config, &b.config);
     let steps = step_diff(&a, &b)?;
     if cli.global.output == OutputFormat::Json {

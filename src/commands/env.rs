@@ -128,7 +128,7 @@ fn row(
         plan: None,
         error: None,
     };
-    let project = match Project::load_env(cli, true, name) {
+    let project = match Project::load_env(&cli.load_options(), true, name) {
         Ok(p) => p,
         Err(e) => {
             // The state is still worth showing (e.g. an overlay that was removed).

@@ -18,7 +18,7 @@ pub fn run(cli: &Cli, format: Option<GraphFormat>) -> Result<i32> {
         ));
     }
     let has_config = cli.global.config.exists();
-    let p = Project::load(cli, has_config)?;
+    let p = Project::load(&cli.load_options(), has_config)?;
     // Mark what would run when there is a config to decide with.
     let decisions = if has_config {
         let state = if cli.deploy.reset_state {

@@ -21,6 +21,65 @@ use crate::cli::{Cli, Command, EnvCommand, OutputFormat};
 use crate::error::usage;
 use anyhow::Result;
 
+/// The program: parses the command line, runs it, prints errors, returns the exit code.
+pub fn main() -> i32 {
+    // Started as a command's supervisor (see `supervisor`): nothing else of stepwise runs.
+    if let Some(code) = crate::supervisor::maybe_run() {
+        return code;
+    }
+    // A file size limit (`ulimit -f`) must fail a write with EFBIG (the state stays intact),
+    // not kill the process.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    crate::process::install_signal_handlers();
+    // A completion request from the shell (`STEPWISE_COMPLETE=bash stepwise -- ...`) is
+    // answered here, before anything else prints.
+    crate::cli::completion::complete_env();
+    let cli = match crate::cli::Cli::parse_args() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                crate::error::exit::USAGE
+            } else {
+                0
+            };
+        }
+    };
+    let output = cli.global.output;
+    match run(cli) {
+        // A run that lost its lock ends with its own code, whatever else happened.
+        Ok(_) if crate::process::lock_lost().is_some() => crate::error::exit::LOCK_LOST,
+        Ok(code) => code,
+        Err(e) => {
+            let code = if crate::process::lock_lost().is_some() {
+                crate::error::exit::LOCK_LOST
+            } else {
+                crate::error::exit_code(&e)
+            };
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                msg.push_str(&format!("\n  caused by: {cause}"));
+            }
+            // The error may quote a command or an answer: masked like every other sink.
+            let msg = crate::secrets::global().mask(&msg);
+            crate::report::Console::new(false).error(&msg);
+            match output {
+                crate::cli::OutputFormat::Json => {
+                    let doc = serde_json::json!({ "error": msg, "exit_code": code });
+                    crate::report::print_json(&doc);
+                }
+                crate::cli::OutputFormat::Markdown => {
+                    print!("{}", crate::markdown::error(&msg, code))
+                }
+                crate::cli::OutputFormat::Human => {}
+            }
+            code
+        }
+    }
+}
+
 /// Runs the parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     // A bad environment name stops every command before anything is read.

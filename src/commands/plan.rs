@@ -10,7 +10,7 @@ use crate::report::{self};
 use anyhow::Result;
 
 pub fn run(cli: &Cli) -> Result<i32> {
-    let p = Project::load(cli, true)?;
+    let p = Project::load(&cli.load_options(), true)?;
     let (state, decisions) = planned(&p, &DeployOptions::from(&cli.deploy))?;
     let refresh = cli.deploy.refresh || p.config.settings.deployment.refresh;
     // The code the deployment would end with, if every step that runs succeeds.

@@ -16,7 +16,7 @@ pub fn run(cli: &Cli, which: Option<&str>, open: bool, plan: bool) -> Result<i32
     let env = environment::selected(cli.global.env.as_deref())?;
     let dir = reports::dir(&environment::local_dir(env.as_deref()));
     let path = if plan {
-        let p = Project::load(cli, true)?;
+        let p = Project::load(&cli.load_options(), true)?;
         let (_, decisions) = crate::app::deploy::planned(&p, &DeployOptions::from(&cli.deploy))?;
         let summary = RunSummary::of_plan(&p.steps, &decisions, p.env.clone(), &p.state_location);
         let html = html_report::render(&summary, &reports::history(&dir, ""));

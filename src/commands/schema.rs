@@ -9,7 +9,7 @@ use anyhow::Result;
 pub fn run(cli: &Cli) -> Result<i32> {
     // Outside a project (or with steps that do not load): the settings alone.
     let declared = if cli.global.steps.is_dir() {
-        crate::project::declared_config_by_step(cli).unwrap_or_default()
+        crate::project::declared_config_by_step(&cli.load_options()).unwrap_or_default()
     } else {
         Vec::new()
     };

@@ -13,7 +13,7 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
     let lock_timeout = cli.global.lock_timeout;
     match sc {
         StateCommand::Show { step } => {
-            let target = target(cli)?;
+            let target = target(&cli.load_options())?;
             let store = target.store()?;
             let mut state = store.load()?;
             if let Some(env) = &target.env {
@@ -41,9 +41,9 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         StateCommand::Reset { names: steps } => {
-            let target = target(cli)?;
+            let target = target(&cli.load_options())?;
             target.confirm_protected(
-                cli,
+                &cli.load_options(),
                 if steps.is_empty() {
                     "`state reset` forgets every step"
                 } else {
@@ -92,14 +92,14 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             store.save(&state)?;
             Ok(exit::OK)
         }
-        StateCommand::ImportLegacy { file } => crate::legacy::import(cli, file),
+        StateCommand::ImportLegacy { file } => crate::legacy::import(&cli.load_options(), file),
         StateCommand::Unlock { force } => {
-            let store = current_store(cli)?;
+            let store = current_store(&cli.load_options())?;
             println!("{}", store.unlock(*force)?);
             Ok(exit::OK)
         }
         StateCommand::History => {
-            let store = current_store(cli)?;
+            let store = current_store(&cli.load_options())?;
             let versions = store.history()?;
             if cli.global.output == OutputFormat::Json {
                 crate::report::print_json(&serde_json::to_value(&versions)?);
@@ -124,8 +124,8 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         StateCommand::Rollback { version } => {
-            let target = target(cli)?;
-            target.confirm_protected(cli, "`state rollback` replaces its state")?;
+            let target = target(&cli.load_options())?;
+            target.confirm_protected(&cli.load_options(), "`state rollback` replaces its state")?;
             let store = target.store()?;
             let _lock = store.lock(lock_timeout)?;
             // The version first: a wrong one changes nothing.
@@ -156,10 +156,12 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         StateCommand::Push { destination, force } => {
-            let target = target(cli)?;
+            let target = target(&cli.load_options())?;
             // Never into another environment's place, even empty: that environment would no
             // longer load its state.
-            if let Some(owner) = project::owner_of(cli, destination, target.env.as_deref()) {
+            if let Some(owner) =
+                project::owner_of(&cli.load_options(), destination, target.env.as_deref())
+            {
                 return Err(usage(format!(
                     "{destination} is where environment `{}` keeps its state: not copied, nothing written (`state push` copies environment `{}`'s state elsewhere; to work on `{}`'s state, {})",
                     environment::display(owner.as_deref()),
@@ -179,7 +181,7 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             copy_state(cli, from.as_ref(), to.as_ref(), *force, &target, "push")
         }
         StateCommand::Pull { source, force } => {
-            let target = target(cli)?;
+            let target = target(&cli.load_options())?;
             if environment::normalize(source) == environment::normalize(&target.location) {
                 return Err(usage(format!(
                     "{source} is environment `{}`'s own state location: nothing to copy",
@@ -266,7 +268,10 @@ fn copy_state(
                 existing.steps.len()
             )));
         }
-        target.confirm_protected(cli, &format!("`state {how} --force` replaces its state"))?;
+        target.confirm_protected(
+            &cli.load_options(),
+            &format!("`state {how} --force` replaces its state"),
+        )?;
     }
     to.save(&state)?;
     println!(

@@ -8,7 +8,7 @@ use crate::report;
 use anyhow::Result;
 
 pub fn run(cli: &Cli, secrets: bool) -> Result<i32> {
-    let p = Project::load(cli, secrets)?;
+    let p = Project::load(&cli.load_options(), secrets)?;
     if secrets {
         return secrets_report(&p);
     }

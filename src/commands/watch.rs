@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32> {
     let root = std::env::current_dir()?;
-    let mut project = Project::load(cli, true)?;
+    let mut project = Project::load(&cli.load_options(), true)?;
     if cli.deploy.force_all {
-        project.confirm_protected(cli, "--force-all runs every step")?;
+        project.confirm_protected(&cli.load_options(), "--force-all runs every step")?;
     }
     // `[watch]`, or `[watch staging]` in an environment.
     let tag = match &project.env {
@@ -36,7 +36,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
     // From now on a signal is handled here (state saved), not by exiting at once.
     process::DEFER_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
     let (tx, rx) = mpsc::channel::<DebounceEventResult>();
-    let mut set = WatchSet::of(&project, cli);
+    let mut set = WatchSet::of(&project, &cli.load_options());
     // Kept alive for the whole watch; replaced when the set of watched paths changes. None:
     // polling (our own re-fingerprinting, which compares stats to the nanosecond).
     let mut watcher = start_watcher(&set, debounce, poll, tx.clone())?;
@@ -94,10 +94,10 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
         // Wait for relevant changes; what arrived during the run is already queued.
         changed.clear();
         if watcher.is_none() {
-            match poll_changes(cli, &mut project, &last, &salt, poll_every)? {
+            match poll_changes(&cli.load_options(), &mut project, &last, &salt, poll_every)? {
                 Some(c) => {
                     changed = c;
-                    set = WatchSet::of(&project, cli);
+                    set = WatchSet::of(&project, &cli.load_options());
                     continue;
                 }
                 None => return Ok(interrupted_code()),
@@ -134,10 +134,10 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
             }
         }
         // Reload steps and config; an error is shown and watch waits for the fix.
-        match Project::load(cli, true) {
+        match Project::load(&cli.load_options(), true) {
             Ok(p) => {
                 project = p;
-                let new_set = WatchSet::of(&project, cli);
+                let new_set = WatchSet::of(&project, &cli.load_options());
                 if new_set != set {
                     set = new_set;
                     watcher = start_watcher(&set, debounce, poll, tx.clone())?;
