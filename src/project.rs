@@ -31,6 +31,8 @@ pub struct Project {
     pub hash_cache: Arc<HashCache>,
     /// The environment (`--env`); `None`: the default environment.
     pub env: Option<String>,
+    /// The deployment flags with the config's defaults merged in (`DeployOptions::resolve`).
+    pub deploy: crate::app::options::DeployOptions,
 }
 
 impl Project {
@@ -43,6 +45,7 @@ impl Project {
     /// The project in environment `env` (`None`: the default environment).
     pub fn load_env(o: &LoadOptions, need_config: bool, env: Option<&str>) -> Result<Project> {
         let config = load_config(o, need_config, env)?;
+        let deploy = o.deploy.clone().resolve(&config.settings.deployment);
         let verbose = o.verbose || config.settings.deployment.verbose;
         init_tracing(verbose);
         let mut console = match o.output {
@@ -50,7 +53,7 @@ impl Project {
             Output::Markdown => Console::on_stderr(verbose),
             Output::Human => Console::new(verbose),
         };
-        if !(o.deploy.dry_run || config.settings.deployment.dry_run) {
+        if !deploy.dry_run {
             console.enable_live();
         }
         console.set_env(env);
@@ -80,6 +83,7 @@ impl Project {
             state_location,
             hash_cache: Arc::new(HashCache::load(&Path::new(LOCAL_DIR).join("hashcache"))),
             env: env.map(str::to_string),
+            deploy,
         })
     }
 

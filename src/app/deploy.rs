@@ -62,7 +62,7 @@ pub(crate) fn decide(
     state: &State,
     salt: Option<&str>,
 ) -> Result<(Vec<Decision>, PlanOptions)> {
-    let resume = d.resume || p.config.settings.deployment.resume;
+    let resume = d.resume;
     let opts = plan_options(p, d, resume)?;
     let decisions = crate::plan::decide(
         &p.steps,
@@ -86,7 +86,7 @@ pub(crate) fn planned(p: &Project, d: &DeployOptions) -> Result<(State, Vec<Deci
         store.load()?
     };
     let (mut decisions, opts) = decide(p, d, &state, state.salt())?;
-    if d.refresh || p.config.settings.deployment.refresh {
+    if d.refresh {
         super::deploy::refresh_decisions(p, d, store.as_ref(), &state, &mut decisions, &opts)?;
     }
     p.hash_cache.save();
@@ -240,9 +240,9 @@ fn with_runner<R>(
         log_dir,
         running: Default::default(),
         hash_cache: Some(p.hash_cache.clone()),
-        strict: d.strict || p.config.settings.deployment.strict,
-        strict_secrets: d.strict || p.config.settings.deployment.strict_secrets,
-        verify_after_run: !d.no_verify_after_run && p.config.settings.deployment.verify_after_run,
+        strict: d.strict,
+        strict_secrets: d.strict_secrets,
+        verify_after_run: d.verify_after_run,
         fingerprint: &fingerprint_at_start,
     };
     f(&runner)

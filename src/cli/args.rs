@@ -301,6 +301,8 @@ impl From<&DeployArgs> for crate::app::options::DeployOptions {
             refresh: d.refresh,
             no_verify_after_run: d.no_verify_after_run,
             strict: d.strict,
+            strict_secrets: d.strict,
+            verify_after_run: !d.no_verify_after_run,
         }
     }
 }

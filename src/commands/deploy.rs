@@ -4,7 +4,6 @@ use crate::app::deploy::{
     decide, execute, notify, plan_options, refresh_decisions, run_id, run_meta, write_report,
     Executed,
 };
-use crate::app::options::DeployOptions;
 use crate::app::show::{print_gone, print_not_checked, print_plan, print_summary};
 use crate::cli::{Cli, OutputFormat};
 use crate::error::{exit, Failure};
@@ -19,12 +18,10 @@ use std::io::{BufRead, IsTerminal, Write};
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(&cli.load_options(), true)?;
-    let settings = &p.config.settings.deployment;
-    let d = &DeployOptions::from(&cli.deploy);
-    let dry_run = d.dry_run || settings.dry_run;
-    let auto_approve = d.auto_approve || settings.auto_approve;
+    let d = &p.deploy;
+    let (dry_run, auto_approve) = (d.dry_run, d.auto_approve);
     // Bad names and flags fail before the lock is taken.
-    plan_options(&p, d, d.resume || settings.resume)?;
+    plan_options(&p, d, d.resume)?;
     if !dry_run {
         if d.reset_state {
             p.confirm_protected(&cli.load_options(), "--reset-state clears its state")?;
@@ -57,7 +54,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     }
     let salt = state.secret_salt();
     let (mut decisions, opts) = decide(&p, d, &state, Some(&salt))?;
-    let refresh = d.refresh || settings.refresh;
+    let refresh = d.refresh;
     if refresh {
         refresh_decisions(&p, d, store.as_ref(), &state, &mut decisions, &opts)?;
         if !dry_run {

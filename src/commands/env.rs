@@ -160,7 +160,7 @@ fn row(
         .collect();
     r.last_run = last_run(&state, Some(&names));
     let opts = PlanOptions {
-        resume: project.config.settings.deployment.resume,
+        resume: project.deploy.resume,
         ..Default::default()
     };
     let decisions = project.fingerprints(state.salt()).and_then(|fps| {

@@ -1,7 +1,6 @@
 //! `stepwise graph`: the steps and their `needs` as Mermaid or DOT, marked with what would run.
 
 use crate::app::deploy::decide;
-use crate::app::options::DeployOptions;
 use crate::cli::{Cli, GraphFormat, OutputFormat};
 use crate::error::exit;
 use crate::error::usage;
@@ -26,7 +25,7 @@ pub fn run(cli: &Cli, format: Option<GraphFormat>) -> Result<i32> {
         } else {
             p.store()?.load()?
         };
-        let (decisions, _) = decide(&p, &DeployOptions::from(&cli.deploy), &state, state.salt())?;
+        let (decisions, _) = decide(&p, &p.deploy, &state, state.salt())?;
         p.hash_cache.save();
         Some(decisions)
     } else {

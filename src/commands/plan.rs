@@ -1,7 +1,6 @@
 //! `stepwise plan`: what a deployment would run, and why; the plan as printed before a run.
 
 use crate::app::deploy::planned;
-use crate::app::options::DeployOptions;
 use crate::app::show::{print_gone, print_not_checked, print_plan};
 use crate::cli::{Cli, OutputFormat};
 use crate::plan::{self, Decision};
@@ -11,8 +10,8 @@ use anyhow::Result;
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(&cli.load_options(), true)?;
-    let (state, decisions) = planned(&p, &DeployOptions::from(&cli.deploy))?;
-    let refresh = cli.deploy.refresh || p.config.settings.deployment.refresh;
+    let (state, decisions) = planned(&p, &p.deploy)?;
+    let refresh = p.deploy.refresh;
     // The code the deployment would end with, if every step that runs succeeds.
     let code = plan::expected_exit(&decisions);
     if cli.global.output == OutputFormat::Json {

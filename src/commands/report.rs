@@ -2,7 +2,6 @@
 //! `stepwise report --plan`: the current plan rendered as a report (nothing runs, no lock, no
 //! state written).
 
-use crate::app::options::DeployOptions;
 use crate::cli::{Cli, OutputFormat};
 use crate::config::environment;
 use crate::error::{exit, Failure};
@@ -17,7 +16,7 @@ pub fn run(cli: &Cli, which: Option<&str>, open: bool, plan: bool) -> Result<i32
     let dir = reports::dir(&environment::local_dir(env.as_deref()));
     let path = if plan {
         let p = Project::load(&cli.load_options(), true)?;
-        let (_, decisions) = crate::app::deploy::planned(&p, &DeployOptions::from(&cli.deploy))?;
+        let (_, decisions) = crate::app::deploy::planned(&p, &p.deploy)?;
         let summary = RunSummary::of_plan(&p.steps, &decisions, p.env.clone(), &p.state_location);
         let html = html_report::render(&summary, &reports::history(&dir, ""));
         reports::write_plan(&dir, &html, &p.masker).map_err(|e| {

@@ -5,7 +5,6 @@
 //! The file watching itself is `crate::watch`.
 
 use crate::app::deploy::{check_only, execute, plan_options, write_report, Executed};
-use crate::app::options::DeployOptions;
 use crate::app::show::print_plan;
 use crate::cli::Cli;
 use crate::error::exit;
@@ -177,7 +176,7 @@ fn cycle(
     salt_out: &mut String,
     first: bool,
 ) -> Result<String> {
-    let opts = plan_options(p, &DeployOptions::from(&cli.deploy), false)?;
+    let opts = plan_options(p, &p.deploy, false)?;
     let store = p.store()?;
     let _lock = store.lock(cli.global.lock_timeout)?;
     let mut state = store.load()?;
@@ -214,14 +213,8 @@ fn cycle(
     if first {
         print_plan(&p.console, &decisions);
     }
-    let Executed { report, meta } = execute(
-        p,
-        &DeployOptions::from(&cli.deploy),
-        store.as_ref(),
-        &decisions,
-        state,
-        false,
-    )?;
+    let Executed { report, meta } =
+        execute(p, &p.deploy, store.as_ref(), &decisions, state, false)?;
     for (d, r) in decisions.iter().zip(&report.results) {
         match r.outcome {
             Outcome::Failed | Outcome::Interrupted => {
