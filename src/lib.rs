@@ -1,41 +1,14 @@
 //! stepwise: idempotent, stateful deployments. See ARCHITECTURE.md for the module map.
 
 pub mod app;
-pub mod backend;
-pub mod blob;
-pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod dockerfile;
-pub mod dockerignore;
-pub mod error;
-pub mod executor;
-pub mod fingerprint;
-pub mod hashcache;
-pub mod host;
-pub mod html_report;
-pub mod legacy;
-pub mod lock;
-pub mod markdown;
-pub mod notify;
-pub mod paths;
-pub mod plan;
-pub mod process;
-pub mod project;
-pub mod reads;
-pub mod refresh;
-pub mod report;
-pub mod reports;
-pub mod script;
-pub mod secret_file;
-pub mod secrets;
+pub mod decide;
+pub mod present;
+pub mod run;
 pub mod state;
-pub mod step;
-pub mod suggest;
-pub mod summary;
-pub mod supervisor;
+pub mod sys;
 pub mod util;
-pub mod watch;
 
 pub use commands::main;

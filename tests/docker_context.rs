@@ -239,7 +239,7 @@ fn the_context_stepwise_hashes_is_the_one_the_docker_sdk_sends() {
     let sdk: BTreeMap<String, Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
 
     let config = stepwise::config::Config::empty(Path::new("config.yaml"));
-    let fp = stepwise::fingerprint::Fingerprinter {
+    let fp = stepwise::decide::fingerprint::Fingerprinter {
         root: &root,
         config: &config,
         prelude_digest: "",

@@ -337,7 +337,7 @@ fn man_pages_render_without_warnings() {
 
 /// Every function the engine's host module registers: (name, number of parameters).
 fn registered_host_functions() -> Vec<(String, usize)> {
-    let engine = stepwise::host::engine();
+    let engine = stepwise::run::host::engine();
     let meta: Value =
         serde_json::from_str(&engine.gen_fn_metadata_to_json(false).unwrap()).unwrap();
     let mut out: Vec<(String, usize)> = meta["functions"]

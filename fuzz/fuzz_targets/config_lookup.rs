@@ -17,5 +17,6 @@ fuzz_target!(|data: &[u8]| {
     // The canonical form (what fingerprints hash): `null` for a missing key.
     let canonical = config.canonical(key);
     assert!(found.is_some() || canonical == "null", "{canonical}");
-    let _ = Config::is_secret_key(key);
+    let _ = config.secret_by(key);
+    let _ = config.has_secret(key);
 });

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 static ENGINE: OnceLock<rhai::Engine> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let engine = ENGINE.get_or_init(stepwise::host::engine);
+    let engine = ENGINE.get_or_init(stepwise::run::host::engine);
     let text = String::from_utf8_lossy(data);
-    let _ = stepwise::step::parse_step(engine, "fuzz.rhai", 1, "fuzz".to_string(), &text);
+    let _ = stepwise::decide::step::parse_step(engine, "fuzz.rhai", 1, "fuzz".to_string(), &text);
 });

@@ -3,15 +3,15 @@
 //! decide and run the same way.
 
 use crate::app::options::DeployOptions;
+use crate::app::project::Project;
 use crate::config::environment;
 use crate::config::NotifyEvent;
-use crate::error::{exit, usage, Failure};
-use crate::executor::{RunReport, Runner};
-use crate::plan::{self, Decision, PlanOptions};
-use crate::project::Project;
+use crate::decide::plan::{self, Decision, PlanOptions};
+use crate::present::summary::{RunMeta, RunSummary};
+use crate::run::executor::{RunReport, Runner};
 use crate::state::{State, StateStore};
-use crate::summary::{RunMeta, RunSummary};
-use crate::{html_report, markdown, notify, reports};
+use crate::util::error::{exit, usage, Failure};
+use crate::{present::html_report, present::markdown, present::notify, present::reports};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -47,7 +47,7 @@ pub(crate) fn plan_options(p: &Project, d: &DeployOptions, resume: bool) -> Resu
 
 /// `--only`: the selected steps' needs outside the selection must be up to date (exit 2).
 pub(crate) fn check_only(p: &Project, decisions: &[Decision], only: &[String]) -> Result<()> {
-    match crate::plan::refusal(&p.steps, decisions, only) {
+    match crate::decide::plan::refusal(&p.steps, decisions, only) {
         Some(why) => Err(usage(why)),
         None => Ok(()),
     }
@@ -64,7 +64,7 @@ pub(crate) fn decide(
 ) -> Result<(Vec<Decision>, PlanOptions)> {
     let resume = d.resume;
     let opts = plan_options(p, d, resume)?;
-    let decisions = crate::plan::decide(
+    let decisions = crate::decide::plan::decide(
         &p.steps,
         state,
         p.fingerprints(salt)?,
@@ -206,9 +206,9 @@ pub(crate) fn refresh_decisions(
 ) -> Result<()> {
     // Checks only read, so they run for real even in a dry run.
     let checked = with_runner(p, d, store, false, None, state.salt(), |r| {
-        crate::refresh::refresh(r, decisions, state)
+        crate::run::refresh::refresh(r, decisions, state)
     });
-    crate::refresh::apply(decisions, &checked)
+    crate::run::refresh::apply(decisions, &checked)
         .map_err(|e| anyhow::Error::from(Failure::new(exit::STEP_FAILED, e)))?;
     plan::settle(&p.steps, state, decisions, opts)?;
     plan::block(&p.steps, decisions);
@@ -226,7 +226,7 @@ fn with_runner<R>(
     f: impl FnOnce(&Runner) -> R,
 ) -> R {
     // Fingerprints taken when a step starts (after its ancestors ran), with a fresh memo.
-    let fingerprint_at_start = |s: &crate::step::Step| p.fingerprinter(salt).step(s);
+    let fingerprint_at_start = |s: &crate::decide::step::Step| p.fingerprinter(salt).step(s);
     let runner = Runner {
         engine: &p.engine,
         steps: &p.steps,

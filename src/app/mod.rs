@@ -2,5 +2,8 @@
 //! commands with options resolved from the command line (never the command line itself).
 
 pub mod deploy;
+pub mod legacy;
 pub mod options;
+pub mod project;
 pub mod show;
+pub mod watch;

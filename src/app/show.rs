@@ -1,22 +1,22 @@
 //! What the commands show on the console about a plan and a run: the plan lines, the steps
 //! whose script is gone, the steps `--refresh` could not check, the run summary table.
 
-use crate::executor::{Outcome, RunReport};
-use crate::plan::{Action, Decision};
-use crate::project::Project;
-use crate::report::{self, Console};
+use crate::app::project::Project;
+use crate::decide::plan::{Action, Decision};
+use crate::run::executor::{Outcome, RunReport};
 use crate::state::State;
+use crate::util::console::{self, Console};
 
 /// Records of steps whose files were removed: one line each, saying how to forget them.
 pub(crate) fn print_gone(console: &Console, p: &Project, state: &State) {
-    for (name, file) in crate::plan::gone(&p.steps, state) {
+    for (name, file) in crate::decide::plan::gone(&p.steps, state) {
         let what = match file {
             Some(f) => format!("{f} removed"),
             None => "no step file defines it any more".to_string(),
         };
         console.line(&format!(
             "  {} step {name} ({what}); state reset {name} forgets it",
-            console.paint(crate::report::DIM, "gone:")
+            console.paint(crate::util::console::DIM, "gone:")
         ));
     }
 }
@@ -41,17 +41,17 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
     if let Some(env) = console.env() {
         console.line(&format!(
             "Environment {}:",
-            console.paint(report::BOLD, env)
+            console.paint(console::BOLD, env)
         ));
     }
     for d in decisions {
         let mark = match d.action {
-            Action::Run => console.paint(report::GREEN, "run    "),
-            Action::Skip => console.paint(report::DIM, "skip   "),
-            Action::Pending => console.paint(report::YELLOW, "pending"),
-            Action::Excluded => console.paint(report::DIM, "exclude"),
-            Action::Maybe => console.paint(report::YELLOW, "maybe  "),
-            Action::Blocked => console.paint(report::YELLOW, "blocked"),
+            Action::Run => console.paint(console::GREEN, "run    "),
+            Action::Skip => console.paint(console::DIM, "skip   "),
+            Action::Pending => console.paint(console::YELLOW, "pending"),
+            Action::Excluded => console.paint(console::DIM, "exclude"),
+            Action::Maybe => console.paint(console::YELLOW, "maybe  "),
+            Action::Blocked => console.paint(console::YELLOW, "blocked"),
         };
         console.line(&format!(
             "  {mark} {:width$}  {}",
@@ -97,16 +97,18 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
     ));
     for r in &report.results {
         let result = match r.outcome {
-            Outcome::Ran if dry_run => console.paint(report::GREEN, &format!("{:13}", "✓ dry run")),
-            Outcome::Ran => console.paint(report::GREEN, &format!("{:13}", "✓ ran")),
-            Outcome::Skipped => console.paint(report::DIM, &format!("{:13}", "· skipped")),
-            Outcome::Failed => console.paint(report::RED, &format!("{:13}", "✗ failed")),
-            Outcome::Interrupted => console.paint(report::RED, &format!("{:13}", "✗ interrupted")),
-            Outcome::Blocked => console.paint(report::YELLOW, &format!("{:13}", "- blocked")),
-            Outcome::NotRun => console.paint(report::YELLOW, &format!("{:13}", "- pending")),
+            Outcome::Ran if dry_run => {
+                console.paint(console::GREEN, &format!("{:13}", "✓ dry run"))
+            }
+            Outcome::Ran => console.paint(console::GREEN, &format!("{:13}", "✓ ran")),
+            Outcome::Skipped => console.paint(console::DIM, &format!("{:13}", "· skipped")),
+            Outcome::Failed => console.paint(console::RED, &format!("{:13}", "✗ failed")),
+            Outcome::Interrupted => console.paint(console::RED, &format!("{:13}", "✗ interrupted")),
+            Outcome::Blocked => console.paint(console::YELLOW, &format!("{:13}", "- blocked")),
+            Outcome::NotRun => console.paint(console::YELLOW, &format!("{:13}", "- pending")),
         };
         let time = if r.outcome == Outcome::Ran || r.duration > std::time::Duration::ZERO {
-            report::duration(r.duration)
+            console::duration(r.duration)
         } else {
             String::new()
         };
@@ -131,6 +133,6 @@ pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool
             0 => String::new(),
             k => format!(", {k} interrupted"),
         },
-        report::duration(report.wall)
+        console::duration(report.wall)
     ));
 }

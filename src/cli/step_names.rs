@@ -1,7 +1,7 @@
 //! Step names for completion (`--force-step`, `--only`, `state reset`): read from the steps
 //! folder's file names when the shell asks, no script compiled.
 
-use crate::step;
+use crate::decide::step;
 use clap_complete::{ArgValueCompleter, CompletionCandidate};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

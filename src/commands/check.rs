@@ -4,11 +4,11 @@
 //! recorded `outputs()` read that closes a cycle (a step reading outputs of a step that needs
 //! it), which no declaration can cover.
 
+use crate::app::project::Project;
 use crate::cli::{Cli, OutputFormat};
-use crate::error::exit;
-use crate::project::Project;
-use crate::reads;
-use crate::step::Step;
+use crate::decide::step::Step;
+use crate::state::reads;
+use crate::util::error::exit;
 use anyhow::Result;
 
 /// One undeclared read.
@@ -23,7 +23,7 @@ pub struct Undeclared {
     pub fix: String,
 }
 
-/// A recorded `outputs()` read that closes a cycle ([`crate::plan::CyclicRead`]).
+/// A recorded `outputs()` read that closes a cycle ([`crate::decide::plan::CyclicRead`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Cycle {
     /// Always `cycle`.
@@ -42,7 +42,7 @@ pub struct Cycle {
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(&cli.load_options(), false)?;
     let state = p.store()?.load()?;
-    let cyclic = crate::plan::cyclic_reads(&p.steps, &state);
+    let cyclic = crate::decide::plan::cyclic_reads(&p.steps, &state);
     let cycles: Vec<Cycle> = cyclic
         .iter()
         .map(|c| {

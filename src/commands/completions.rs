@@ -1,7 +1,7 @@
 //! `stepwise completions SHELL`: prints the shell completion script.
 
 use crate::cli::completion;
-use crate::error::exit;
+use crate::util::error::exit;
 use anyhow::Result;
 use clap_complete::Shell;
 
@@ -13,6 +13,6 @@ pub fn run(shell: Shell, static_script: bool) -> Result<i32> {
         &completion::completer_path(),
         &mut out,
     )?;
-    crate::report::print_stdout(&String::from_utf8_lossy(&out))?;
+    crate::util::console::print_stdout(&String::from_utf8_lossy(&out))?;
     Ok(exit::OK)
 }

@@ -5,8 +5,8 @@
 //! parsed functions and their `///` doc comments.
 
 use crate::cli::Cli;
-use crate::error::{exit, usage};
-use crate::script;
+use crate::decide::script;
+use crate::util::error::{exit, usage};
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -24,7 +24,7 @@ pub fn run(cli: &Cli, dir: &Path) -> Result<i32> {
             dir.display()
         )));
     }
-    let engine = crate::host::engine();
+    let engine = crate::run::host::engine();
     let defs = engine.definitions().with_headers(true);
     defs.write_to_dir(dir)
         .with_context(|| format!("cannot write definitions to {}", dir.display()))?;

@@ -4,15 +4,15 @@ use crate::app::deploy::{
     decide, execute, notify, plan_options, refresh_decisions, run_id, run_meta, write_report,
     Executed,
 };
+use crate::app::project::Project;
 use crate::app::show::{print_gone, print_not_checked, print_plan, print_summary};
 use crate::cli::{Cli, OutputFormat};
-use crate::error::{exit, Failure};
-use crate::executor::{RunReport, Runner};
-use crate::markdown;
-use crate::plan::{self, Action};
-use crate::project::Project;
+use crate::decide::plan::{self, Action};
+use crate::present::markdown;
+use crate::present::summary::RunSummary;
+use crate::run::executor::{RunReport, Runner};
 use crate::state::State;
-use crate::summary::RunSummary;
+use crate::util::error::{exit, Failure};
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -166,7 +166,7 @@ fn finish(
             if let Some(path) = &path {
                 doc["report"] = serde_json::Value::String(path.display().to_string());
             }
-            crate::report::print_json(&doc);
+            crate::util::console::print_json(&doc);
         }
         OutputFormat::Markdown => print!(
             "{}",

@@ -3,15 +3,15 @@
 //! fingerprint differs between the two environments, with the dependencies that differ.
 //! Exit 0 either way.
 
+use crate::app::project::Project;
 use crate::cli::{Cli, OutputFormat};
 use crate::config::environment;
 use crate::config::{canonical_json, Config};
-use crate::error::exit;
-use crate::fingerprint::describe;
-use crate::project::Project;
-use crate::report::{self, Console};
-use crate::secrets::Masker;
+use crate::decide::fingerprint::describe;
 use crate::state::State;
+use crate::util::console::{self, Console};
+use crate::util::error::exit;
+use crate::util::secrets::Masker;
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,7 +67,7 @@ pub fn run(cli: &Cli, from: &str, to: &str) -> Result<i32> {
             })).collect::<Vec<_>>(),
             "exit_code": exit::OK,
         });
-        crate::report::print_json(&doc);
+        crate::util::console::print_json(&doc);
         return Ok(exit::OK);
     }
     let markdown = cli.global.output == OutputFormat::Markdown;
@@ -92,7 +92,7 @@ pub fn run(cli: &Cli, from: &str, to: &str) -> Result<i32> {
             None => "(absent)".to_string(),
         };
         let what = if k.secret {
-            console.paint(report::YELLOW, &format!("{} (secret)", k.change()))
+            console.paint(console::YELLOW, &format!("{} (secret)", k.change()))
         } else {
             format!("{} → {}", show(&k.from), show(&k.to))
         };
@@ -105,13 +105,13 @@ pub fn run(cli: &Cli, from: &str, to: &str) -> Result<i32> {
             console.line(&format!(
                 "  {:width$}  {}",
                 s.name,
-                console.paint(report::DIM, "same")
+                console.paint(console::DIM, "same")
             ));
         } else {
             console.line(&format!(
                 "  {:width$}  {} {}",
                 s.name,
-                console.paint(report::YELLOW, "differs:"),
+                console.paint(console::YELLOW, "differs:"),
                 s.differing
                     .iter()
                     .map(|d| describe(d))
@@ -143,7 +143,7 @@ fn markdown_document(
     steps: &[StepDiff],
     summary: &str,
 ) -> String {
-    use crate::markdown::cell;
+    use crate::present::markdown::cell;
     let mut out = format!("### stepwise diff: {} → {}\n\n", cell(from), cell(to));
     if keys.is_empty() {
         out.push_str("No config key differs.\n\n");

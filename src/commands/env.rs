@@ -2,15 +2,15 @@
 //! from state found at the configured location, with its state location, its last run and
 //! what a deploy would do now.
 
-use crate::backend;
+use crate::app::project::Project;
 use crate::cli::{Cli, OutputFormat};
 use crate::config::environment;
 use crate::config::Config;
-use crate::error::exit;
-use crate::plan::{self, Action, PlanOptions};
-use crate::project::Project;
-use crate::report::{self, Console};
+use crate::decide::plan::{self, Action, PlanOptions};
+use crate::state::backend;
 use crate::state::{State, Status};
+use crate::util::console::{self, Console};
+use crate::util::error::exit;
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -93,7 +93,7 @@ pub fn list(cli: &Cli) -> Result<i32> {
             "environments": rows.iter().map(row_json).collect::<Vec<_>>(),
             "exit_code": exit::OK,
         });
-        crate::report::print_json(&doc);
+        crate::util::console::print_json(&doc);
         return Ok(exit::OK);
     }
     let console = Console::new(false);
@@ -226,7 +226,7 @@ fn print_row(console: &Console, r: &Row) {
     }
     console.line(&format!(
         "{}  ({})",
-        console.paint(report::BOLD, environment::display(r.name.as_deref())),
+        console.paint(console::BOLD, environment::display(r.name.as_deref())),
         tags.join(", ")
     ));
     console.line(&format!("  state     {}", r.state));
@@ -245,7 +245,7 @@ fn print_row(console: &Console, r: &Row) {
     match (&r.plan, &r.error) {
         (_, Some(e)) => console.line(&format!(
             "  deploy    {}",
-            console.paint(report::RED, &format!("cannot plan: {e}"))
+            console.paint(console::RED, &format!("cannot plan: {e}"))
         )),
         (Some(p), None) => {
             let mut parts = vec![format!("{} up to date", p.up_to_date)];
@@ -256,9 +256,9 @@ fn print_row(console: &Console, r: &Row) {
                 parts.push(format!("{} not selected", p.not_selected));
             }
             let head = if p.run == 0 {
-                console.paint(report::DIM, "nothing to do")
+                console.paint(console::DIM, "nothing to do")
             } else {
-                console.paint(report::YELLOW, &format!("would run {}", p.run))
+                console.paint(console::YELLOW, &format!("would run {}", p.run))
             };
             console.line(&format!("  deploy    {head} ({})", parts.join(", ")));
         }

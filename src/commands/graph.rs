@@ -1,12 +1,12 @@
 //! `stepwise graph`: the steps and their `needs` as Mermaid or DOT, marked with what would run.
 
 use crate::app::deploy::decide;
+use crate::app::project::Project;
 use crate::cli::{Cli, GraphFormat, OutputFormat};
-use crate::error::exit;
-use crate::error::usage;
-use crate::plan::Action;
-use crate::project::Project;
+use crate::decide::plan::Action;
 use crate::state::State;
+use crate::util::error::exit;
+use crate::util::error::usage;
 use anyhow::Result;
 
 pub fn run(cli: &Cli, format: Option<GraphFormat>) -> Result<i32> {
@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, format: Option<GraphFormat>) -> Result<i32> {
             "steps": steps,
             "exit_code": exit::OK,
         });
-        crate::report::print_json(&doc);
+        crate::util::console::print_json(&doc);
         return Ok(exit::OK);
     }
     let mut out = String::new();

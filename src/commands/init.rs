@@ -1,7 +1,7 @@
 //! `stepwise init [DIR]`: a new project that runs at once, without Azure. Never overwrites a
 //! file: existing ones are named and left alone (exit 1 if any was one of the files asked for).
 
-use crate::error::exit;
+use crate::util::error::exit;
 use anyhow::{Context, Result};
 use std::path::Path;
 

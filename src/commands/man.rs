@@ -2,7 +2,7 @@
 //! `stepwise.1` and one page per subcommand (`stepwise-plan.1`, `stepwise-state-reset.1`, ...).
 
 use crate::cli::Cli;
-use crate::error::exit;
+use crate::util::error::exit;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 use std::path::{Path, PathBuf};

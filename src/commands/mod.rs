@@ -18,13 +18,13 @@ pub mod steps;
 pub mod watch;
 
 use crate::cli::{Cli, Command, EnvCommand, OutputFormat};
-use crate::error::usage;
+use crate::util::error::usage;
 use anyhow::Result;
 
 /// The program: parses the command line, runs it, prints errors, returns the exit code.
 pub fn main() -> i32 {
     // Started as a command's supervisor (see `supervisor`): nothing else of stepwise runs.
-    if let Some(code) = crate::supervisor::maybe_run() {
+    if let Some(code) = crate::sys::supervisor::maybe_run() {
         return code;
     }
     // A file size limit (`ulimit -f`) must fail a write with EFBIG (the state stays intact),
@@ -32,7 +32,7 @@ pub fn main() -> i32 {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    crate::process::install_signal_handlers();
+    crate::sys::process::install_signal_handlers();
     // A completion request from the shell (`STEPWISE_COMPLETE=bash stepwise -- ...`) is
     // answered here, before anything else prints.
     crate::cli::completion::complete_env();
@@ -41,7 +41,7 @@ pub fn main() -> i32 {
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                crate::error::exit::USAGE
+                crate::util::error::exit::USAGE
             } else {
                 0
             };
@@ -50,28 +50,28 @@ pub fn main() -> i32 {
     let output = cli.global.output;
     match run(cli) {
         // A run that lost its lock ends with its own code, whatever else happened.
-        Ok(_) if crate::process::lock_lost().is_some() => crate::error::exit::LOCK_LOST,
+        Ok(_) if crate::sys::process::lock_lost().is_some() => crate::util::error::exit::LOCK_LOST,
         Ok(code) => code,
         Err(e) => {
-            let code = if crate::process::lock_lost().is_some() {
-                crate::error::exit::LOCK_LOST
+            let code = if crate::sys::process::lock_lost().is_some() {
+                crate::util::error::exit::LOCK_LOST
             } else {
-                crate::error::exit_code(&e)
+                crate::util::error::exit_code(&e)
             };
             let mut msg = e.to_string();
             for cause in e.chain().skip(1) {
                 msg.push_str(&format!("\n  caused by: {cause}"));
             }
             // The error may quote a command or an answer: masked like every other sink.
-            let msg = crate::secrets::global().mask(&msg);
-            crate::report::Console::new(false).error(&msg);
+            let msg = crate::util::secrets::global().mask(&msg);
+            crate::util::console::Console::new(false).error(&msg);
             match output {
                 crate::cli::OutputFormat::Json => {
                     let doc = serde_json::json!({ "error": msg, "exit_code": code });
-                    crate::report::print_json(&doc);
+                    crate::util::console::print_json(&doc);
                 }
                 crate::cli::OutputFormat::Markdown => {
-                    print!("{}", crate::markdown::error(&msg, code))
+                    print!("{}", crate::present::markdown::error(&msg, code))
                 }
                 crate::cli::OutputFormat::Human => {}
             }
@@ -194,7 +194,7 @@ fn enter_project_root(cli: &Cli) -> Result<()> {
     }
     let here = std::env::current_dir()?;
     let g = &cli.global;
-    match crate::paths::project_root(&here, &g.config, &g.steps) {
+    match crate::util::paths::project_root(&here, &g.config, &g.steps) {
         Some(root) if root == here => Ok(()),
         Some(root) => {
             tracing::debug!(root = %root.display(), "project root above the working directory");

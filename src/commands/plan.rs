@@ -1,11 +1,11 @@
 //! `stepwise plan`: what a deployment would run, and why; the plan as printed before a run.
 
 use crate::app::deploy::planned;
+use crate::app::project::Project;
 use crate::app::show::{print_gone, print_not_checked, print_plan};
 use crate::cli::{Cli, OutputFormat};
-use crate::plan::{self, Decision};
-use crate::project::Project;
-use crate::report::{self};
+use crate::decide::plan::{self, Decision};
+use crate::util::console::{self};
 use anyhow::Result;
 
 pub fn run(cli: &Cli) -> Result<i32> {
@@ -27,7 +27,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             "gone": gone,
             "exit_code": code,
         });
-        report::print_json(&doc);
+        console::print_json(&doc);
         return Ok(code);
     }
     print_plan(&p.console, &decisions);
@@ -36,7 +36,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
     }
     print_gone(&p.console, &p, &state);
     if cli.global.output == OutputFormat::Markdown {
-        print!("{}", p.masker.mask(&crate::markdown::plan(&decisions)));
+        print!(
+            "{}",
+            p.masker.mask(&crate::present::markdown::plan(&decisions))
+        );
     }
     Ok(code)
 }

@@ -2,12 +2,12 @@
 //! `stepwise report --plan`: the current plan rendered as a report (nothing runs, no lock, no
 //! state written).
 
+use crate::app::project::Project;
 use crate::cli::{Cli, OutputFormat};
 use crate::config::environment;
-use crate::error::{exit, Failure};
-use crate::project::Project;
-use crate::summary::RunSummary;
-use crate::{html_report, reports};
+use crate::present::summary::RunSummary;
+use crate::util::error::{exit, Failure};
+use crate::{present::html_report, present::reports};
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -34,7 +34,7 @@ pub fn run(cli: &Cli, which: Option<&str>, open: bool, plan: bool) -> Result<i32
             "report": path.display().to_string(),
             "exit_code": exit::OK,
         });
-        crate::report::print_json(&doc);
+        crate::util::console::print_json(&doc);
     } else {
         println!("{}", path.display());
     }

@@ -1,12 +1,12 @@
 //! `stepwise state ...`: show, reset, unlock, history, rollback, push, pull; `import-legacy`
 //! is done by `legacy`.
 
-use crate::backend;
+use crate::app::project::{self, current_store, target, Target};
 use crate::cli::{Cli, OutputFormat, StateCommand};
 use crate::config::environment;
-use crate::error::{exit, usage};
-use crate::project::{self, current_store, target, Target};
+use crate::state::backend;
 use crate::state::StateStore;
+use crate::util::error::{exit, usage};
 use anyhow::Result;
 
 pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
@@ -30,14 +30,17 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
                         usage(format!(
                             "no step `{s}` in state {}{} (steps recorded: {})",
                             store.location(),
-                            crate::suggest::did_you_mean(s, state.steps.keys().map(String::as_str)),
+                            crate::util::suggest::did_you_mean(
+                                s,
+                                state.steps.keys().map(String::as_str)
+                            ),
                             state.steps.keys().cloned().collect::<Vec<_>>().join(", ")
                         ))
                     })?;
                     serde_json::to_string_pretty(rec)? + "\n"
                 }
             };
-            crate::report::print_text(&text);
+            crate::util::console::print_text(&text);
             Ok(exit::OK)
         }
         StateCommand::Reset { names: steps } => {
@@ -71,7 +74,10 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
                     return Err(usage(format!(
                         "no step `{s}` in state {}{} (steps recorded: {})",
                         store.location(),
-                        crate::suggest::did_you_mean(s, state.steps.keys().map(String::as_str)),
+                        crate::util::suggest::did_you_mean(
+                            s,
+                            state.steps.keys().map(String::as_str)
+                        ),
                         state.steps.keys().cloned().collect::<Vec<_>>().join(", ")
                     )));
                 }
@@ -92,7 +98,9 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             store.save(&state)?;
             Ok(exit::OK)
         }
-        StateCommand::ImportLegacy { file } => crate::legacy::import(&cli.load_options(), file),
+        StateCommand::ImportLegacy { file } => {
+            crate::app::legacy::import(&cli.load_options(), file)
+        }
         StateCommand::Unlock { force } => {
             let store = current_store(&cli.load_options())?;
             println!("{}", store.unlock(*force)?);
@@ -102,7 +110,7 @@ pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
             let store = current_store(&cli.load_options())?;
             let versions = store.history()?;
             if cli.global.output == OutputFormat::Json {
-                crate::report::print_json(&serde_json::to_value(&versions)?);
+                crate::util::console::print_json(&serde_json::to_value(&versions)?);
                 return Ok(exit::OK);
             }
             if versions.is_empty() {

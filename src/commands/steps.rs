@@ -1,10 +1,10 @@
 //! `stepwise steps`: the steps with their descriptions and declarations; `steps --secrets`:
 //! which config keys are treated as secret, and why.
 
+use crate::app::project::Project;
 use crate::cli::{Cli, OutputFormat};
-use crate::error::exit;
-use crate::project::Project;
-use crate::report;
+use crate::util::console;
+use crate::util::error::exit;
 use anyhow::Result;
 
 pub fn run(cli: &Cli, secrets: bool) -> Result<i32> {
@@ -32,14 +32,14 @@ pub fn run(cli: &Cli, secrets: bool) -> Result<i32> {
             })
             .collect();
         let doc = serde_json::json!({ "command": "steps", "steps": steps, "exit_code": exit::OK });
-        report::print_json(&doc);
+        console::print_json(&doc);
         return Ok(exit::OK);
     }
     for s in &p.steps.steps {
         p.console.line(&format!(
             "{:02} {}  {}",
             s.order,
-            p.console.paint(report::BOLD, &s.name),
+            p.console.paint(console::BOLD, &s.name),
             s.description
         ));
         let list = |label: &str, v: &[String]| {
@@ -67,10 +67,10 @@ fn secrets_report(p: &Project) -> Result<i32> {
         c.line("  (none)");
     }
     for (key, by, value) in &values {
-        let note = if value.chars().count() < crate::secrets::MIN_PATTERN_LEN {
+        let note = if value.chars().count() < crate::util::secrets::MIN_PATTERN_LEN {
             format!(
                 "; shorter than {} characters: not masked inside other text",
-                crate::secrets::MIN_PATTERN_LEN
+                crate::util::secrets::MIN_PATTERN_LEN
             )
         } else {
             String::new()

@@ -2,20 +2,20 @@
 //! `prelude.rhai` and the config) and, after each quiet period, re-hash and run only the
 //! steps whose fingerprint changed. Changes that arrive while steps run wait in the channel
 //! and are handled afterwards: a running cloud command is never killed because a file changed.
-//! The file watching itself is `crate::watch`.
+//! The file watching itself is `crate::app::watch`.
 
 use crate::app::deploy::{check_only, execute, plan_options, write_report, Executed};
+use crate::app::project::Project;
 use crate::app::show::print_plan;
-use crate::cli::Cli;
-use crate::error::exit;
-use crate::executor::Outcome;
-use crate::fingerprint::Fingerprint;
-use crate::plan::{self, Action};
-use crate::process;
-use crate::project::Project;
-use crate::watch::{
+use crate::app::watch::{
     poll_changes, relevant, start_watcher, DebounceEventResult, WatchSet, POLL_FALLBACK,
 };
+use crate::cli::Cli;
+use crate::decide::fingerprint::Fingerprint;
+use crate::decide::plan::{self, Action};
+use crate::run::executor::Outcome;
+use crate::sys::process;
+use crate::util::error::exit;
 use anyhow::Result;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc;
@@ -69,11 +69,11 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
                 };
                 project.console.line(&format!(
                     "{tag} {what}: {line} ({})",
-                    crate::report::duration(t0.elapsed())
+                    crate::util::console::duration(t0.elapsed())
                 ));
             }
             Err(e) => {
-                let code = crate::error::exit_code(&e);
+                let code = crate::util::error::exit_code(&e);
                 if code == exit::LOCKED {
                     project.console.error(&format!("{e}"));
                 } else {
@@ -227,8 +227,9 @@ fn cycle(
         }
     }
     let code = if report.failed() { 1 } else { 0 };
-    let mut summary =
-        crate::summary::RunSummary::of_run(&p.steps, &decisions, &report, &meta, false, code);
+    let mut summary = crate::present::summary::RunSummary::of_run(
+        &p.steps, &decisions, &report, &meta, false, code,
+    );
     write_report(p, &mut summary);
     let names = |o: Outcome| -> Vec<String> {
         report

@@ -5,9 +5,9 @@
 //! Without an environment (the default environment) nothing here changes a path: the config
 //! is read alone and the state stays where it always was.
 
-use crate::error::{exit, usage, Failure};
-use crate::paths::DEFAULT_STATE;
-use crate::paths::LOCAL_DIR;
+use crate::util::error::{exit, usage, Failure};
+use crate::util::paths::DEFAULT_STATE;
+use crate::util::paths::LOCAL_DIR;
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};

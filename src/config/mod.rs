@@ -15,8 +15,8 @@ pub use settings::{
 use yaml::apply_merge_keys;
 pub use yaml::type_name;
 
-use crate::error::usage;
-use crate::secrets::Masker;
+use crate::util::error::usage;
+use crate::util::secrets::Masker;
 use anyhow::Result;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

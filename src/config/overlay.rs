@@ -7,7 +7,7 @@
 //! deserializer raises); the same trick finds the key's place in the base file.
 
 use super::yaml::{apply_merge_keys, type_name};
-use crate::error::usage;
+use crate::util::error::usage;
 use anyhow::Result;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};

@@ -5,7 +5,7 @@
 //! may keep keys of its own there, e.g. `docker.image_tag`). `notify` entries refuse unknown
 //! keys through their type.
 
-use crate::error::usage;
+use crate::util::error::usage;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -131,7 +131,7 @@ fn describe(f: &ForeignKey) -> String {
         f.file.display(),
         f.dotted(),
         f.section,
-        crate::suggest::did_you_mean(&f.key, known.iter().map(String::as_str)),
+        crate::util::suggest::did_you_mean(&f.key, known.iter().map(String::as_str)),
         known.join(", "),
     )
 }

@@ -1,7 +1,7 @@
 //! stepwise's own settings in the config (`deployment.*`, `advanced.*`, `state.*`,
 //! `docker.*`, `notify`): their types, defaults and JSON Schema.
 
-use crate::error::usage;
+use crate::util::error::usage;
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::Deserialize;

@@ -1,0 +1,968 @@
+//! Fingerprints: the SHA-256 of everything a step depends on (files, directories, globs,
+//! config keys, its own script and the prelude), one digest per dependency plus a combined one.
+
+use crate::config::Config;
+use crate::decide::hashcache::{HashCache, Stamp};
+use crate::decide::step::Step;
+use crate::util::digest::sha256_hex;
+use crate::util::error::usage;
+use anyhow::Result;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The dependency key of the step's own script.
+pub const SCRIPT: &str = "script";
+/// The dependency key of the prelude.
+pub const PRELUDE: &str = "prelude";
+
+/// One step's fingerprint.
+#[derive(Debug, Clone, Default)]
+pub struct Fingerprint {
+    /// Dependency key (`file:PATH`, `dir:PATH`, `glob:PATTERN`, `config:KEY`, `script`,
+    /// `prelude`) → hex SHA-256.
+    pub dependencies: BTreeMap<String, String>,
+    /// SHA-256 over all of them.
+    pub combined: String,
+    /// Things worth a warning (a glob that matches nothing).
+    pub warnings: Vec<String>,
+    /// Declared plain paths that do not exist (yet): an error, unless a step that runs before
+    /// this one in the same deployment may create them (then decided when the step starts).
+    pub missing: Vec<String>,
+}
+
+/// Does a `files` entry hold glob characters?
+pub fn is_glob(entry: &str) -> bool {
+    entry.contains(['*', '?', '[', '{'])
+}
+
+/// The longest directory prefix of a glob without glob characters (empty for `*.sql`).
+pub fn glob_base(pattern: &str) -> PathBuf {
+    pattern
+        .split('/')
+        .take_while(|part| !is_glob(part))
+        .collect()
+}
+
+/// The combined digest of a set of dependency digests.
+pub fn combine(deps: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in deps {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([b'\n']);
+    }
+    hex::encode(h.finalize())
+}
+
+/// How a dependency key reads in a reason ("file docker/Dockerfile changed").
+pub fn describe(key: &str) -> String {
+    let git = |p: &str| match p.strip_prefix(GITIGNORE_PREFIX) {
+        Some(rest) => format!("{rest} (without .gitignore'd files)"),
+        None => p.to_string(),
+    };
+    match key.split_once(':') {
+        Some(("file", p)) => format!("file {p}"),
+        Some(("dir", p)) => format!("directory {}", git(p)),
+        Some(("glob", p)) => format!("files matching {}", git(p)),
+        Some(("config", k)) => crate::state::reads::config_read(k),
+        Some(("env", k)) => format!("env {k}"),
+        _ if key == SCRIPT => "step script".to_string(),
+        _ if key == PRELUDE => "prelude.rhai".to_string(),
+        _ => key.to_string(),
+    }
+}
+
+/// Computes fingerprints of steps relative to a project root.
+pub struct Fingerprinter<'a> {
+    pub root: &'a Path,
+    pub config: &'a Config,
+    pub prelude_digest: &'a str,
+    /// Directories never walked (the state folder, for example), relative to `root`.
+    pub exclude: Vec<PathBuf>,
+    /// The local hash cache, if any.
+    pub cache: Option<&'a HashCache>,
+    /// The salt of secret config values (kept in the state, so that every machine sharing it
+    /// computes the same digests). None: secret values are hashed with an empty salt.
+    pub secret_salt: Option<&'a str>,
+    /// Entries already hashed by this fingerprinter (several steps often share a build
+    /// context): expanded entry → (dependency key, digest, warnings).
+    pub memo: Memo,
+}
+
+/// See [`Fingerprinter::memo`].
+pub type Memo = Mutex<std::collections::HashMap<String, Memoized>>;
+
+/// One hashed entry: (dependency key, digest, warnings).
+pub type Memoized = (String, String, Vec<String>);
+
+impl Fingerprinter<'_> {
+    /// The fingerprint of `step`. A declared path that does not exist is an error naming the
+    /// step and the path.
+    pub fn step(&self, step: &Step) -> Result<Fingerprint> {
+        let mut fp = Fingerprint::default();
+        fp.dependencies
+            .insert(SCRIPT.to_string(), step.script_digest.clone());
+        fp.dependencies
+            .insert(PRELUDE.to_string(), self.prelude_digest.to_string());
+        for key in &step.config {
+            // A value with a secret anywhere in it gets the salted slow digest.
+            let digest = crate::state::reads::config_digest(
+                self.config,
+                key,
+                self.secret_salt.unwrap_or(""),
+            );
+            fp.dependencies.insert(format!("config:{key}"), digest);
+        }
+        for name in &step.env {
+            let value = crate::state::reads::env_value(name);
+            let digest =
+                crate::state::reads::env_digest(value.as_deref(), self.secret_salt.unwrap_or(""));
+            fp.dependencies.insert(format!("env:{name}"), digest);
+        }
+        // The entries to hash, in order (missing ones are noted and left out).
+        let mut entries: Vec<String> = Vec::with_capacity(step.files.len());
+        for pattern in &step.files {
+            let expanded = self.interpolate(step, pattern)?;
+            self.check_inside_root(step, pattern, &expanded)?;
+            let bare = expanded.strip_prefix(GITIGNORE_PREFIX).unwrap_or(&expanded);
+            if !is_glob(bare) {
+                let trimmed = bare.trim_end_matches('/');
+                let path = self
+                    .root
+                    .join(if trimmed.is_empty() { "." } else { trimmed });
+                if matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                {
+                    fp.missing.push(expanded);
+                    continue;
+                }
+            }
+            entries.push(expanded);
+        }
+        // Entries not hashed yet in this run are hashed at once (several build contexts keep
+        // both cores busy through each walk's serial end: sorting and the list digest).
+        let todo: Vec<&String> = {
+            let memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = std::collections::HashSet::new();
+            entries
+                .iter()
+                .filter(|e| !memo.contains_key(*e) && seen.insert(e.as_str()))
+                .collect()
+        };
+        let hashed: Vec<Result<Memoized>> = todo
+            .par_iter()
+            .map(|expanded| {
+                let mut warnings = Vec::new();
+                let (key, digest) = self.hash_entry(step, expanded, &mut warnings)?;
+                Ok((key, digest, warnings))
+            })
+            .collect();
+        {
+            let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+            for (expanded, m) in todo.into_iter().zip(hashed) {
+                memo.insert(expanded.clone(), m?);
+            }
+        }
+        for expanded in &entries {
+            let (key, digest, warnings) = self
+                .memo
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(expanded)
+                .cloned()
+                .expect("hashed above");
+            // The warning names the step: say it for each step that declares the entry.
+            fp.warnings.extend(warnings.into_iter().map(|w| {
+                w.split_once(": ")
+                    .map(|(_, rest)| format!("step `{}`: {rest}", step.name))
+                    .unwrap_or(w)
+            }));
+            fp.dependencies.insert(key, digest);
+        }
+        fp.combined = combine(&fp.dependencies);
+        Ok(fp)
+    }
+
+    /// Replaces `${config.key}` / `${key}` in a path with the config value.
+    fn interpolate(&self, step: &Step, pattern: &str) -> Result<String> {
+        self.config.interpolate(pattern).map_err(|e| {
+            usage(format!(
+                "{}:{}: step `{}`: files entry {e}",
+                step.file, step.decl_line, step.name
+            ))
+        })
+    }
+
+    fn check_inside_root(&self, step: &Step, pattern: &str, path: &str) -> Result<()> {
+        let p = Path::new(path);
+        let escapes = p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir));
+        if escapes && !self.config.settings.advanced.allow_paths_outside_root {
+            return Err(usage(format!(
+                "{}:{}: step `{}`: files entry {pattern:?} ({path}) is outside the project root (set advanced.allow_paths_outside_root: true to allow it)",
+                step.file, step.decl_line, step.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn hash_entry(
+        &self,
+        step: &Step,
+        entry: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(String, String)> {
+        let located = |what: String| {
+            usage(format!(
+                "step `{}` ({}:{}): {what}",
+                step.name, step.file, step.decl_line
+            ))
+        };
+        // `gitignore:PATH`: what `.gitignore` files exclude is left out (opt-in).
+        let (gitignore, entry) = match entry.strip_prefix(GITIGNORE_PREFIX) {
+            Some(rest) => (true, rest),
+            None => (false, entry),
+        };
+        let tag = if gitignore { GITIGNORE_PREFIX } else { "" };
+        if is_glob(entry) {
+            let files = self
+                .glob(step, entry, gitignore)
+                .map_err(|e| located(format!("files entry {entry:?}: {e:#}")))?;
+            if files.is_empty() {
+                warnings.push(format!(
+                    "step `{}`: files entry {entry:?} matches no file",
+                    step.name
+                ));
+            }
+            return Ok((format!("glob:{tag}{entry}"), self.hash_list(&files)?));
+        }
+        let trimmed = entry.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "." } else { trimmed };
+        let path = self.root.join(trimmed);
+        // A declared symbolic link: its target's content, and its target path (retargeting
+        // is a change even to identical content).
+        let link = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => Some(
+                std::fs::read_link(&path)
+                    .map_err(|e| located(format!("declared file {entry} cannot be read: {e}")))?,
+            ),
+            _ => None,
+        };
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            located(match (&link, e.kind()) {
+                (Some(t), std::io::ErrorKind::NotFound) => format!(
+                    "declared file {entry} is a symbolic link to {}, which does not exist (a dangling link cannot be hashed)",
+                    t.display()
+                ),
+                (None, std::io::ErrorKind::NotFound) => {
+                    format!("declared file {entry} does not exist")
+                }
+                _ => format!("declared file {entry} cannot be read: {e}"),
+            })
+        })?;
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(located(format!(
+                "declared file {entry} is not a regular file or directory (a FIFO, socket or device cannot be hashed)"
+            )));
+        }
+        let with_link = |digest: String| match &link {
+            Some(t) => sha256_hex(format!("{digest}\0symlink\0{}", t.to_string_lossy()).as_bytes()),
+            None => digest,
+        };
+        if meta.is_dir() {
+            let opts = if gitignore {
+                WalkOptions::gitignore()
+            } else {
+                // What `docker build DIR` would send: never less.
+                let matcher = crate::util::dockerignore::Matcher::for_context(&path, None)
+                    .map_err(|e| located(format!("files entry {entry:?}: {e}")))?;
+                WalkOptions::docker(matcher, true)
+            };
+            let files = self
+                .walk(&path, &opts)
+                .map_err(|e| located(format!("files entry {entry:?}: {e:#}")))?;
+            Ok((
+                format!("dir:{tag}{trimmed}/"),
+                with_link(self.hash_list(&files)?),
+            ))
+        } else {
+            let digest = self
+                .content_digest(Path::new(trimmed), &meta)
+                .map_err(|e| located(format!("cannot read {entry}: {e}")))?;
+            Ok((
+                format!("file:{tag}{trimmed}"),
+                with_link(hex::encode(digest)),
+            ))
+        }
+    }
+
+    /// The digest of a file (relative to the root), through the cache, as hex. A symbolic
+    /// link is followed.
+    pub fn file_digest(&self, rel: &Path) -> std::io::Result<String> {
+        let meta = std::fs::metadata(self.root.join(rel))?;
+        self.content_digest(rel, &meta).map(hex::encode)
+    }
+
+    /// What Docker would send of a build context (relative to the root): every file,
+    /// symbolic link (not followed, as Docker sends it) and directory, relative to the
+    /// context, sorted. `dockerfile` as given to `docker build -f` (None: CONTEXT/Dockerfile).
+    pub fn docker_context(&self, context: &Path, dockerfile: Option<&Path>) -> Result<Vec<String>> {
+        Ok(self
+            .docker_context_entries(context, dockerfile)?
+            .1
+            .into_iter()
+            .map(|f| f.rel.to_string_lossy().into_owned())
+            .collect())
+    }
+
+    /// The context's walk, with paths relative to the context.
+    fn docker_context_entries(
+        &self,
+        context: &Path,
+        dockerfile: Option<&Path>,
+    ) -> Result<(PathBuf, Vec<WalkedFile>)> {
+        let ctx_root = self.root.join(context);
+        let df = dockerfile.map(|d| self.root.join(d));
+        let matcher = crate::util::dockerignore::Matcher::for_context(&ctx_root, df.as_deref())
+            .map_err(usage)?;
+        let mut files = self.walk(&ctx_root, &WalkOptions::docker(matcher, false))?;
+        let prefix = ctx_root
+            .strip_prefix(self.root)
+            .unwrap_or(&ctx_root)
+            .to_path_buf();
+        for f in &mut files {
+            if let Ok(r) = f.rel.strip_prefix(&prefix) {
+                f.rel = r.to_path_buf();
+            }
+        }
+        Ok((prefix, files))
+    }
+
+    /// The digest of the part of a build context that `sources` (context-relative files,
+    /// directories or globs, from the Dockerfile's COPY/ADD) name; all of it when `None`. The
+    /// context is what Docker would send (see [`Fingerprinter::docker_context`]).
+    pub fn context_digest(
+        &self,
+        context: &Path,
+        dockerfile: Option<&Path>,
+        sources: Option<&[String]>,
+    ) -> Result<String> {
+        let (prefix, files) = self.docker_context_entries(context, dockerfile)?;
+        let mut globs = Vec::new();
+        let mut prefixes = Vec::new();
+        let mut remote = Vec::new();
+        for s in sources.unwrap_or_default() {
+            if s.contains("://") || s.starts_with("git@") {
+                remote.push(s.clone());
+            } else if s.contains(['*', '?', '[']) {
+                let g = globset::GlobBuilder::new(s)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| usage(format!("bad COPY source {s:?}: {e}")))?;
+                globs.push(g.compile_matcher());
+            } else {
+                prefixes.push(s.clone());
+            }
+        }
+        let selected: Vec<WalkedFile> = files
+            .into_iter()
+            .filter(|f| {
+                sources.is_none()
+                    || crate::util::dockerfile::matches(&globs, &prefixes, &f.rel.to_string_lossy())
+            })
+            .map(|mut f| {
+                // back to root-relative paths, for the hash cache
+                f.rel = prefix.join(&f.rel);
+                f
+            })
+            .collect();
+        let mut digest = self.hash_list(&selected)?;
+        if !remote.is_empty() {
+            digest = sha256_hex(format!("{digest}\n{}", remote.join("\n")).as_bytes());
+        }
+        Ok(digest)
+    }
+
+    /// Entries under `dir` (root-relative or absolute), relative to the root, sorted by bytes,
+    /// with their metadata, as `opts` says (ignore rules, links followed or not, directories
+    /// listed or not). Skips the excluded folders. Walks directories in parallel; each entry
+    /// is stat'ed relative to its open directory (no path lookup from the root), which is most
+    /// of the cost of a no-op run.
+    fn walk(&self, dir: &Path, opts: &WalkOptions) -> Result<Vec<WalkedFile>> {
+        let exclude: Vec<PathBuf> = self.exclude.iter().map(|e| self.root.join(e)).collect();
+        let out: Mutex<Vec<WalkedFile>> = Mutex::new(Vec::new());
+        let error: Mutex<Option<String>> = Mutex::new(None);
+        let ctx = WalkCtx {
+            root: self.root,
+            exclude: &exclude,
+            opts,
+            out: &out,
+            error: &error,
+        };
+        let start = Dir {
+            path: dir.to_path_buf(),
+            rel: String::new(),
+            gitignores: Arc::new(Vec::new()),
+            links: Arc::new(Vec::new()),
+        };
+        rayon::scope(|s| walk_dir(s, &ctx, start));
+        if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(usage(e));
+        }
+        let mut files = out.into_inner().unwrap_or_else(|p| p.into_inner());
+        // By bytes: deterministic, and much cheaper than `Path`'s component-wise order.
+        {
+            use std::os::unix::ffi::OsStrExt;
+            files.sort_unstable_by(|a, b| {
+                a.rel
+                    .as_os_str()
+                    .as_bytes()
+                    .cmp(b.rel.as_os_str().as_bytes())
+            });
+        }
+        Ok(files)
+    }
+
+    /// Files matching a glob (relative to the root), sorted. Symbolic links are followed;
+    /// ignore files do not apply unless `gitignore`.
+    fn glob(&self, step: &Step, pattern: &str, gitignore: bool) -> Result<Vec<WalkedFile>> {
+        let matcher = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| {
+                usage(format!(
+                    "{}:{}: step `{}`: bad glob {pattern:?}: {e}",
+                    step.file, step.decl_line, step.name
+                ))
+            })?
+            .compile_matcher();
+        // Walk only below the longest directory prefix without glob characters.
+        let base = glob_base(pattern);
+        let start = self.root.join(&base);
+        if !start.is_dir() {
+            return Ok(Vec::new());
+        }
+        let opts = if gitignore {
+            WalkOptions::gitignore()
+        } else {
+            WalkOptions::everything()
+        };
+        Ok(self
+            .walk(&start, &opts)?
+            .into_iter()
+            .filter(|f| matcher.is_match(&f.rel))
+            .collect())
+    }
+
+    /// Digest over each entry's piece (which covers its relative path).
+    fn hash_list(&self, files: &[WalkedFile]) -> Result<String> {
+        let pieces: Vec<Piece> = files
+            .par_iter()
+            .map(|f| {
+                self.piece(f)
+                    .map_err(|e| usage(format!("cannot read {}: {e}", f.rel.display())))
+            })
+            .collect::<Result<_>>()?;
+        let mut h = Sha256::new();
+        for p in pieces {
+            match p {
+                Piece::Content(d) => {
+                    h.update(b"f");
+                    h.update(d);
+                }
+                Piece::ContentMode(d, mode) => {
+                    h.update(b"m");
+                    h.update(d);
+                    h.update(mode.to_le_bytes());
+                }
+                Piece::Bytes(tag, b) => {
+                    h.update([tag]);
+                    h.update((b.len() as u64).to_le_bytes());
+                    h.update(b);
+                }
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// What an entry contributes: a file its relative path and content (through the cache),
+    /// plus its permission bits in a Docker context; a followed link also its target path; a
+    /// link that is not followed its target path; a directory (Docker contexts list them) its
+    /// path and permission bits.
+    fn piece(&self, f: &WalkedFile) -> std::io::Result<Piece> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        let rel = f.rel.as_path();
+        let mode = f.meta.permissions().mode() & 0o7777;
+        let framed = |parts: &[&[u8]]| {
+            let mut v = Vec::new();
+            for p in parts {
+                v.extend_from_slice(&(p.len() as u64).to_le_bytes());
+                v.extend_from_slice(p);
+            }
+            v
+        };
+        Ok(match f.kind {
+            Kind::File => Piece::Content(self.content_digest(rel, &f.meta)?),
+            Kind::DockerFile => Piece::ContentMode(self.content_digest(rel, &f.meta)?, mode),
+            Kind::FollowedLink => {
+                let content = self.content_digest(rel, &f.meta)?;
+                let target = std::fs::read_link(self.root.join(rel))?;
+                Piece::Bytes(b'l', framed(&[&content, target.as_os_str().as_bytes()]))
+            }
+            Kind::Link => {
+                let target = std::fs::read_link(self.root.join(rel))?;
+                Piece::Bytes(
+                    b's',
+                    framed(&[rel.as_os_str().as_bytes(), target.as_os_str().as_bytes()]),
+                )
+            }
+            Kind::Dir => Piece::Bytes(
+                b'd',
+                framed(&[rel.as_os_str().as_bytes(), &mode.to_le_bytes()]),
+            ),
+        })
+    }
+
+    /// SHA-256 of a file's relative path and content, through the cache (`meta`: the stat of
+    /// what is read: the target when a link is followed).
+    fn content_digest(
+        &self,
+        rel: &Path,
+        meta: &std::fs::Metadata,
+    ) -> std::io::Result<crate::decide::hashcache::Digest> {
+        use std::os::unix::ffi::OsStrExt;
+        let stamp = Stamp::of(meta);
+        if let Some(d) = self.cache.and_then(|c| c.get(rel, &stamp)) {
+            return Ok(d);
+        }
+        let hashed_at = self.cache.map(|c| c.hashed_at()).unwrap_or(0);
+        let abs = self.root.join(rel);
+        let mut h = Sha256::new();
+        h.update(rel.as_os_str().as_bytes());
+        h.update([0]);
+        let mut f = std::fs::File::open(&abs)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let digest: crate::decide::hashcache::Digest = h.finalize().into();
+        if let Some(c) = self.cache {
+            c.put(rel, stamp, digest, hashed_at);
+        }
+        Ok(digest)
+    }
+}
+
+/// What one walked entry adds to a list's digest.
+enum Piece {
+    Content(crate::decide::hashcache::Digest),
+    ContentMode(crate::decide::hashcache::Digest, u32),
+    Bytes(u8, Vec<u8>),
+}
+
+/// The `files` prefix that makes `.gitignore` files apply to a directory or glob.
+pub const GITIGNORE_PREFIX: &str = "gitignore:";
+
+/// What a walk lists and leaves out.
+struct WalkOptions {
+    /// Docker's rules for the walk's root (`.dockerignore`), or None.
+    docker: Option<crate::util::dockerignore::Matcher>,
+    /// Honour `.gitignore` files in the walked folders.
+    gitignore: bool,
+    /// Follow symbolic links (their targets' content; directories walked, loops refused).
+    follow_links: bool,
+    /// List directories too (Docker sends them; an empty one changes an image).
+    dirs: bool,
+    /// Skip `.git` folders.
+    skip_git: bool,
+}
+
+impl WalkOptions {
+    /// A Docker build context (`follow_links: false`: links as Docker sends them), or a
+    /// directory dependency (links followed: never less than Docker would send).
+    fn docker(matcher: crate::util::dockerignore::Matcher, follow_links: bool) -> WalkOptions {
+        WalkOptions {
+            docker: Some(matcher),
+            gitignore: false,
+            follow_links,
+            dirs: true,
+            skip_git: false,
+        }
+    }
+    /// Every file below (globs).
+    fn everything() -> WalkOptions {
+        WalkOptions {
+            docker: None,
+            gitignore: false,
+            follow_links: true,
+            dirs: false,
+            skip_git: true,
+        }
+    }
+    /// `gitignore:` entries.
+    fn gitignore() -> WalkOptions {
+        WalkOptions {
+            gitignore: true,
+            ..WalkOptions::everything()
+        }
+    }
+}
+
+/// An entry found by a walk: its root-relative path, its metadata (`lstat`, or the target's
+/// `stat` for a followed link) and what it is.
+pub struct WalkedFile {
+    pub rel: PathBuf,
+    pub meta: std::fs::Metadata,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A regular file of a Docker build context (its permission bits count).
+    DockerFile,
+    /// A symbolic link hashed by its target path (as Docker sends it, or one that leads back
+    /// into a directory above it).
+    Link,
+    /// A symbolic link to a file, followed.
+    FollowedLink,
+    /// A directory (Docker contexts only).
+    Dir,
+}
+
+struct WalkCtx<'a> {
+    root: &'a Path,
+    exclude: &'a [PathBuf],
+    opts: &'a WalkOptions,
+    out: &'a Mutex<Vec<WalkedFile>>,
+    error: &'a Mutex<Option<String>>,
+}
+
+/// A directory to walk.
+struct Dir {
+    /// Where it is (through any followed links).
+    path: PathBuf,
+    /// Its path relative to the walk's start, `/`-separated ("" for the start).
+    rel: String,
+    /// The `.gitignore` matchers of it and the folders above (gitignore walks).
+    gitignores: Arc<Vec<ignore::gitignore::Gitignore>>,
+    /// The real paths of the folders in which the followed directory links on the way here
+    /// were found: a link whose target is one of them, or above one, is a loop.
+    links: Arc<Vec<PathBuf>>,
+}
+
+/// Is `path` excluded by the ignore files of its folder or a folder above (deepest first)?
+fn ignored(matchers: &[ignore::gitignore::Gitignore], path: &Path, is_dir: bool) -> bool {
+    for g in matchers.iter().rev() {
+        match g.matched(path, is_dir) {
+            ignore::Match::Ignore(_) => return true,
+            ignore::Match::Whitelist(_) => return false,
+            ignore::Match::None => {}
+        }
+    }
+    false
+}
+
+fn walk_dir<'s>(scope: &rayon::Scope<'s>, ctx: &'s WalkCtx<'s>, dir: Dir) {
+    let fail = |e: String| {
+        let mut slot = ctx.error.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    };
+    let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&dir.path) {
+        Ok(rd) => match rd.collect::<std::io::Result<_>>() {
+            Ok(v) => v,
+            Err(e) => return fail(format!("cannot walk {}: {e}", dir.path.display())),
+        },
+        Err(e) => return fail(format!("cannot walk {}: {e}", dir.path.display())),
+    };
+    let opts = ctx.opts;
+    let mut gitignores = dir.gitignores.clone();
+    if opts.gitignore {
+        if let Some(e) = entries.iter().find(|e| e.file_name() == ".gitignore") {
+            let mut b = ignore::gitignore::GitignoreBuilder::new(&dir.path);
+            if let Some(err) = b.add(e.path()) {
+                return fail(format!("{}: {err}", e.path().display()));
+            }
+            match b.build() {
+                Ok(g) => {
+                    let mut v = (*gitignores).clone();
+                    v.push(g);
+                    gitignores = Arc::new(v);
+                }
+                Err(err) => return fail(format!("{}: {err}", dir.path.display())),
+            }
+        }
+    }
+    // Docker's rules need each entry's context-relative path, but only when something can be
+    // excluded at all.
+    let docker = opts.docker.as_ref().filter(|m| m.excludes_anything());
+    let child_rel = |name: &std::ffi::OsStr| -> String {
+        let name = name.to_string_lossy();
+        if dir.rel.is_empty() {
+            name.into_owned()
+        } else {
+            format!("{}/{name}", dir.rel)
+        }
+    };
+    let mut found = Vec::new();
+    for e in entries {
+        let name = e.file_name();
+        if opts.skip_git && name == ".git" {
+            continue;
+        }
+        let path = e.path();
+        if ctx.exclude.iter().any(|x| x == &path) {
+            continue;
+        }
+        let ft = match e.file_type() {
+            Ok(ft) => ft,
+            Err(err) => return fail(format!("{}: {err}", path.display())),
+        };
+        let rel_str = if docker.is_some() || ft.is_dir() || ft.is_symlink() {
+            child_rel(&name)
+        } else {
+            String::new()
+        };
+        let mut walk_only = false;
+        if let Some(m) = docker {
+            if m.excluded(&rel_str) {
+                // An excluded folder is still walked when an exception could re-include
+                // something below it (Docker does the same).
+                if (ft.is_dir() || (ft.is_symlink() && opts.follow_links))
+                    && m.walk_excluded_dir(&rel_str)
+                {
+                    walk_only = true;
+                } else {
+                    continue;
+                }
+            }
+        }
+        if opts.gitignore && ignored(&gitignores, &path, ft.is_dir()) {
+            continue;
+        }
+        let rel = || path.strip_prefix(ctx.root).unwrap_or(&path).to_path_buf();
+        if ft.is_dir() {
+            if opts.dirs && !walk_only {
+                match e.metadata() {
+                    Ok(meta) => found.push(WalkedFile {
+                        rel: rel(),
+                        meta,
+                        kind: Kind::Dir,
+                    }),
+                    Err(err) => return fail(format!("{}: {err}", path.display())),
+                }
+            }
+            let sub = Dir {
+                path,
+                rel: rel_str,
+                gitignores: gitignores.clone(),
+                links: dir.links.clone(),
+            };
+            scope.spawn(move |s| walk_dir(s, ctx, sub));
+        } else if ft.is_symlink() && opts.follow_links {
+            let target = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(err) => {
+                    let to = std::fs::read_link(&path)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_else(|_| "?".into());
+                    return fail(if err.kind() == std::io::ErrorKind::NotFound {
+                        format!(
+                            "{} is a symbolic link to {to}, which does not exist (a dangling link cannot be hashed)",
+                            rel().display()
+                        )
+                    } else {
+                        format!("{} (a symbolic link to {to}): {err}", rel().display())
+                    });
+                }
+            };
+            if target.is_dir() {
+                // Walked once: a link that leads back into a folder on the way here (or above
+                // one) is hashed by its target path instead.
+                let real_target = std::fs::canonicalize(&path).ok();
+                let here = std::fs::canonicalize(&dir.path).ok();
+                let is_loop = match (&real_target, &here) {
+                    (Some(t), Some(h)) => {
+                        h.starts_with(t) || dir.links.iter().any(|l| l.starts_with(t))
+                    }
+                    _ => true,
+                };
+                if is_loop {
+                    if !walk_only {
+                        match e.metadata() {
+                            Ok(meta) => found.push(WalkedFile {
+                                rel: rel(),
+                                meta,
+                                kind: Kind::Link,
+                            }),
+                            Err(err) => return fail(format!("{}: {err}", path.display())),
+                        }
+                    }
+                    continue;
+                }
+                if opts.dirs && !walk_only {
+                    found.push(WalkedFile {
+                        rel: rel(),
+                        meta: target,
+                        kind: Kind::Dir,
+                    });
+                }
+                let mut links = (*dir.links).clone();
+                links.extend(here);
+                let sub = Dir {
+                    path,
+                    rel: rel_str,
+                    gitignores: gitignores.clone(),
+                    links: Arc::new(links),
+                };
+                scope.spawn(move |s| walk_dir(s, ctx, sub));
+            } else if target.is_file() && !walk_only {
+                found.push(WalkedFile {
+                    rel: rel(),
+                    meta: target,
+                    kind: Kind::FollowedLink,
+                });
+            }
+        } else if (ft.is_file() || ft.is_symlink()) && !walk_only {
+            // relative to the open directory: no lookup of the whole path
+            let meta = match e.metadata() {
+                Ok(m) => m,
+                Err(err) => return fail(format!("{}: {err}", path.display())),
+            };
+            let kind = if ft.is_symlink() {
+                Kind::Link
+            } else if opts.docker.is_some() {
+                Kind::DockerFile
+            } else {
+                Kind::File
+            };
+            found.push(WalkedFile {
+                rel: rel(),
+                meta,
+                kind,
+            });
+        }
+    }
+    ctx.out
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(found);
+}
+
+/// The hash cache seen through fingerprints: what it saves and what it must never hide.
+#[cfg(test)]
+mod cache_tests {
+    use super::Fingerprinter;
+    use crate::config::Config;
+    use crate::decide::hashcache::*;
+    use std::path::Path;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, SystemTime};
+
+    fn step_with(files: &[&str]) -> crate::decide::step::Step {
+        let engine = crate::decide::script::sandbox();
+        let dir = tempfile::tempdir().unwrap();
+        let list = files
+            .iter()
+            .map(|f| format!("{f:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let path = dir.path().join("01_s.rhai");
+        std::fs::write(
+            &path,
+            format!("let step = #{{ files: [{list}] }};\nfn run() {{}}\n"),
+        )
+        .unwrap();
+        crate::decide::step::load_step(&engine, &path).unwrap()
+    }
+
+    fn fingerprint(root: &Path, cache: &HashCache, step: &crate::decide::step::Step) -> String {
+        let config = Config::empty(Path::new("c.yaml"));
+        let fp = Fingerprinter {
+            root,
+            config: &config,
+            prelude_digest: "",
+            exclude: vec![],
+            cache: Some(cache),
+            secret_salt: None,
+            memo: Default::default(),
+        };
+        fp.step(step).unwrap().combined
+    }
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn unchanged_files_are_not_read_again_and_restored_mtime_is_still_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("ctx")).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..20 {
+            let f = root.join(format!("ctx/f{i}"));
+            std::fs::write(&f, format!("content {i:04}")).unwrap();
+            set_mtime(&f, old);
+        }
+        let step = step_with(&["ctx/"]);
+        let cache_path = root.join("cache");
+        let mut cache = HashCache::load(&cache_path);
+        cache.racy_window_ns = 0;
+        let first = fingerprint(root, &cache, &step);
+        assert_eq!(cache.misses.load(Ordering::Relaxed), 20);
+        cache.save();
+
+        let mut cache = HashCache::load(&cache_path);
+        cache.racy_window_ns = 0;
+        assert_eq!(fingerprint(root, &cache, &step), first);
+        assert_eq!(
+            cache.misses.load(Ordering::Relaxed),
+            0,
+            "stat matched: nothing read"
+        );
+
+        // Same size, mtime restored: only the ctime tells.
+        let f = root.join("ctx/f7");
+        std::fs::write(&f, "content XXXX").unwrap();
+        set_mtime(&f, old);
+        let mut cache = HashCache::load(&cache_path);
+        cache.racy_window_ns = 0;
+        let changed = fingerprint(root, &cache, &step);
+        assert_ne!(changed, first);
+        assert_eq!(cache.misses.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn racily_clean_entries_are_rehashed_and_a_corrupt_cache_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a"), "one").unwrap();
+        let step = step_with(&["a"]);
+        let cache_path = root.join("cache");
+        let cache = HashCache::load(&cache_path);
+        let first = fingerprint(root, &cache, &step);
+        cache.save();
+        // Written just now: within the racy window, so it is read again.
+        let cache = HashCache::load(&cache_path);
+        assert_eq!(fingerprint(root, &cache, &step), first);
+        assert_eq!(cache.misses.load(Ordering::Relaxed), 1);
+
+        std::fs::write(&cache_path, "garbage\n1 2 3\tx\n").unwrap();
+        let cache = HashCache::load(&cache_path);
+        assert_eq!(fingerprint(root, &cache, &step), first);
+        std::fs::remove_file(&cache_path).unwrap();
+        let cache = HashCache::load(&cache_path);
+        assert_eq!(fingerprint(root, &cache, &step), first);
+    }
+}

@@ -1,0 +1,268 @@
+//! The document of one deployment: what `--output json` prints, what the reports folder keeps
+//! beside each HTML report (for medians and trends), and what the HTML report is drawn from.
+//! One definition, written and read with serde, so there is no second source of truth.
+
+use crate::decide::plan::Decision;
+use crate::decide::step::StepSet;
+use crate::run::executor::{Counts, RunReport};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// One deployment (`command: "deploy"`) or one plan (`command: "plan"`, nothing ran).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
+    /// The environment (`null`: the default environment).
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Where the state lives.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub state: String,
+    /// RFC 3339 (UTC).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub finished_at: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// The stepwise version that ran it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    pub steps: Vec<StepSummary>,
+    #[serde(default)]
+    pub wall_secs: f64,
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Why the run lost its state lock, if it did (it stopped like an interrupted run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_lost: Option<String>,
+    #[serde(default)]
+    pub exit_code: i32,
+}
+
+/// One step of a run, in file order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub name: String,
+    /// The plan's decision: run, skip, pending, excluded.
+    pub decision: String,
+    pub reasons: Vec<String>,
+    /// How it ended: ran, skipped, failed, blocked, interrupted, pending (empty in a plan).
+    #[serde(default)]
+    pub result: String,
+    /// Why it ended so (the first line of an error for a failed step).
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub duration_secs: f64,
+    /// A pending step: the steps whose outputs decide it.
+    #[serde(default)]
+    pub waits_on: Vec<String>,
+    /// `--refresh` ran its `verify()`.
+    #[serde(default)]
+    pub refreshed: bool,
+    /// What `verify()` reported as drifted.
+    #[serde(default)]
+    pub drift: Vec<String>,
+    /// The steps it needs (the graph's edges).
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// When it started and ended, in seconds from the start of the run (a blocked step: when
+    /// it was blocked). Absent for a step that did not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_secs: Option<f64>,
+    /// The commands it ran, masked as on the console.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
+    /// The warnings it gave, masked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The last lines of its log when it failed or was interrupted (masked, as in the log).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
+}
+
+/// Who ran it and where, and when it started: what a deployment's summary says besides its
+/// steps.
+#[derive(Debug, Clone, Default)]
+pub struct RunMeta {
+    pub run_id: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub env: Option<String>,
+    /// The state location.
+    pub state: String,
+}
+
+/// Seconds, rounded to milliseconds.
+pub fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+impl RunSummary {
+    /// The summary of a deployment that ran (or in which nothing had to run).
+    pub fn of_run(
+        steps: &StepSet,
+        decisions: &[Decision],
+        report: &RunReport,
+        meta: &RunMeta,
+        dry_run: bool,
+        exit_code: i32,
+    ) -> RunSummary {
+        let holder = crate::sys::run_lock::Holder::current();
+        let steps = decisions
+            .iter()
+            .zip(&report.results)
+            .map(|(d, r)| {
+                let run = report.runs.get(&d.step);
+                StepSummary {
+                    name: d.step.clone(),
+                    decision: d.action.as_str().to_string(),
+                    reasons: d.reasons.clone(),
+                    result: r.outcome.as_str().to_string(),
+                    reason: r.reason.clone(),
+                    duration_secs: secs(r.duration),
+                    waits_on: d.waits_on.clone(),
+                    refreshed: d.refreshed,
+                    drift: d.drift.clone(),
+                    needs: needs_of(steps, &d.step),
+                    started_secs: run.map(|x| secs(x.start)),
+                    finished_secs: run.map(|x| secs(x.end)),
+                    commands: run.map(|x| x.commands.clone()).unwrap_or_default(),
+                    // The decision's own (a cyclic read), then what the run warned.
+                    warnings: d
+                        .warnings
+                        .iter()
+                        .cloned()
+                        .chain(run.map(|x| x.warnings.clone()).unwrap_or_default())
+                        .collect(),
+                    log_tail: Vec::new(),
+                }
+            })
+            .collect();
+        RunSummary {
+            command: "deploy".into(),
+            run_id: meta.run_id.clone(),
+            env: meta.env.clone(),
+            state: meta.state.clone(),
+            started_at: meta.started_at.clone(),
+            finished_at: meta.finished_at.clone(),
+            user: holder.user,
+            host: holder.host,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            dry_run,
+            steps,
+            wall_secs: secs(report.wall),
+            interrupted: report.interrupted.is_some(),
+            lock_lost: report.lock_lost.clone(),
+            exit_code,
+        }
+    }
+
+    /// The summary of a plan: every step's decision and reasons; nothing ran.
+    pub fn of_plan(
+        steps: &StepSet,
+        decisions: &[Decision],
+        env: Option<String>,
+        state: &str,
+    ) -> RunSummary {
+        let holder = crate::sys::run_lock::Holder::current();
+        RunSummary {
+            command: "plan".into(),
+            env,
+            state: state.to_string(),
+            started_at: crate::util::clock::now(),
+            user: holder.user,
+            host: holder.host,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            steps: decisions
+                .iter()
+                .map(|d| StepSummary {
+                    name: d.step.clone(),
+                    decision: d.action.as_str().to_string(),
+                    reasons: d.reasons.clone(),
+                    waits_on: d.waits_on.clone(),
+                    refreshed: d.refreshed,
+                    drift: d.drift.clone(),
+                    needs: needs_of(steps, &d.step),
+                    warnings: d.warnings.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A plan of the steps of `run` (every step would run), for tests.
+    #[cfg(test)]
+    pub fn of_plan_for_test(run: &RunSummary) -> RunSummary {
+        RunSummary {
+            command: "plan".into(),
+            steps: run
+                .steps
+                .iter()
+                .map(|s| StepSummary {
+                    name: s.name.clone(),
+                    decision: "run".into(),
+                    reasons: s.reasons.clone(),
+                    needs: s.needs.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The step called `name`.
+    pub fn step(&self, name: &str) -> Option<&StepSummary> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// `(ran, skipped, failed, blocked, interrupted, pending)`.
+    pub fn counts(&self) -> Counts {
+        let n = |r: &str| self.steps.iter().filter(|s| s.result == r).count();
+        Counts {
+            ran: n("ran"),
+            skipped: n("skipped"),
+            failed: n("failed"),
+            blocked: n("blocked"),
+            interrupted: n("interrupted"),
+            pending: n("pending"),
+        }
+    }
+
+    /// How the run ended, in a word or three: succeeded, failed, interrupted, lost its lock,
+    /// nothing to do; a plan says `plan`.
+    pub fn result(&self) -> &'static str {
+        if self.command == "plan" {
+            return "plan";
+        }
+        let c = self.counts();
+        if self.lock_lost.is_some() {
+            "lost its lock"
+        } else if self.interrupted || c.interrupted > 0 {
+            "interrupted"
+        } else if c.failed > 0 || c.blocked > 0 || self.exit_code != 0 {
+            "failed"
+        } else if c.ran == 0 {
+            "nothing to do"
+        } else {
+            "succeeded"
+        }
+    }
+}
+
+fn needs_of(steps: &StepSet, name: &str) -> Vec<String> {
+    steps
+        .index(name)
+        .map(|i| steps.steps[i].needs.clone())
+        .unwrap_or_default()
+}
