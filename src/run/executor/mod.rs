@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod outcome;
+mod schedule;
 mod ticker;
+use schedule::{Node, Schedule};
 mod verify;
 
 pub use outcome::{Counts, Outcome, RunReport, StepResult, StepRun};
@@ -53,20 +55,6 @@ pub struct Runner<'a> {
     pub fingerprint: &'a (dyn Fn(&crate::decide::step::Step) -> Result<Fingerprint> + Sync),
     /// `--strict` / `deployment.strict_secrets`: a secret on a command line fails the step.
     pub strict_secrets: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Node {
-    /// Will run, not started.
-    Waiting,
-    Running,
-    /// Completed in this run, or up to date from before.
-    Satisfied,
-    /// Not up to date and will not run (pending, excluded-and-unsatisfied).
-    Unsatisfied,
-    Failed,
-    Blocked,
-    Interrupted,
 }
 
 impl Runner<'_> {
@@ -124,7 +112,7 @@ impl Runner<'_> {
                         .any(|j| matches!(decisions[j].action, Action::Run | Action::Maybe))
             })
             .collect();
-        let mut nodes: Vec<Node> = decisions
+        let nodes: Vec<Node> = decisions
             .iter()
             .enumerate()
             .map(|(i, d)| match d.action {
@@ -173,9 +161,14 @@ impl Runner<'_> {
         // Decisions made when a pending step became ready (it ran, or its outputs were
         // unchanged).
         let mut late: Vec<Option<Decision>> = vec![None; n];
+        let direct: Vec<Vec<usize>> = self
+            .steps
+            .steps
+            .iter()
+            .map(|s| s.needs.iter().filter_map(|x| self.steps.index(x)).collect())
+            .collect();
+        let mut sched = Schedule::new(nodes, direct, ancestors, waits, self.jobs, self.keep_going);
         let (tx, rx) = mpsc::channel::<(usize, StepRecordUpdate)>();
-        let mut running = 0usize;
-        let mut stop_starting = false;
         // Dropping `done` wakes the ticker at once (a sleeping ticker would delay the end).
         let (done, done_rx) = mpsc::channel::<()>();
         std::thread::scope(|scope| -> Result<()> {
@@ -183,173 +176,137 @@ impl Runner<'_> {
             let result = (|| -> Result<()> {
                 loop {
                     if process::stopping() {
-                        stop_starting = true;
+                        sched.stop_starting = true;
                     }
                     // Block what can no longer run; start what is ready, in file order.
-                    let mut progressed = true;
-                    while progressed {
-                        progressed = false;
-                        for i in 0..n {
-                            if nodes[i] != Node::Waiting {
-                                continue;
-                            }
-                            if let Some(why) = self.blocker(i, &nodes, &ancestors) {
-                                nodes[i] = Node::Blocked;
-                                self.console.line(&format!(
-                                    "{} {} blocked: {why}",
-                                    self.console.paint(console::YELLOW, "-"),
-                                    self.steps.steps[i].name
-                                ));
-                                results[i] = Some(StepResult::without_run(
-                                    self.steps.steps[i].name.clone(),
-                                    Outcome::Blocked,
-                                    why,
-                                ));
-                                runs.insert(
-                                    self.steps.steps[i].name.clone(),
-                                    StepRun::at(started.elapsed()),
-                                );
-                                progressed = true;
-                            }
-                        }
+                    for (i, j, what) in sched.block() {
+                        let why = self.blocked_why(i, j, what);
+                        self.console.line(&format!(
+                            "{} {} blocked: {why}",
+                            self.console.paint(console::YELLOW, "-"),
+                            self.steps.steps[i].name
+                        ));
+                        results[i] = Some(StepResult::without_run(
+                            self.steps.steps[i].name.clone(),
+                            Outcome::Blocked,
+                            why,
+                        ));
+                        runs.insert(
+                            self.steps.steps[i].name.clone(),
+                            StepRun::at(started.elapsed()),
+                        );
                     }
-                    if !stop_starting {
-                        for i in 0..n {
-                            if running >= self.jobs.max(1) {
-                                break;
-                            }
-                            if nodes[i] != Node::Waiting {
-                                continue;
-                            }
-                            // Every ancestor, direct or through skipped steps, has ended.
-                            let ready = waits[i]
-                                .iter()
-                                .all(|&j| !matches!(nodes[j], Node::Waiting | Node::Running));
-                            if !ready {
-                                continue;
-                            }
-                            if decisions[i].action != Action::Run && self.dry_run {
-                                // Nothing ran, so nothing can be compared: a pending step stays
-                                // pending, a skipped one skipped.
-                                let d = &decisions[i];
-                                if d.action == Action::Skip {
-                                    nodes[i] = Node::Satisfied;
-                                    results[i] = Some(StepResult::without_run(
-                                        d.step.clone(),
-                                        Outcome::Skipped,
-                                        d.reasons.join("; "),
-                                    ));
-                                    continue;
-                                }
-                                self.say(
-                                    console::YELLOW,
-                                    "?",
-                                    &d.step,
-                                    "pending",
-                                    &d.reasons.join("; "),
-                                );
-                                nodes[i] = Node::Satisfied;
+                    for i in 0..n {
+                        // Every ancestor, direct or through skipped steps, has ended.
+                        if !sched.ready(i) {
+                            continue;
+                        }
+                        if decisions[i].action != Action::Run && self.dry_run {
+                            // Nothing ran, so nothing can be compared: a pending step stays
+                            // pending, a skipped one skipped.
+                            let d = &decisions[i];
+                            if d.action == Action::Skip {
+                                sched.decided(i, Node::Satisfied);
                                 results[i] = Some(StepResult::without_run(
                                     d.step.clone(),
-                                    Outcome::NotRun,
+                                    Outcome::Skipped,
                                     d.reasons.join("; "),
                                 ));
                                 continue;
                             }
-                            if !self.dry_run && late[i].is_none() {
-                                // Fingerprints taken when the step starts: after every ancestor
-                                // that runs in this deployment has finished.
-                                let ancestor_ran = ancestors[i].iter().any(|&j| {
-                                    results[j]
-                                        .as_ref()
-                                        .is_some_and(|r| r.outcome == Outcome::Ran)
-                                });
-                                let d = match self.decide_at_start(
-                                    i,
-                                    &decisions[i],
-                                    &state,
-                                    ancestor_ran,
-                                ) {
-                                    Ok(d) => d,
-                                    Err(why) => {
-                                        nodes[i] = Node::Failed;
-                                        self.console.line(&format!(
-                                            "{} {} failed: {why}",
-                                            self.console.paint(console::RED, "✗"),
-                                            decisions[i].step
-                                        ));
-                                        results[i] = Some(StepResult::without_run(
-                                            decisions[i].step.clone(),
-                                            Outcome::Failed,
-                                            why,
-                                        ));
-                                        if !self.keep_going {
-                                            stop_starting = true;
-                                        }
-                                        continue;
-                                    }
-                                };
-                                if d.action == Action::Skip {
-                                    self.say(
-                                        console::DIM,
-                                        "·",
-                                        &d.step,
-                                        "skipped",
-                                        &d.reasons.join("; "),
-                                    );
-                                    nodes[i] = Node::Satisfied;
-                                    results[i] = Some(StepResult::without_run(
-                                        d.step.clone(),
-                                        Outcome::Skipped,
-                                        d.reasons.join("; "),
+                            self.say(
+                                console::YELLOW,
+                                "?",
+                                &d.step,
+                                "pending",
+                                &d.reasons.join("; "),
+                            );
+                            sched.decided(i, Node::Satisfied);
+                            results[i] = Some(StepResult::without_run(
+                                d.step.clone(),
+                                Outcome::NotRun,
+                                d.reasons.join("; "),
+                            ));
+                            continue;
+                        }
+                        if !self.dry_run && late[i].is_none() {
+                            // Fingerprints taken when the step starts: after every ancestor
+                            // that runs in this deployment has finished.
+                            let ancestor_ran = sched.ancestors[i].iter().any(|&j| {
+                                results[j]
+                                    .as_ref()
+                                    .is_some_and(|r| r.outcome == Outcome::Ran)
+                            });
+                            let d = match self.decide_at_start(
+                                i,
+                                &decisions[i],
+                                &state,
+                                ancestor_ran,
+                            ) {
+                                Ok(d) => d,
+                                Err(why) => {
+                                    sched.decided(i, Node::Failed);
+                                    self.console.line(&format!(
+                                        "{} {} failed: {why}",
+                                        self.console.paint(console::RED, "✗"),
+                                        decisions[i].step
                                     ));
-                                    late[i] = Some(d);
+                                    results[i] = Some(StepResult::without_run(
+                                        decisions[i].step.clone(),
+                                        Outcome::Failed,
+                                        why,
+                                    ));
                                     continue;
                                 }
+                            };
+                            if d.action == Action::Skip {
+                                self.say(
+                                    console::DIM,
+                                    "·",
+                                    &d.step,
+                                    "skipped",
+                                    &d.reasons.join("; "),
+                                );
+                                sched.decided(i, Node::Satisfied);
+                                results[i] = Some(StepResult::without_run(
+                                    d.step.clone(),
+                                    Outcome::Skipped,
+                                    d.reasons.join("; "),
+                                ));
                                 late[i] = Some(d);
+                                continue;
                             }
-                            nodes[i] = Node::Running;
-                            running += 1;
-                            let tx = tx.clone();
-                            let state = state.clone();
-                            let decision = late[i].clone().unwrap_or_else(|| decisions[i].clone());
-                            scope.spawn(move || {
-                                let update = self.run_step(i, &decision, state, salt);
-                                let _ = tx.send((i, update));
-                            });
-                            // In a dry run, steps run one after another so that their lines
-                            // read in order.
-                            if self.dry_run {
-                                break;
-                            }
+                            late[i] = Some(d);
+                        }
+                        sched.start(i);
+                        let tx = tx.clone();
+                        let state = state.clone();
+                        let decision = late[i].clone().unwrap_or_else(|| decisions[i].clone());
+                        scope.spawn(move || {
+                            let update = self.run_step(i, &decision, state, salt);
+                            let _ = tx.send((i, update));
+                        });
+                        // In a dry run, steps run one after another so that their lines
+                        // read in order.
+                        if self.dry_run {
+                            break;
                         }
                     }
-                    if running == 0 {
+                    if sched.running() == 0 {
                         // Nothing runs and nothing could start: every step left must have a
                         // reason not to run (a failure, an interrupt). Steps still waiting
                         // with no such reason wait on each other: a bug, never "an earlier
                         // step failed".
-                        if !stop_starting {
-                            if let Some(err) = stalled(self.steps, &nodes, &waits) {
+                        if !sched.stop_starting {
+                            if let Some(err) = stalled(self.steps, &sched.stuck()) {
                                 return Err(err);
                             }
                         }
                         break;
                     }
                     let (i, update) = rx.recv().expect("a step thread reports");
-                    running -= 1;
                     let name = self.steps.steps[i].name.clone();
-                    nodes[i] = match update.outcome {
-                        Outcome::Ran => Node::Satisfied,
-                        Outcome::Interrupted => Node::Interrupted,
-                        _ => Node::Failed,
-                    };
-                    if nodes[i] == Node::Failed && !self.keep_going {
-                        stop_starting = true;
-                    }
-                    if nodes[i] == Node::Interrupted {
-                        stop_starting = true;
-                    }
+                    sched.finished(i, update.outcome);
                     let start = update.started.saturating_duration_since(started);
                     runs.insert(
                         name.clone(),
@@ -469,27 +426,9 @@ impl Runner<'_> {
         Ok(out)
     }
 
-    /// Why step `i` can no longer run, if it cannot: a direct need that is not up to date and
-    /// does not run, or any ancestor (directly or through any chain of `needs`, skipped steps
-    /// included) that failed, was interrupted or is blocked.
-    fn blocker(&self, i: usize, nodes: &[Node], ancestors: &[Vec<usize>]) -> Option<String> {
+    /// Why step `i` is blocked: need `j` (named with the chain between them) did `what`.
+    fn blocked_why(&self, i: usize, j: usize, what: &str) -> String {
         let steps = &self.steps.steps;
-        let direct = steps[i].needs.iter().filter_map(|x| self.steps.index(x));
-        let bad = |j: usize, direct: bool| match nodes[j] {
-            Node::Unsatisfied if direct => Some("is not up to date and does not run"),
-            Node::Failed => Some("failed"),
-            Node::Interrupted => Some("was interrupted"),
-            Node::Blocked => Some("is blocked"),
-            _ => None,
-        };
-        let (j, what) = direct
-            .filter_map(|j| bad(j, true).map(|w| (j, w)))
-            .next()
-            .or_else(|| {
-                ancestors[i]
-                    .iter()
-                    .find_map(|&j| bad(j, false).map(|w| (j, w)))
-            })?;
         let through = self.steps.path_between(i, j);
         let via = if through.is_empty() {
             String::new()
@@ -497,7 +436,7 @@ impl Runner<'_> {
             let names: Vec<&str> = through.iter().map(|&k| steps[k].name.as_str()).collect();
             format!(" (through {})", names.join(", "))
         };
-        Some(format!("needs {}{via}, which {what}", steps[j].name))
+        format!("needs {}{via}, which {what}", steps[j].name)
     }
 
     /// The host context of step `i` (its declarations, the run's state, a fresh record of
@@ -803,16 +742,12 @@ impl Runner<'_> {
 
 /// The internal error of a scheduler that can start nothing while steps still wait (each on
 /// another that waits too), naming them and what each waits on; `None` when no step waits.
-fn stalled(steps: &StepSet, nodes: &[Node], waits: &[Vec<usize>]) -> Option<anyhow::Error> {
-    let stuck: Vec<String> = (0..nodes.len())
-        .filter(|&i| nodes[i] == Node::Waiting)
-        .map(|i| {
-            let on: Vec<&str> = waits[i]
-                .iter()
-                .filter(|&&j| nodes[j] == Node::Waiting)
-                .map(|&j| steps.steps[j].name.as_str())
-                .collect();
-            format!("{} (waits on {})", steps.steps[i].name, on.join(", "))
+fn stalled(steps: &StepSet, stuck: &[(usize, Vec<usize>)]) -> Option<anyhow::Error> {
+    let stuck: Vec<String> = stuck
+        .iter()
+        .map(|(i, on)| {
+            let on: Vec<&str> = on.iter().map(|&j| steps.steps[j].name.as_str()).collect();
+            format!("{} (waits on {})", steps.steps[*i].name, on.join(", "))
         })
         .collect();
     if stuck.is_empty() {
