@@ -20,7 +20,7 @@ fi
 export STEPWISE_REAL_AZ="$tools/az-venv/bin/az"
 
 # The Docker SDK for Python: the independent implementation of Docker's build-context rules
-# that tests/docker_context.rs checks stepwise's against (a few seconds the first time).
+# that tests/it/docker_context.rs checks stepwise's against (a few seconds the first time).
 if ! "$tools/docker-sdk/bin/python" -c 'import docker.utils.build' 2>/dev/null; then
   step "installing the Docker SDK for Python into $tools/docker-sdk"
   python3 -m venv "$tools/docker-sdk"
@@ -112,8 +112,11 @@ step "tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast --failure-output final
   step "the core deployment tests again, with the state on blob storage (Azurite)"
-  STEPWISE_TEST_STATE_BACKEND=blob cargo nextest run --no-fail-fast --failure-output final --test core
+  # The integration tests are one binary (tests/it/main.rs); the core tests are its module core.
+  STEPWISE_TEST_STATE_BACKEND=blob cargo nextest run --no-fail-fast --failure-output final \
+    --test it -E 'test(/^core::/)'
 else
   cargo test --no-fail-fast
-  STEPWISE_TEST_STATE_BACKEND=blob cargo test --no-fail-fast --test core
+  # libtest filters by substring: `core::` selects exactly the module core's tests.
+  STEPWISE_TEST_STATE_BACKEND=blob cargo test --no-fail-fast --test it -- core::
 fi

@@ -3,7 +3,7 @@
 //! on a server that never answers; never a change to the exit code or the state; the URL is a
 //! secret).
 
-mod support;
+use crate::support;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -134,7 +134,7 @@ fn project(notify: &str, fail: bool) -> Project {
 
 /// Everything stepwise left in the project (state, history, logs), as text.
 fn everything_written(p: &Project) -> String {
-    p.local_files_text() + &p.run(&["state", "show"]).stdout
+    p.local_files_text() + p.run(&["state", "show"]).stdout.as_str()
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn each_format_gets_its_payload_when_a_deployment_fails() {
         )
     };
     let p = project(
-        &(hook("slack", "slack") + &hook("teams", "teams") + &hook("json", "json")),
+        &(hook("slack", "slack") + hook("teams", "teams").as_str() + hook("json", "json").as_str()),
         true,
     );
     let r = p.deploy(&[]);

@@ -10,7 +10,7 @@
 //! installed (scripts/test.sh sets it when `apt-get install chromium` fails): then they are
 //! skipped with a loud message.
 
-mod support;
+use crate::support;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -533,7 +533,7 @@ fn report_of(p: &Project, r: &Run) -> PathBuf {
 }
 
 /// The DraftGenie deployment (steps, prelude, example app, example config with test secrets)
-/// against the stateful fake az, as in tests/draftgenie.rs.
+/// against the stateful fake az, as in tests/it/draftgenie.rs.
 fn draftgenie() -> Project {
     let mut p = Project::new();
     copy_dir(&repo().join("steps"), &p.path().join("steps"));

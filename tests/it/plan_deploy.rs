@@ -4,7 +4,7 @@
 //! step `plan` says runs must run, each it says is skipped, pending or blocked must end so, and
 //! the exit codes (refusals included) must be the deployment's.
 
-mod support;
+use crate::support;
 use serde_json::Value;
 use support::{step, Project};
 

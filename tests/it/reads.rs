@@ -2,7 +2,7 @@
 //! invalidation with early cutoff, pending decisions, undeclared-read warnings, `check` and
 //! `--strict`.
 
-mod support;
+use crate::support;
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::{step, wait_for, Azurite, Project, Running};

@@ -1,7 +1,7 @@
 //! Team state on Azure Blob Storage, against a real Azurite server: locking that never gets
 //! stuck, conditional writes, history, rollback, push/pull, and clear errors.
 
-mod support;
+use crate::support;
 use serde_json::json;
 use std::time::Duration;
 use support::{step, wait_for, Azurite, Project};

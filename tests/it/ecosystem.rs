@@ -1,7 +1,7 @@
 //! Fitting the ecosystem: `init`, shell completions, man pages, Rhai definitions, the config
 //! schema and `--output markdown`.
 
-mod support;
+use crate::support;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Parallel steps along the dependency graph, progress, reports.
 
-mod support;
+use crate::support;
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::{step, wait_for, Project};

@@ -2,7 +2,7 @@
 //! command (path, `--open`, `--plan`), medians and the slower marker from kept runs, keeping
 //! the last 50, and a report that cannot be written being only a warning.
 
-mod support;
+use crate::support;
 use roxmltree::{Document, Node, ParsingOptions};
 use serde_json::{json, Value};
 use support::{step, Project, Run};

@@ -2,7 +2,7 @@
 //! before deciding), the read-only rule, a failed check, the per-refresh read cache, and
 //! verify after run.
 
-mod support;
+use crate::support;
 use serde_json::{json, Value};
 use support::{step, Project};
 

@@ -2,7 +2,7 @@
 //! independent runs, `env list`, `diff`, protected environments, and the default environment
 //! left exactly as it was.
 
-mod support;
+use crate::support;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! rules, directory dependencies that never under-cover, the hash cache's racy-clean rule,
 //! YAML merge keys.
 
-mod support;
+use crate::support;
 use support::{step, Project};
 
 /// Reproduction 4: `db: {<<: *base, name: x}` — `read_config("db.sku")` sees the merged value,

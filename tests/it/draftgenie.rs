@@ -4,7 +4,7 @@
 //! resuming after a failure, secrets, the graph, plan and dry run on a fresh checkout, and
 //! `state import-legacy`.
 
-mod support;
+use crate::support;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use support::{copy_dir, replace, repo, wait_for, Project, Run, Running};

@@ -2,7 +2,7 @@
 //! completed really completed, the next run finishes the deployment, and of two runs on one
 //! state exactly one runs. Counts are printed for the reliability report.
 
-mod support;
+use crate::support;
 use std::process::Child;
 use std::time::{Duration, Instant};
 use support::{step, wait_for, Azurite, Project};

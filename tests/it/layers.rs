@@ -401,7 +401,7 @@ fn violations(src: &Path) -> Vec<String> {
         let file = rel.to_string_lossy().into_owned();
         edges.extend(edges_of(src, rel, &text));
         let Some((_, floor)) = floor_of(&file) else {
-            problems.push(format!("src/{file}: on no floor: add its module to FLOORS in tests/layers.rs (and to ARCHITECTURE.md)"));
+            problems.push(format!("src/{file}: on no floor: add its module to FLOORS in tests/it/layers.rs (and to ARCHITECTURE.md)"));
             continue;
         };
         if !CLAP_FLOORS.contains(&floor) {

@@ -1,7 +1,7 @@
 //! Fingerprints taken when a step starts: files an earlier step of the same deployment writes
 //! are hashed after it ran, so a step that uses them is decided on what it will really deploy.
 
-mod support;
+use crate::support;
 use serde_json::Value;
 use support::{step, Project};
 

@@ -2,7 +2,7 @@
 //! are secret, secrets recognised in az answers by shape, `output()`, the command-line guard
 //! (`--strict`), standard input and `secret_file()`.
 
-mod support;
+use crate::support;
 use base64::Engine as _;
 use proptest::strategy::Strategy;
 use serde_json::json;

@@ -20,7 +20,7 @@
 //! `az extension add`); without it the CLI does not know the command group at all. These
 //! commands are reported, and the test asserts that they are the only unchecked ones.
 
-mod support;
+use crate::support;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

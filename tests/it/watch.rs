@@ -1,6 +1,6 @@
 //! Watch mode, and rebuilding only the image that changed.
 
-mod support;
+use crate::support;
 use serde_json::json;
 use std::time::Duration;
 use support::{step, wait_for, Project, Running};

@@ -1,7 +1,7 @@
 //! Proof that nothing is lost: bad input, disk trouble, hanging commands, secrets, and the
-//! secret digests. (Crashes and concurrency: tests/faults.rs.)
+//! secret digests. (Crashes and concurrency: tests/it/faults.rs.)
 
-mod support;
+use crate::support;
 use serde_json::json;
 use support::{snapshot, step, Project};
 

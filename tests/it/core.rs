@@ -1,6 +1,6 @@
 //! The core: steps, change detection, local state, the deploy and plan commands.
 
-mod support;
+use crate::support;
 use serde_json::json;
 use std::time::Duration;
 use support::{step, wait_for, Project};

@@ -2,7 +2,7 @@
 //! scripts pass shellcheck, they have the shape docs/ci.md promises, and every `stepwise ...`
 //! command line in them is accepted by stepwise's own argument parser.
 
-mod support;
+use crate::support;
 use clap::Parser;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
