@@ -491,8 +491,15 @@ fn through_every_sink(secret: &str) -> String {
         p.deploy(&["--verbose", "--keep-going"]),
         p.deploy(&["--output", "json", "--force-all", "--keep-going"]),
         p.run(&["--dry-run", "--verbose", "--force-all"]),
-        p.run(&["--auto-approve", "--force-step", secret]),
-        p.run(&["--auto-approve", "--force-step", secret, "--output", "json"]),
+        // `--force-step=VALUE`: a value that starts with `-` is a value only in this form
+        // (clap echoes a would-be flag it does not know, before any config is read).
+        p.run(&["--auto-approve", &format!("--force-step={secret}")]),
+        p.run(&[
+            "--auto-approve",
+            &format!("--force-step={secret}"),
+            "--output",
+            "json",
+        ]),
         p.run(&["state", "show"]),
         p.run(&["plan", "--output", "json"]),
     ];

@@ -44,6 +44,15 @@ use serde_json::Value;
 /// Registers every host function on `engine`, each with its parameter names and types and a
 /// doc comment (what `stepwise definitions` writes for editors).
 pub fn register(engine: &mut Engine) {
+    register_programs(engine);
+    register_docker(engine);
+    register_data(engine);
+    register_secrets(engine);
+    register_misc(engine);
+}
+
+/// Running programs: `az`, `az_try`, `exec`, `exec_try`, `http_get`.
+fn register_programs(engine: &mut Engine) {
     def(
         "az",
         &["args: array", "?"],
@@ -109,20 +118,16 @@ pub fn register(engine: &mut Engine) {
     )
     .register_into_engine(engine, |args: Array, opts: RMap| exec(args, opts, true));
     def(
-        "secret_file",
-        &["value: ?", "string"],
-        "The path of a file holding `value` (mode 0600, in a private 0700 directory of the\n\
-         step, removed when the step ends, also on failure and Ctrl+C): the way to hand a\n\
-         program a secret it reads from a file (`--file`, `@path`). The value becomes secret.",
-    )
-    .register_into_engine(engine, secret_file);
-    def(
         "http_get",
         &["url: string", "map"],
         "An HTTP GET with `curl -fsS` (argv, 10 s limit): #{ ok, code, body, error }. Only\n\
          reads, so `verify()` may use it (e.g. a health endpoint).",
     )
     .register_into_engine(engine, http_get);
+}
+
+/// Building images: `docker_build`.
+fn register_docker(engine: &mut Engine) {
     def(
         "docker_build",
         &["spec: map", "string"],
@@ -140,6 +145,11 @@ pub fn register(engine: &mut Engine) {
          builds end.",
     )
     .register_into_engine(engine, docker_build_many);
+}
+
+/// Reading and writing data: config, environment variables, outputs; whether the step was
+/// forced.
+fn register_data(engine: &mut Engine) {
     def(
         "read_config",
         &["key: string", "?"],
@@ -192,22 +202,6 @@ pub fn register(engine: &mut Engine) {
     });
     register_outputs_view(engine);
     def(
-        "secret",
-        &["value: ?", "?"],
-        "Marks a value as secret and returns it: it is masked (***) in every log line, error\n\
-         and dry-run line (also base64 and URL-encoded) and never written to the state.",
-    )
-    .register_into_engine(engine, |value: Dynamic| secret(value, None));
-    def(
-        "secret",
-        &["value: ?", "name: string", "?"],
-        "`secret(value)`, naming the secret for messages (`secret(key, \"storage key\")`): the\n\
-         command-line guard names it so, never its value.",
-    )
-    .register_into_engine(engine, |value: Dynamic, name: &str| {
-        secret(value, Some(name))
-    });
-    def(
         "env",
         &["name: string", "string"],
         "An environment variable; a missing one fails the step. Declare it in the step's `env`\n\
@@ -233,6 +227,45 @@ pub fn register(engine: &mut Engine) {
     .register_into_engine(engine, |ncx: NativeCallContext, name: &str| {
         env(&ncx, name, None, true)
     });
+}
+
+/// Secrets: `secret`, `secret_file`, `generate_password`.
+fn register_secrets(engine: &mut Engine) {
+    def(
+        "secret_file",
+        &["value: ?", "string"],
+        "The path of a file holding `value` (mode 0600, in a private 0700 directory of the\n\
+         step, removed when the step ends, also on failure and Ctrl+C): the way to hand a\n\
+         program a secret it reads from a file (`--file`, `@path`). The value becomes secret.",
+    )
+    .register_into_engine(engine, secret_file);
+    def(
+        "secret",
+        &["value: ?", "?"],
+        "Marks a value as secret and returns it: it is masked (***) in every log line, error\n\
+         and dry-run line (also base64 and URL-encoded) and never written to the state.",
+    )
+    .register_into_engine(engine, |value: Dynamic| secret(value, None));
+    def(
+        "secret",
+        &["value: ?", "name: string", "?"],
+        "`secret(value)`, naming the secret for messages (`secret(key, \"storage key\")`): the\n\
+         command-line guard names it so, never its value.",
+    )
+    .register_into_engine(engine, |value: Dynamic, name: &str| {
+        secret(value, Some(name))
+    });
+    def(
+        "generate_password",
+        &["length: int", "string"],
+        "A random password of letters and digits (at least one of each class), already\n\
+         marked secret.",
+    )
+    .register_into_engine(engine, generate_password);
+}
+
+/// The step's own messages and facts: `log`, `warn`, `is_dry_run`, `to_json`.
+fn register_misc(engine: &mut Engine) {
     def(
         "log",
         &["message: ?", "()"],
@@ -259,13 +292,6 @@ pub fn register(engine: &mut Engine) {
     .register_into_engine(engine, || -> HostResult<bool> {
         Ok(current("is_dry_run")?.dry_run)
     });
-    def(
-        "generate_password",
-        &["length: int", "string"],
-        "A random password of letters and digits (at least one of each class), already\n\
-         marked secret.",
-    )
-    .register_into_engine(engine, generate_password);
     def(
         "to_json",
         &["value: ?", "string"],
