@@ -172,44 +172,11 @@ pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
     let kept = sanitize(&Value::Object(resources.clone()), "", masker, &mut dropped);
 
     // Steps whose resources have other names today.
-    let mut mismatches: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (resource, field, key, step) in NAMES {
-        let Some(old) = resources
-            .get(*resource)
-            .and_then(|r| r.get(*field))
-            .and_then(Value::as_str)
-        else {
-            continue;
-        };
-        let now = project
-            .config
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if old != now {
-            mismatches
-                .entry(step.to_string())
-                .or_default()
-                .push(format!(
-                    "the old file's {resource}.{field} is {old:?} but config {key} is {now:?}"
-                ));
-        }
-    }
+    let mismatches = renamed(&resources, &project.config);
     let everything_moved = mismatches.get("*").cloned();
 
     // Each step of the old file: its status.
-    let mut legacy_steps: BTreeMap<String, Value> = legacy
-        .get("steps")
-        .and_then(Value::as_object)
-        .map(|m| m.clone().into_iter().collect())
-        .unwrap_or_default();
-    if let Some(list) = legacy.get("completed_steps").and_then(Value::as_array) {
-        for name in list.iter().filter_map(Value::as_str) {
-            legacy_steps
-                .entry(name.to_string())
-                .or_insert_with(|| json!({ "status": "completed" }));
-        }
-    }
+    let legacy_steps = statuses(&legacy);
 
     let now = crate::util::clock::now();
     let mut lines = Vec::new();
@@ -226,7 +193,6 @@ pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
             counts.3 += 1;
             continue;
         };
-        let status = old.get("status").and_then(Value::as_str).unwrap_or("");
         let mut legacy_info = Map::new();
         for k in ["timestamp", "dependency_hash", "metadata"] {
             if let Some(v) = old.get(k) {
@@ -234,87 +200,29 @@ pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
             }
         }
         let legacy_info = sanitize(&Value::Object(legacy_info), name, masker, &mut dropped);
-        match status {
-            "completed" | "success" | "succeeded" | "done" => {
-                let moved = everything_moved
-                    .clone()
-                    .or_else(|| mismatches.get(name.as_str()).cloned());
-                if let Some(why) = moved {
-                    lines.push(format!(
-                        "  not imported {name}: {} (it runs on the next deployment)",
-                        why.join("; ")
-                    ));
-                    counts.2 += 1;
-                    continue;
-                }
-                let fp: &Fingerprint = &fingerprints[index];
-                let outputs = outputs_for(name, &resources, masker);
-                let record = json!({
-                    "status": "completed",
-                    "timestamp": now,
-                    "dependency_hash": fp.combined,
-                    "dependencies": fp.dependencies,
-                    "outputs": outputs,
-                    "imported_from_legacy": legacy_info,
-                });
-                let kept_outputs: Vec<String> = outputs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", plain(v)))
-                    .collect();
-                lines.push(format!(
-                    "  completed    {name}{}",
-                    if kept_outputs.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (outputs: {})", kept_outputs.join(", "))
-                    }
-                ));
-                state.steps.insert(name.clone(), record_from(record)?);
-                counts.0 += 1;
-            }
-            "failed" | "error" => {
-                let error = old
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("failed in the original tool");
-                let error = if looks_secret_value(error) || masker.contains_secret(error) {
-                    dropped.push(format!("steps.{name}.error"));
-                    "failed in the original tool (its message looked secret and was dropped)"
-                        .to_string()
-                } else {
-                    format!("original tool: {error}")
-                };
-                let record = json!({
-                    "status": "failed",
-                    "timestamp": now,
-                    "error": error,
-                    "imported_from_legacy": legacy_info,
-                });
-                lines.push(format!(
-                    "  failed       {name}: {error} (it runs on the next deployment)"
-                ));
-                state.steps.insert(name.clone(), record_from(record)?);
-                counts.1 += 1;
-            }
-            "running" | "in_progress" | "started" | "interrupted" => {
-                let record = json!({
-                    "status": "interrupted",
-                    "timestamp": now,
-                    "error": format!("was `{status}` in the original tool's state"),
-                    "imported_from_legacy": legacy_info,
-                });
-                lines.push(format!(
-                    "  interrupted {name}: was {status:?} (it runs on the next deployment)"
-                ));
-                state.steps.insert(name.clone(), record_from(record)?);
-                counts.1 += 1;
-            }
-            other => {
-                lines.push(format!(
-                    "  not imported {name}: status {other:?} (it runs on the next deployment)"
-                ));
-                counts.2 += 1;
-            }
+        let moved = everything_moved
+            .clone()
+            .or_else(|| mismatches.get(name.as_str()).cloned());
+        let fp: &Fingerprint = &fingerprints[index];
+        let (line, record, bucket) = import_step(
+            name,
+            old,
+            legacy_info,
+            moved,
+            fp,
+            &resources,
+            masker,
+            &now,
+            &mut dropped,
+        );
+        lines.push(line);
+        if let Some(record) = record {
+            state.steps.insert(name.clone(), record_from(record)?);
+        }
+        match bucket {
+            0 => counts.0 += 1,
+            1 => counts.1 += 1,
+            _ => counts.2 += 1,
         }
     }
     let absent: Vec<&str> = project
@@ -380,6 +288,139 @@ pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
         counts.0, counts.1, counts.2, counts.3
     );
     Ok(exit::OK)
+}
+
+/// One completed, failed or interrupted step of the old file: the line to print, the record to
+/// keep (none when it is not imported) and its tally (0 completed, 1 failed or interrupted,
+/// 2 not imported).
+#[allow(clippy::too_many_arguments)]
+fn import_step(
+    name: &str,
+    old: &Value,
+    legacy_info: Value,
+    moved: Option<Vec<String>>,
+    fp: &Fingerprint,
+    resources: &Map<String, Value>,
+    masker: &crate::util::secrets::Masker,
+    now: &str,
+    dropped: &mut Vec<String>,
+) -> (String, Option<Value>, usize) {
+    let status = old.get("status").and_then(Value::as_str).unwrap_or("");
+    match status {
+        "completed" | "success" | "succeeded" | "done" => {
+            if let Some(why) = moved {
+                let line = format!(
+                    "  not imported {name}: {} (it runs on the next deployment)",
+                    why.join("; ")
+                );
+                return (line, None, 2);
+            }
+            let outputs = outputs_for(name, resources, masker);
+            let record = json!({
+                "status": "completed",
+                "timestamp": now,
+                "dependency_hash": fp.combined,
+                "dependencies": fp.dependencies,
+                "outputs": outputs,
+                "imported_from_legacy": legacy_info,
+            });
+            let kept_outputs: Vec<String> = outputs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", plain(v)))
+                .collect();
+            let line = format!(
+                "  completed    {name}{}",
+                if kept_outputs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (outputs: {})", kept_outputs.join(", "))
+                }
+            );
+            (line, Some(record), 0)
+        }
+        "failed" | "error" => {
+            let error = old
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("failed in the original tool");
+            let error = if looks_secret_value(error) || masker.contains_secret(error) {
+                dropped.push(format!("steps.{name}.error"));
+                "failed in the original tool (its message looked secret and was dropped)"
+                    .to_string()
+            } else {
+                format!("original tool: {error}")
+            };
+            let record = json!({
+                "status": "failed",
+                "timestamp": now,
+                "error": error,
+                "imported_from_legacy": legacy_info,
+            });
+            let line = format!("  failed       {name}: {error} (it runs on the next deployment)");
+            (line, Some(record), 1)
+        }
+        "running" | "in_progress" | "started" | "interrupted" => {
+            let record = json!({
+                "status": "interrupted",
+                "timestamp": now,
+                "error": format!("was `{status}` in the original tool's state"),
+                "imported_from_legacy": legacy_info,
+            });
+            let line =
+                format!("  interrupted {name}: was {status:?} (it runs on the next deployment)");
+            (line, Some(record), 1)
+        }
+        other => {
+            let line =
+                format!("  not imported {name}: status {other:?} (it runs on the next deployment)");
+            (line, None, 2)
+        }
+    }
+}
+
+/// The steps whose resources have other names in the config today than in the old file
+/// (`*`: every step), with why.
+fn renamed(
+    resources: &Map<String, Value>,
+    config: &crate::config::Config,
+) -> BTreeMap<String, Vec<String>> {
+    let mut mismatches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (resource, field, key, step) in NAMES {
+        let Some(old) = resources
+            .get(*resource)
+            .and_then(|r| r.get(*field))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let now = config.get(key).and_then(Value::as_str).unwrap_or("");
+        if old != now {
+            mismatches
+                .entry(step.to_string())
+                .or_default()
+                .push(format!(
+                    "the old file's {resource}.{field} is {old:?} but config {key} is {now:?}"
+                ));
+        }
+    }
+    mismatches
+}
+
+/// Each step the old file names, with its record (`completed_steps` entries as completed).
+fn statuses(legacy: &Map<String, Value>) -> BTreeMap<String, Value> {
+    let mut legacy_steps: BTreeMap<String, Value> = legacy
+        .get("steps")
+        .and_then(Value::as_object)
+        .map(|m| m.clone().into_iter().collect())
+        .unwrap_or_default();
+    if let Some(list) = legacy.get("completed_steps").and_then(Value::as_array) {
+        for name in list.iter().filter_map(Value::as_str) {
+            legacy_steps
+                .entry(name.to_string())
+                .or_insert_with(|| json!({ "status": "completed" }));
+        }
+    }
+    legacy_steps
 }
 
 /// Reads and checks the old file.
