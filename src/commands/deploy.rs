@@ -7,11 +7,11 @@ use crate::app::deploy::{
 use crate::app::project::Project;
 use crate::app::show::{print_gone, print_not_checked, print_plan, print_summary};
 use crate::cli::{Cli, OutputFormat};
-use crate::decide::plan::{self, Action};
+use crate::decide::plan::{self, Action, Decision};
 use crate::present::markdown;
 use crate::present::summary::RunSummary;
 use crate::run::executor::{RunReport, Runner};
-use crate::state::State;
+use crate::state::{State, StateStore};
 use crate::util::error::{exit, Failure};
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
@@ -40,17 +40,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     };
     let mut state = store.load()?;
     if d.reset_state {
-        if dry_run {
-            p.console
-                .line("dry run: the state would be backed up and cleared");
-        } else {
-            if let Some(b) = store.backup()? {
-                p.console.line(&format!("state backed up to {b}"));
-            }
-            state = State::default();
-            store.save(&state)?;
-        }
-        state = State::default();
+        state = reset_state(&p, store.as_ref(), dry_run)?;
     }
     let salt = state.secret_salt();
     let (mut decisions, opts) = decide(&p, d, &state, Some(&salt))?;
@@ -58,25 +48,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     if refresh {
         refresh_decisions(&p, d, store.as_ref(), &state, &mut decisions, &opts)?;
         if !dry_run {
-            // The last successful refresh of each step that was checked and found as deployed.
-            let now = crate::util::clock::now();
-            let mut touched = false;
-            for dec in decisions
-                .iter()
-                .filter(|x| x.refreshed && x.drift.is_empty())
-            {
-                if let Some(rec) = state.steps.get_mut(&dec.step) {
-                    rec.extra.insert(
-                        "refreshed_at".into(),
-                        serde_json::Value::String(now.clone()),
-                    );
-                    touched = true;
-                }
-            }
-            if touched {
-                state.last_updated = now;
-                store.save(&state)?;
-            }
+            record_refreshed(store.as_ref(), &mut state, &decisions)?;
         }
     }
     print_plan(&p.console, &decisions);
@@ -103,24 +75,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
         finish(&p, &mut summary, &report, dry_run, output)?;
         return Ok(code);
     }
-    if !dry_run && !auto_approve {
-        if std::io::stdin().is_terminal() {
-            print!("Run these steps? [y/N] ");
-            let _ = std::io::stdout().flush();
-            let mut answer = String::new();
-            std::io::stdin().lock().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
-                p.hash_cache.save();
-                p.console.line("Cancelled: nothing ran.");
-                return Ok(exit::STEP_FAILED);
-            }
-        } else {
-            return Err(Failure::new(
-                exit::STEP_FAILED,
-                "no terminal to ask for approval: pass --auto-approve (or set deployment.auto_approve: true) to run without asking",
-            )
-            .into());
-        }
+    if !dry_run && !auto_approve && !approved(&p)? {
+        return Ok(exit::STEP_FAILED);
     }
     let Executed { report, meta } = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
     print_summary(&p.console, &report, dry_run);
@@ -128,19 +84,89 @@ pub fn run(cli: &Cli) -> Result<i32> {
         p.console
             .line("Dry run: no command ran and no state was written.");
     }
-    let code = match report.interrupted {
-        _ if report.lock_lost.is_some() => exit::LOCK_LOST,
-        Some(libc::SIGTERM) => exit::SIGTERM,
-        Some(_) => exit::SIGINT,
-        None if report.failed() => exit::STEP_FAILED,
-        None => exit::OK,
-    };
+    let code = exit_code(&report);
     let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
     finish(&p, &mut summary, &report, dry_run, output)?;
     if !dry_run {
         notify(&p, &summary, &report, code);
     }
     Ok(code)
+}
+
+/// `--reset-state`: the state backed up and cleared (in a dry run, only said); the state the
+/// deployment starts from.
+fn reset_state(p: &Project, store: &dyn StateStore, dry_run: bool) -> Result<State> {
+    if dry_run {
+        p.console
+            .line("dry run: the state would be backed up and cleared");
+    } else {
+        if let Some(b) = store.backup()? {
+            p.console.line(&format!("state backed up to {b}"));
+        }
+        store.save(&State::default())?;
+    }
+    Ok(State::default())
+}
+
+/// `--refresh`: the last successful refresh of each step that was checked and found as
+/// deployed, kept in its record.
+fn record_refreshed(
+    store: &dyn StateStore,
+    state: &mut State,
+    decisions: &[Decision],
+) -> Result<()> {
+    let now = crate::util::clock::now();
+    let mut touched = false;
+    for dec in decisions
+        .iter()
+        .filter(|x| x.refreshed && x.drift.is_empty())
+    {
+        if let Some(rec) = state.steps.get_mut(&dec.step) {
+            rec.extra.insert(
+                "refreshed_at".into(),
+                serde_json::Value::String(now.clone()),
+            );
+            touched = true;
+        }
+    }
+    if touched {
+        state.last_updated = now;
+        store.save(state)?;
+    }
+    Ok(())
+}
+
+/// Asks on the terminal before running; without a terminal, refuses (exit 1): false when the
+/// answer is no (nothing ran).
+fn approved(p: &Project) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            exit::STEP_FAILED,
+            "no terminal to ask for approval: pass --auto-approve (or set deployment.auto_approve: true) to run without asking",
+        )
+        .into());
+    }
+    print!("Run these steps? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        return Ok(true);
+    }
+    p.hash_cache.save();
+    p.console.line("Cancelled: nothing ran.");
+    Ok(false)
+}
+
+/// The exit code of a deployment that ran: a lost lock, a signal, a failure, or success.
+fn exit_code(report: &RunReport) -> i32 {
+    match report.interrupted {
+        _ if report.lock_lost.is_some() => exit::LOCK_LOST,
+        Some(libc::SIGTERM) => exit::SIGTERM,
+        Some(_) => exit::SIGINT,
+        None if report.failed() => exit::STEP_FAILED,
+        None => exit::OK,
+    }
 }
 
 /// After a deployment: the report (not for a dry run; its path on the console), then the
