@@ -59,28 +59,7 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
             cycle(&project, cli, &mut last, &mut attempted, &mut salt, first)
         };
         first = false;
-        match cycle {
-            Ok(line) if line.is_empty() => {}
-            Ok(line) => {
-                let what = if changed.is_empty() {
-                    "start".to_string()
-                } else {
-                    changed.iter().cloned().collect::<Vec<_>>().join(", ")
-                };
-                project.console.line(&format!(
-                    "{tag} {what}: {line} ({})",
-                    crate::util::console::duration(t0.elapsed())
-                ));
-            }
-            Err(e) => {
-                let code = crate::util::error::exit_code(&e);
-                if code == exit::LOCKED {
-                    project.console.error(&format!("{e}"));
-                } else {
-                    project.console.error(&format!("{e:#}"));
-                }
-            }
-        }
+        report_cycle(&project, &tag, cycle, &changed, t0);
         if process::stopping() {
             return Ok(interrupted_code());
         }
@@ -102,35 +81,10 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
                 None => return Ok(interrupted_code()),
             }
         }
-        loop {
-            if process::stopping() {
-                return Ok(interrupted_code());
-            }
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(batch) => {
-                    if let Err(errors) = &batch {
-                        for e in errors {
-                            project.console.warn(&format!("file watch: {e}"));
-                        }
-                    }
-                    let paths = |b: &DebounceEventResult| {
-                        relevant(&root, &set, b)
-                            .into_iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                    };
-                    changed.extend(paths(&batch));
-                    // Take whatever else is queued before acting.
-                    while let Ok(more) = rx.try_recv() {
-                        changed.extend(paths(&more));
-                    }
-                    if !changed.is_empty() {
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(exit::OK),
-            }
+        match next_changes(&rx, &root, &set, &project) {
+            Waited::Changed(c) => changed = c,
+            Waited::Stopped => return Ok(interrupted_code()),
+            Waited::Closed => return Ok(exit::OK),
         }
         // Reload steps and config; an error is shown and watch waits for the fix.
         match Project::load(&cli.load_options(), true) {
@@ -149,6 +103,88 @@ pub fn run(cli: &Cli, debounce: Duration, poll: Option<Duration>) -> Result<i32>
                 broken = true;
                 continue;
             }
+        }
+    }
+}
+
+/// One cycle's line (`[watch] PATHS: what ran (time)`), or its error.
+fn report_cycle(
+    project: &Project,
+    tag: &str,
+    cycle: Result<String>,
+    changed: &BTreeSet<String>,
+    t0: Instant,
+) {
+    match cycle {
+        Ok(line) if line.is_empty() => {}
+        Ok(line) => {
+            let what = if changed.is_empty() {
+                "start".to_string()
+            } else {
+                changed.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            project.console.line(&format!(
+                "{tag} {what}: {line} ({})",
+                crate::util::console::duration(t0.elapsed())
+            ));
+        }
+        Err(e) => {
+            let code = crate::util::error::exit_code(&e);
+            if code == exit::LOCKED {
+                project.console.error(&format!("{e}"));
+            } else {
+                project.console.error(&format!("{e:#}"));
+            }
+        }
+    }
+}
+
+/// What waiting for file events ended with.
+enum Waited {
+    /// The relevant paths that changed (what else was queued taken too).
+    Changed(BTreeSet<String>),
+    /// A signal: watch stops.
+    Stopped,
+    /// The watcher went away.
+    Closed,
+}
+
+/// Waits for a batch of events that touches a watched path.
+fn next_changes(
+    rx: &mpsc::Receiver<DebounceEventResult>,
+    root: &std::path::Path,
+    set: &WatchSet,
+    project: &Project,
+) -> Waited {
+    let mut changed = BTreeSet::new();
+    loop {
+        if process::stopping() {
+            return Waited::Stopped;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(batch) => {
+                if let Err(errors) = &batch {
+                    for e in errors {
+                        project.console.warn(&format!("file watch: {e}"));
+                    }
+                }
+                let paths = |b: &DebounceEventResult| {
+                    relevant(root, set, b)
+                        .into_iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                };
+                changed.extend(paths(&batch));
+                // Take whatever else is queued before acting.
+                while let Ok(more) = rx.try_recv() {
+                    changed.extend(paths(&more));
+                }
+                if !changed.is_empty() {
+                    return Waited::Changed(changed);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Closed,
         }
     }
 }
