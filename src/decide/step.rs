@@ -232,30 +232,7 @@ pub fn parse_step(
         .map_err(|e| usage(script::parse_error(&file, &e)))?;
     ast.set_source(file.clone());
 
-    // Only `let step = #{...}` (and function definitions) may stand at the top level: nothing
-    // else would ever run, so it is an error rather than a silent no-op.
-    let mut decl_line = None;
-    for stmt in ast.statements() {
-        let pos = stmt.position();
-        let line = pos.line().unwrap_or(0);
-        match stmt {
-            rhai::Stmt::Var(x, _, _) if x.0.name == "step" && decl_line.is_none() => {
-                decl_line = Some(line)
-            }
-            rhai::Stmt::Noop(_) => {}
-            _ => {
-                return Err(usage(format!(
-                    "{file}:{line}:{}: only the `let step = #{{...}};` declaration and `fn` definitions may stand at the top level of a step; move this statement into `fn run()`",
-                    pos.position().unwrap_or(1)
-                )))
-            }
-        }
-    }
-    let decl_line = decl_line.ok_or_else(|| {
-        usage(format!(
-            "{file}: no declaration: a step starts with `let step = #{{ description: \"...\", needs: [...], files: [...], config: [...] }};`"
-        ))
-    })?;
+    let decl_line = declaration_line(&ast, &file)?;
     let value = ast
         .iter_literal_variables(true, true)
         .find(|(n, _, _)| *n == "step")
@@ -286,6 +263,57 @@ pub fn parse_step(
             "{file}: missing `fn run() {{ ... }}`: the body of the step"
         )));
     }
+    check_declared_names(&decl, &file, decl_line)?;
+    let has_verify = ast
+        .iter_functions()
+        .any(|f| f.name == "verify" && f.params.is_empty());
+    Ok(Step {
+        name,
+        order,
+        file,
+        description: decl.description,
+        needs: decl.needs,
+        files: decl.files,
+        config: decl.config,
+        env: decl.env,
+        decl_line,
+        script_digest: sha256_hex(text.as_bytes()),
+        has_verify,
+        ast: Arc::new(ast),
+    })
+}
+
+/// The line of the `let step = #{...}` declaration; only it and `fn` definitions may stand at
+/// the top level (nothing else would ever run, so it is an error rather than a silent no-op).
+fn declaration_line(ast: &AST, file: &str) -> Result<usize> {
+    // Only `let step = #{...}` (and function definitions) may stand at the top level: nothing
+    // else would ever run, so it is an error rather than a silent no-op.
+    let mut decl_line = None;
+    for stmt in ast.statements() {
+        let pos = stmt.position();
+        let line = pos.line().unwrap_or(0);
+        match stmt {
+            rhai::Stmt::Var(x, _, _) if x.0.name == "step" && decl_line.is_none() => {
+                decl_line = Some(line)
+            }
+            rhai::Stmt::Noop(_) => {}
+            _ => {
+                return Err(usage(format!(
+                    "{file}:{line}:{}: only the `let step = #{{...}};` declaration and `fn` definitions may stand at the top level of a step; move this statement into `fn run()`",
+                    pos.position().unwrap_or(1)
+                )))
+            }
+        }
+    }
+    decl_line.ok_or_else(|| {
+        usage(format!(
+            "{file}: no declaration: a step starts with `let step = #{{ description: \"...\", needs: [...], files: [...], config: [...] }};`"
+        ))
+    })
+}
+
+/// Declared config keys and environment variable names that cannot be right.
+fn check_declared_names(decl: &Declaration, file: &str, decl_line: usize) -> Result<()> {
     for key in &decl.config {
         if key.is_empty() {
             return Err(usage(format!(
@@ -305,23 +333,7 @@ pub fn parse_step(
             )));
         }
     }
-    let has_verify = ast
-        .iter_functions()
-        .any(|f| f.name == "verify" && f.params.is_empty());
-    Ok(Step {
-        name,
-        order,
-        file,
-        description: decl.description,
-        needs: decl.needs,
-        files: decl.files,
-        config: decl.config,
-        env: decl.env,
-        decl_line,
-        script_digest: sha256_hex(text.as_bytes()),
-        has_verify,
-        ast: Arc::new(ast),
-    })
+    Ok(())
 }
 
 /// Unique names, known `needs`, no cycles.
