@@ -11,7 +11,7 @@ mod markup;
 
 pub use markup::{esc, status_class};
 
-use crate::present::summary::RunSummary;
+use crate::present::summary::{RunSummary, StepSummary};
 use charts::secs_text;
 
 /// A run is marked slower than usual above this factor of its median.
@@ -282,123 +282,135 @@ fn graph_svg(run: &RunSummary, critical: &[String], plan: bool) -> String {
 fn steps(out: &mut String, run: &RunSummary, history: &[RunSummary], plan: bool) {
     out.push_str("<section id=\"steps\"><h2>Steps</h2>\n");
     for s in &run.steps {
-        let status = if plan { &s.decision } else { &s.result };
-        let usual = usual(history, &s.name);
-        let ran = !plan && s.started_secs.is_some() && s.result != "blocked";
-        let slower = match (&usual, ran) {
-            (Some(u), true) => u.median > 0.0 && s.duration_secs > u.median * SLOWER,
-            _ => false,
-        };
-        let open = matches!(s.result.as_str(), "failed" | "interrupted");
-        out.push_str(&format!(
-            "<details class=\"step {}{}\" id=\"step-{}\" data-step=\"{}\" data-status=\"{}\"{}>\n<summary><span class=\"dot {}\"></span><span class=\"step-name\">{}</span> <span class=\"status\">{}</span>",
-            status_class(status),
-            if slower { " slower" } else { "" },
-            esc(&s.name),
-            esc(&s.name),
-            esc(status),
-            if open { " open=\"open\"" } else { "" },
-            status_class(status),
-            esc(&s.name),
-            esc(&if plan {
-                match s.decision.as_str() {
-                    "run" => "would run".to_string(),
-                    "skip" => "up to date".to_string(),
-                    other => other.to_string(),
-                }
-            } else {
-                s.result.clone()
-            }),
-        ));
-        if ran {
-            out.push_str(&format!(
-                " <span class=\"dur\">{}</span>",
-                secs_text(s.duration_secs)
-            ));
-        }
-        if let Some(u) = &usual {
-            out.push_str(&format!(
-                " <span class=\"median\">median {} of the last {} run{}</span>",
-                secs_text(u.median),
-                u.runs,
-                if u.runs == 1 { "" } else { "s" }
-            ));
-        }
-        if slower {
-            let u = usual.as_ref().map(|u| u.median).unwrap_or(1.0);
-            out.push_str(&format!(
-                " <span class=\"slower-mark\" title=\"more than 50% slower than its median\">▲ {:.1}× slower than usual</span>",
-                s.duration_secs / u
-            ));
-        }
-        out.push_str("</summary>\n<div class=\"body\">\n");
-        if !s.needs.is_empty() {
-            out.push_str(&format!(
-                "<p class=\"needs\">Needs {}.</p>\n",
-                s.needs
-                    .iter()
-                    .map(|n| format!("<a href=\"#step-{0}\">{0}</a>", esc(n)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        let decided = match (plan, s.decision.as_str()) {
-            (true, "run") => "would run",
-            (false, "run") => "run",
-            (_, "skip") => "skip (up to date)",
-            (_, "excluded") => "not selected",
-            (_, other) => other,
-        };
-        out.push_str(&format!(
-            "<h4>Plan: {}</h4>\n<ul class=\"reasons\">\n",
-            esc(decided)
-        ));
-        for r in &s.reasons {
-            out.push_str(&format!("<li>{}</li>\n", esc(r)));
-        }
-        out.push_str("</ul>\n");
-        if !plan && !s.reason.is_empty() && !s.reasons.contains(&s.reason) {
-            out.push_str(&format!(
-                "<p class=\"outcome {}\">{}: {}</p>\n",
-                status_class(&s.result),
-                esc(&s.result),
-                esc(&s.reason)
-            ));
-        }
-        if !s.drift.is_empty() {
-            out.push_str("<h4>Drift found by its verify()</h4>\n<ul class=\"warnings drift\">\n");
-            for d in &s.drift {
-                out.push_str(&format!("<li>{}</li>\n", esc(d)));
-            }
-            out.push_str("</ul>\n");
-        }
-        if !s.commands.is_empty() {
-            out.push_str(&format!(
-                "<h4>Commands ({})</h4>\n<ol class=\"commands\">\n",
-                s.commands.len()
-            ));
-            for c in &s.commands {
-                out.push_str(&format!("<li><code>{}</code></li>\n", esc(c)));
-            }
-            out.push_str("</ol>\n");
-        }
-        if !s.warnings.is_empty() {
-            out.push_str("<h4>Warnings</h4>\n<ul class=\"warnings\">\n");
-            for w in &s.warnings {
-                out.push_str(&format!("<li>{}</li>\n", esc(w)));
-            }
-            out.push_str("</ul>\n");
-        }
-        if !s.log_tail.is_empty() {
-            out.push_str(&format!(
-                "<h4>Last {} lines of its log</h4>\n<pre class=\"log\">{}</pre>\n",
-                s.log_tail.len(),
-                esc(&s.log_tail.join("\n"))
-            ));
-        }
-        out.push_str("</div>\n</details>\n");
+        step_head(out, s, history, plan);
+        step_body(out, s, plan);
     }
     out.push_str("</section>\n");
+}
+
+/// A step's `<details>` opening and its one-line `<summary>`: status, duration, its usual
+/// duration and whether it ran slower.
+fn step_head(out: &mut String, s: &StepSummary, history: &[RunSummary], plan: bool) {
+    let status = if plan { &s.decision } else { &s.result };
+    let usual = usual(history, &s.name);
+    let ran = !plan && s.started_secs.is_some() && s.result != "blocked";
+    let slower = match (&usual, ran) {
+        (Some(u), true) => u.median > 0.0 && s.duration_secs > u.median * SLOWER,
+        _ => false,
+    };
+    let open = matches!(s.result.as_str(), "failed" | "interrupted");
+    out.push_str(&format!(
+        "<details class=\"step {}{}\" id=\"step-{}\" data-step=\"{}\" data-status=\"{}\"{}>\n<summary><span class=\"dot {}\"></span><span class=\"step-name\">{}</span> <span class=\"status\">{}</span>",
+        status_class(status),
+        if slower { " slower" } else { "" },
+        esc(&s.name),
+        esc(&s.name),
+        esc(status),
+        if open { " open=\"open\"" } else { "" },
+        status_class(status),
+        esc(&s.name),
+        esc(&if plan {
+            match s.decision.as_str() {
+                "run" => "would run".to_string(),
+                "skip" => "up to date".to_string(),
+                other => other.to_string(),
+            }
+        } else {
+            s.result.clone()
+        }),
+    ));
+    if ran {
+        out.push_str(&format!(
+            " <span class=\"dur\">{}</span>",
+            secs_text(s.duration_secs)
+        ));
+    }
+    if let Some(u) = &usual {
+        out.push_str(&format!(
+            " <span class=\"median\">median {} of the last {} run{}</span>",
+            secs_text(u.median),
+            u.runs,
+            if u.runs == 1 { "" } else { "s" }
+        ));
+    }
+    if slower {
+        let u = usual.as_ref().map(|u| u.median).unwrap_or(1.0);
+        out.push_str(&format!(
+            " <span class=\"slower-mark\" title=\"more than 50% slower than its median\">▲ {:.1}× slower than usual</span>",
+            s.duration_secs / u
+        ));
+    }
+}
+
+/// A step's details: needs, the plan's reasons, its outcome, drift, commands, warnings and the
+/// tail of its log.
+fn step_body(out: &mut String, s: &StepSummary, plan: bool) {
+    out.push_str("</summary>\n<div class=\"body\">\n");
+    if !s.needs.is_empty() {
+        out.push_str(&format!(
+            "<p class=\"needs\">Needs {}.</p>\n",
+            s.needs
+                .iter()
+                .map(|n| format!("<a href=\"#step-{0}\">{0}</a>", esc(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let decided = match (plan, s.decision.as_str()) {
+        (true, "run") => "would run",
+        (false, "run") => "run",
+        (_, "skip") => "skip (up to date)",
+        (_, "excluded") => "not selected",
+        (_, other) => other,
+    };
+    out.push_str(&format!(
+        "<h4>Plan: {}</h4>\n<ul class=\"reasons\">\n",
+        esc(decided)
+    ));
+    for r in &s.reasons {
+        out.push_str(&format!("<li>{}</li>\n", esc(r)));
+    }
+    out.push_str("</ul>\n");
+    if !plan && !s.reason.is_empty() && !s.reasons.contains(&s.reason) {
+        out.push_str(&format!(
+            "<p class=\"outcome {}\">{}: {}</p>\n",
+            status_class(&s.result),
+            esc(&s.result),
+            esc(&s.reason)
+        ));
+    }
+    if !s.drift.is_empty() {
+        out.push_str("<h4>Drift found by its verify()</h4>\n<ul class=\"warnings drift\">\n");
+        for d in &s.drift {
+            out.push_str(&format!("<li>{}</li>\n", esc(d)));
+        }
+        out.push_str("</ul>\n");
+    }
+    if !s.commands.is_empty() {
+        out.push_str(&format!(
+            "<h4>Commands ({})</h4>\n<ol class=\"commands\">\n",
+            s.commands.len()
+        ));
+        for c in &s.commands {
+            out.push_str(&format!("<li><code>{}</code></li>\n", esc(c)));
+        }
+        out.push_str("</ol>\n");
+    }
+    if !s.warnings.is_empty() {
+        out.push_str("<h4>Warnings</h4>\n<ul class=\"warnings\">\n");
+        for w in &s.warnings {
+            out.push_str(&format!("<li>{}</li>\n", esc(w)));
+        }
+        out.push_str("</ul>\n");
+    }
+    if !s.log_tail.is_empty() {
+        out.push_str(&format!(
+            "<h4>Last {} lines of its log</h4>\n<pre class=\"log\">{}</pre>\n",
+            s.log_tail.len(),
+            esc(&s.log_tail.join("\n"))
+        ));
+    }
+    out.push_str("</div>\n</details>\n");
 }
 
 fn trends(out: &mut String, run: &RunSummary, history: &[RunSummary]) {
