@@ -94,12 +94,7 @@ impl Project {
     /// `what` on a protected environment: its name typed, or `--confirm-env` (exit 1
     /// otherwise).
     pub(crate) fn confirm_protected(&self, o: &LoadOptions, what: &str) -> Result<()> {
-        environment::confirm_protected(
-            self.env.as_deref(),
-            self.config.settings.deployment.protected,
-            what,
-            o.confirm_env.as_deref(),
-        )
+        confirm_protected(self.env.as_deref(), &self.config, o, what)
     }
 
     /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
@@ -269,6 +264,22 @@ pub(crate) fn owner_of(
         .map(|(other, _, _)| other)
 }
 
+/// `what` on environment `env` when its config says it is protected: its name typed, or
+/// `--confirm-env` (exit 1 otherwise). Shared by `Project` and `Target`.
+fn confirm_protected(
+    env: Option<&str>,
+    config: &Config,
+    o: &LoadOptions,
+    what: &str,
+) -> Result<()> {
+    environment::confirm_protected(
+        env,
+        config.settings.deployment.protected,
+        what,
+        o.confirm_env.as_deref(),
+    )
+}
+
 /// Where the state of the selected environment is, for commands that load no steps.
 pub(crate) struct Target {
     pub env: Option<String>,
@@ -283,12 +294,7 @@ impl Target {
 
     /// See [`Project::confirm_protected`].
     pub(crate) fn confirm_protected(&self, o: &LoadOptions, what: &str) -> Result<()> {
-        environment::confirm_protected(
-            self.env.as_deref(),
-            self.config.settings.deployment.protected,
-            what,
-            o.confirm_env.as_deref(),
-        )
+        confirm_protected(self.env.as_deref(), &self.config, o, what)
     }
 }
 
