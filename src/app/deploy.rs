@@ -10,7 +10,7 @@ use crate::decide::plan::{self, Decision, PlanOptions};
 use crate::present::summary::{RunMeta, RunSummary};
 use crate::run::executor::{RunReport, Runner};
 use crate::state::{State, StateStore};
-use crate::util::error::{exit, usage, Failure};
+use crate::util::error::{usage, Failure, Kind};
 use crate::{present::html_report, present::markdown, present::notify, present::reports};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -209,7 +209,7 @@ pub(crate) fn refresh_decisions(
         crate::run::refresh::refresh(r, decisions, state)
     });
     crate::run::refresh::apply(decisions, &checked)
-        .map_err(|e| anyhow::Error::from(Failure::new(exit::STEP_FAILED, e)))?;
+        .map_err(|e| anyhow::Error::from(Failure::new(Kind::StepFailed, e)))?;
     plan::settle(&p.steps, state, decisions, opts)?;
     plan::block(&p.steps, decisions);
     Ok(())

@@ -24,7 +24,7 @@ use crate::app::options::LoadOptions;
 use crate::app::project::Project;
 use crate::decide::fingerprint::Fingerprint;
 use crate::state::{State, StepRecord};
-use crate::util::error::{exit, usage};
+use crate::util::error::{exit, Kind, OrFail};
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -154,7 +154,7 @@ pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
     } else {
         let current = store.load()?;
         if !current.steps.is_empty() {
-            return Err(usage(format!(
+            return Err(Kind::State.error(format!(
                 "state {} already records {} step(s) ({}): import-legacy only fills an empty state. Run `stepwise state reset` first (it keeps a backup), or import into another file with --state PATH",
                 store.location(),
                 current.steps.len(),
@@ -246,9 +246,8 @@ pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
     // Last line of defence: nothing secret (from the config) reaches the state.
     let text = state.to_json();
     if masker.contains_secret(&text) {
-        return Err(usage(
-            "the imported state would contain a secret from the config: nothing written",
-        ));
+        return Err(Kind::State
+            .error("the imported state would contain a secret from the config: nothing written"));
     }
     store.save(&state)?;
 
@@ -426,9 +425,9 @@ fn statuses(legacy: &Map<String, Value>) -> BTreeMap<String, Value> {
 /// Reads and checks the old file.
 fn read_legacy(file: &Path) -> Result<Map<String, Value>> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+        .or_fail(Kind::State, || format!("cannot read {}", file.display()))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| {
-        usage(format!(
+        Kind::State.error(format!(
             "{}:{}:{}: not valid JSON: {e}",
             file.display(),
             e.line(),
@@ -436,7 +435,7 @@ fn read_legacy(file: &Path) -> Result<Map<String, Value>> {
         ))
     })?;
     let Value::Object(map) = value else {
-        return Err(usage(format!(
+        return Err(Kind::State.error(format!(
             "{}: not a state file (expected a JSON object)",
             file.display()
         )));
@@ -444,12 +443,12 @@ fn read_legacy(file: &Path) -> Result<Map<String, Value>> {
     let version = map.get("version").map(plain).unwrap_or_default();
     match version.split('.').next() {
         Some("1") => Ok(map),
-        Some("2") => Err(usage(format!(
+        Some("2") => Err(Kind::State.error(format!(
             "{}: version {version} is already stepwise's format: use it as it is (--state {})",
             file.display(),
             file.display()
         ))),
-        _ => Err(usage(format!(
+        _ => Err(Kind::State.error(format!(
             "{}: unknown state version {version:?}; import-legacy reads the original tool's format 1.x",
             file.display()
         ))),

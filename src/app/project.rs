@@ -10,7 +10,7 @@ use crate::decide::step::{self, StepSet};
 use crate::state::backend;
 use crate::state::StateStore;
 use crate::util::console::Console;
-use crate::util::error::usage;
+use crate::util::error::{usage, Kind};
 use crate::util::paths::LOCAL_DIR;
 use crate::util::secrets::Masker;
 use anyhow::Result;
@@ -176,7 +176,7 @@ pub(crate) fn load_config(o: &LoadOptions, need_config: bool, env: Option<&str>)
                 let hint =
                     crate::util::suggest::did_you_mean(e, known.iter().map(|(n, _)| n.as_str()));
                 if !hint.is_empty() {
-                    return Err(usage(format!(
+                    return Err(Kind::Config.error(format!(
                         "environment `{e}` has no overlay ({} not found){hint} (environments: {})",
                         overlay.display(),
                         known
@@ -216,7 +216,7 @@ pub(crate) fn state_location(
                     .collect::<Vec<_>>()
                     .join(" + ")
             };
-            return Err(usage(format!(
+            return Err(Kind::Config.error(format!(
                 "environments `{}` ({}) and `{}` ({}) would both keep their state at {location}: nothing ran. Give each its own location (put {} in state.path, or drop the overlay's state.path)",
                 environment::display(env),
                 from(config),

@@ -12,7 +12,7 @@ use crate::present::markdown;
 use crate::present::summary::RunSummary;
 use crate::run::executor::{RunReport, Runner};
 use crate::state::{State, StateStore};
-use crate::util::error::{exit, Failure};
+use crate::util::error::{exit, Failure, Kind};
 use anyhow::Result;
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -141,7 +141,7 @@ fn record_refreshed(
 fn approved(p: &Project) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
-            exit::STEP_FAILED,
+            Kind::Refused,
             "no terminal to ask for approval: pass --auto-approve (or set deployment.auto_approve: true) to run without asking",
         )
         .into());

@@ -5,8 +5,7 @@ use crate::app::project::Project;
 use crate::cli::{Cli, GraphFormat, OutputFormat};
 use crate::decide::plan::Action;
 use crate::state::State;
-use crate::util::error::exit;
-use crate::util::error::usage;
+use crate::util::error::{exit, usage};
 use anyhow::Result;
 
 pub fn run(cli: &Cli, format: Option<GraphFormat>) -> Result<i32> {

@@ -18,7 +18,7 @@ pub mod steps;
 pub mod watch;
 
 use crate::cli::{Cli, Command, EnvCommand, OutputFormat};
-use crate::util::error::usage;
+use crate::util::error::{usage, Kind, OrFail};
 use anyhow::Result;
 
 /// The program: parses the command line, runs it, prints errors, returns the exit code.
@@ -198,9 +198,8 @@ fn enter_project_root(cli: &Cli) -> Result<()> {
         Some(root) if root == here => Ok(()),
         Some(root) => {
             tracing::debug!(root = %root.display(), "project root above the working directory");
-            std::env::set_current_dir(&root).map_err(|e| {
-                usage(format!("cannot enter the project root {}: {e}", root.display()))
-            })
+            std::env::set_current_dir(&root)
+                .or_fail(Kind::Usage, || format!("cannot enter the project root {}", root.display()))
         }
         // `schema` and `definitions` also work outside a project.
         None if matches!(name, "schema" | "definitions") => Ok(()),

@@ -6,7 +6,7 @@ use crate::app::project::Project;
 use crate::cli::{Cli, OutputFormat};
 use crate::config::environment;
 use crate::present::summary::RunSummary;
-use crate::util::error::{exit, Failure};
+use crate::util::error::{exit, Failure, Kind};
 use crate::{present::html_report, present::reports};
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -21,7 +21,7 @@ pub fn run(cli: &Cli, which: Option<&str>, open: bool, plan: bool) -> Result<i32
         let html = html_report::render(&summary, &reports::history(&dir, ""));
         reports::write_plan(&dir, &html, &p.masker).map_err(|e| {
             Failure::new(
-                exit::STEP_FAILED,
+                Kind::Output,
                 format!("the plan report was not written: {e:#}"),
             )
         })?
@@ -56,10 +56,10 @@ fn open_with_platform_opener(path: &Path) -> Result<()> {
         .stdin(std::process::Stdio::null())
         .status()
         .with_context(|| format!("cannot run {opener} to open {}", path.display()))
-        .map_err(|e| Failure::new(exit::STEP_FAILED, format!("{e:#}")))?;
+        .map_err(|e| Failure::new(Kind::Output, format!("{e:#}")))?;
     if !status.success() {
         return Err(Failure::new(
-            exit::STEP_FAILED,
+            Kind::Output,
             format!("{opener} {} failed ({status})", path.display()),
         )
         .into());

@@ -5,7 +5,7 @@
 //! Without an environment (the default environment) nothing here changes a path: the config
 //! is read alone and the state stays where it always was.
 
-use crate::util::error::{exit, usage, Failure};
+use crate::util::error::{Failure, Kind};
 use crate::util::paths::DEFAULT_STATE;
 use crate::util::paths::LOCAL_DIR;
 use anyhow::Result;
@@ -40,7 +40,7 @@ pub fn check(source: &str, name: &str) -> Result<()> {
     if is_valid(name) {
         Ok(())
     } else {
-        Err(usage(format!("{source} {name:?}: {NAME_RULE}")))
+        Err(Kind::Config.error(format!("{source} {name:?}: {NAME_RULE}")))
     }
 }
 
@@ -140,7 +140,7 @@ pub fn local_dir(env: Option<&str>) -> PathBuf {
 pub fn state_location(base: &str, env: Option<&str>) -> Result<String> {
     let Some(env) = env else {
         if base.contains(PLACEHOLDER) {
-            return Err(usage(format!(
+            return Err(Kind::Config.error(format!(
                 "state location {base} contains {PLACEHOLDER}: select an environment with --env NAME (or {ENV_VAR})"
             )));
         }
@@ -286,7 +286,7 @@ pub fn confirm_protected(
             return Ok(());
         }
         return Err(Failure::new(
-            exit::STEP_FAILED,
+            Kind::Refused,
             format!(
                 "environment `{name}` is protected (deployment.protected): {what}; --confirm-env {given} does not name it (pass --confirm-env {name}). Nothing was done."
             ),
@@ -295,7 +295,7 @@ pub fn confirm_protected(
     }
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
-            exit::STEP_FAILED,
+            Kind::Refused,
             format!(
                 "environment `{name}` is protected (deployment.protected): {what}; type its name on a terminal to confirm, or pass --confirm-env {name}. Nothing was done."
             ),
@@ -310,7 +310,7 @@ pub fn confirm_protected(
         Ok(())
     } else {
         Err(Failure::new(
-            exit::STEP_FAILED,
+            Kind::Refused,
             format!(
                 "`{}` is not `{name}`: cancelled. Nothing was done.",
                 answer.trim()

@@ -15,7 +15,7 @@ pub use settings::{
 use yaml::apply_merge_keys;
 pub use yaml::type_name;
 
-use crate::util::error::usage;
+use crate::util::error::{Failure, Kind};
 use crate::util::secrets::Masker;
 use anyhow::Result;
 use serde_json::Value;
@@ -142,7 +142,7 @@ impl Config {
         let overlay_text = match std::fs::read_to_string(overlay) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(usage(format!(
+                return Err(Kind::Config.error(format!(
                     "{}: environment `{env}` has no overlay: {} not found (an environment is deliberate: create that file with what differs from {}, even if it is empty)",
                     overlay.display(),
                     overlay.display(),
@@ -150,7 +150,7 @@ impl Config {
                 )))
             }
             Err(e) => {
-                return Err(usage(format!(
+                return Err(Kind::Config.error(format!(
                     "cannot read overlay {}: {e}",
                     overlay.display()
                 )))
@@ -169,7 +169,7 @@ impl Config {
             }
         }
         config.settings = serde_json::from_value(config.root.clone()).map_err(|e| {
-            usage(format!(
+            Kind::Config.error(format!(
                 "{} merged over {}: {e}",
                 overlay.display(),
                 path.display()
@@ -199,17 +199,17 @@ impl Config {
             // Merge keys (`<<: *base`, `<<: [*a, *b]`) are resolved here, once: every reader
             // (read_config, fingerprints, settings) sees the merged mapping.
             let merged = apply_merge_keys(&mut yaml, "")
-                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+                .map_err(|e| Kind::Config.error(format!("{}: {e}", path.display())))?;
             let root = if merged {
                 serde_norway::from_value(yaml)
-                    .map_err(|e| usage(format!("{}: {e}", path.display())))?
+                    .map_err(|e| Kind::Config.error(format!("{}: {e}", path.display())))?
             } else {
                 serde_norway::from_str(text).map_err(located)?
             };
             (root, merged)
         };
         if !root.is_object() {
-            return Err(usage(format!(
+            return Err(Kind::Config.error(format!(
                 "{}: the config must be a mapping of keys to values, found {}",
                 path.display(),
                 type_name(&root)
@@ -219,8 +219,9 @@ impl Config {
         // had merge keys (a setting may come from an anchor).
         let mut settings: Settings = serde_norway::from_str(text).map_err(located)?;
         if merged {
-            settings = serde_json::from_value(root.clone())
-                .map_err(|e| usage(format!("{}: a merged setting: {e}", path.display())))?;
+            settings = serde_json::from_value(root.clone()).map_err(|e| {
+                Kind::Config.error(format!("{}: a merged setting: {e}", path.display()))
+            })?;
         }
         check_notify(&settings, path)?;
         let foreign = own_keys::foreign(path, text, &root);
@@ -421,12 +422,17 @@ fn read(path: &Path) -> Result<String> {
             } else {
                 String::new()
             };
-            Err(usage(format!(
+            Err(Kind::Config.error(format!(
                 "config file {} not found (pass --config PATH{hint})",
                 path.display()
             )))
         }
-        Err(e) => Err(usage(format!("cannot read config {}: {e}", path.display()))),
+        Err(e) => Err(Failure::caused_by(
+            Kind::Config,
+            format!("cannot read config {}", path.display()),
+            e,
+        )
+        .into()),
     }
 }
 
@@ -449,7 +455,7 @@ fn located(path: &Path, e: serde_norway::Error) -> anyhow::Error {
         .location()
         .map(|l| format!(":{}:{}", l.line(), l.column()))
         .unwrap_or_default();
-    usage(format!("{}{loc}: {e}", path.display()))
+    Kind::Config.error(format!("{}{loc}: {e}", path.display()))
 }
 
 /// Looks up a dotted key in a JSON value.

@@ -7,7 +7,7 @@
 //! deserializer raises); the same trick finds the key's place in the base file.
 
 use super::yaml::{apply_merge_keys, type_name};
-use crate::util::error::usage;
+use crate::util::error::Kind;
 use anyhow::Result;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -28,7 +28,7 @@ pub fn merge(
             .location()
             .map(|l| format!(":{}:{}", l.line(), l.column()))
             .unwrap_or_default();
-        usage(format!("{}{loc}: {e}", overlay_path.display()))
+        Kind::Config.error(format!("{}{loc}: {e}", overlay_path.display()))
     };
     if overlay_text.trim().is_empty() {
         return Ok(base.clone());
@@ -40,7 +40,7 @@ pub fn merge(
         return Ok(base.clone());
     }
     if !plain.is_mapping() {
-        return Err(usage(format!(
+        return Err(Kind::Config.error(format!(
             "{}: an overlay must be a mapping of keys to values, like the config it overlays",
             overlay_path.display()
         )));
@@ -53,10 +53,10 @@ pub fn merge(
     // conflicts then carry no line: the merged document has none).
     let mut resolved = plain.clone();
     if apply_merge_keys(&mut resolved, "")
-        .map_err(|e| usage(format!("{}: {e}", overlay_path.display())))?
+        .map_err(|e| Kind::Config.error(format!("{}: {e}", overlay_path.display())))?
     {
         return seed.deserialize(resolved).map_err(|e| {
-            usage(format!(
+            Kind::Config.error(format!(
                 "{}: {}",
                 overlay_path.display(),
                 e.to_string().replace('\t', " ")
@@ -86,7 +86,7 @@ pub fn merge(
                 l.map(|l| format!(":{}:{}", l.line(), l.column()))
                     .unwrap_or_default()
             };
-            Err(usage(format!(
+            Err(Kind::Config.error(format!(
                 "{}{}: config key `{key}` is {overlay_kind} here but {base_kind} in {}{}: an overlay merges mappings key by key and replaces scalars and lists, but cannot put one kind in place of the other",
                 overlay_path.display(),
                 at(e.location()),

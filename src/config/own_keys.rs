@@ -5,7 +5,7 @@
 //! may keep keys of its own there, e.g. `docker.image_tag`). `notify` entries refuse unknown
 //! keys through their type.
 
-use crate::util::error::usage;
+use crate::util::error::Kind;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ pub fn check(foreign: &[ForeignKey], declarations: &[String]) -> anyhow::Result<
     if lines.is_empty() {
         return Ok(());
     }
-    Err(usage(format!(
+    Err(Kind::Config.error(format!(
         "{}\n(a key of your steps' own belongs in a section of yours, or in a step's `config:` declaration)",
         lines.join("\n")
     )))

@@ -1,7 +1,7 @@
 //! stepwise's own settings in the config (`deployment.*`, `advanced.*`, `state.*`,
 //! `docker.*`, `notify`): their types, defaults and JSON Schema.
 
-use crate::util::error::usage;
+use crate::util::error::Kind;
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -214,7 +214,7 @@ pub(super) fn check_notify(settings: &Settings, path: &Path) -> Result<()> {
             _ => None,
         };
         if let Some(problem) = problem {
-            return Err(usage(format!("{}: notify.{i}: {problem}", path.display())));
+            return Err(Kind::Config.error(format!("{}: notify.{i}: {problem}", path.display())));
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::decide::hashcache::{HashCache, Stamp};
 use crate::decide::step::Step;
 use crate::util::digest::sha256_hex;
-use crate::util::error::usage;
+use crate::util::error::{Kind as ErrorKind, OrFail};
 use anyhow::Result;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -190,7 +190,7 @@ impl Fingerprinter<'_> {
     /// Replaces `${config.key}` / `${key}` in a path with the config value.
     fn interpolate(&self, step: &Step, pattern: &str) -> Result<String> {
         self.config.interpolate(pattern).map_err(|e| {
-            usage(format!(
+            ErrorKind::Script.error(format!(
                 "{}:{}: step `{}`: files entry {e}",
                 step.file, step.decl_line, step.name
             ))
@@ -201,7 +201,7 @@ impl Fingerprinter<'_> {
         let p = Path::new(path);
         let escapes = p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir));
         if escapes && !self.config.settings.advanced.allow_paths_outside_root {
-            return Err(usage(format!(
+            return Err(ErrorKind::Script.error(format!(
                 "{}:{}: step `{}`: files entry {pattern:?} ({path}) is outside the project root (set advanced.allow_paths_outside_root: true to allow it)",
                 step.file, step.decl_line, step.name
             )));
@@ -216,7 +216,7 @@ impl Fingerprinter<'_> {
         warnings: &mut Vec<String>,
     ) -> Result<(String, String)> {
         let located = |what: String| {
-            usage(format!(
+            ErrorKind::Script.error(format!(
                 "step `{}` ({}:{}): {what}",
                 step.name, step.file, step.decl_line
             ))
@@ -327,7 +327,7 @@ impl Fingerprinter<'_> {
         let ctx_root = self.root.join(context);
         let df = dockerfile.map(|d| self.root.join(d));
         let matcher = crate::util::dockerignore::Matcher::for_context(&ctx_root, df.as_deref())
-            .map_err(usage)?;
+            .map_err(|e| ErrorKind::Script.error(e))?;
         let mut files = self.walk(&ctx_root, &WalkOptions::docker(matcher, false))?;
         let prefix = ctx_root
             .strip_prefix(self.root)
@@ -361,7 +361,7 @@ impl Fingerprinter<'_> {
                 let g = globset::GlobBuilder::new(s)
                     .literal_separator(true)
                     .build()
-                    .map_err(|e| usage(format!("bad COPY source {s:?}: {e}")))?;
+                    .or_fail(ErrorKind::Script, || format!("bad COPY source {s:?}"))?;
                 globs.push(g.compile_matcher());
             } else {
                 prefixes.push(s.clone());
@@ -410,7 +410,7 @@ impl Fingerprinter<'_> {
         };
         rayon::scope(|s| walk_dir(s, &ctx, start));
         if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(usage(e));
+            return Err(ErrorKind::Script.error(e));
         }
         let mut files = out.into_inner().unwrap_or_else(|p| p.into_inner());
         // By bytes: deterministic, and much cheaper than `Path`'s component-wise order.
@@ -433,7 +433,7 @@ impl Fingerprinter<'_> {
             .literal_separator(true)
             .build()
             .map_err(|e| {
-                usage(format!(
+                ErrorKind::Script.error(format!(
                     "{}:{}: step `{}`: bad glob {pattern:?}: {e}",
                     step.file, step.decl_line, step.name
                 ))
@@ -462,8 +462,9 @@ impl Fingerprinter<'_> {
         let pieces: Vec<Piece> = files
             .par_iter()
             .map(|f| {
-                self.piece(f)
-                    .map_err(|e| usage(format!("cannot read {}: {e}", f.rel.display())))
+                self.piece(f).or_fail(ErrorKind::Script, || {
+                    format!("cannot read {}", f.rel.display())
+                })
             })
             .collect::<Result<_>>()?;
         let mut h = Sha256::new();

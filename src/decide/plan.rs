@@ -270,7 +270,7 @@ pub fn settle(
         if let Some(m) = d.fingerprint.missing.first() {
             if d.waits_on.is_empty() && d.action != Action::Excluded {
                 let s = &steps.steps[i];
-                return Err(crate::util::error::usage(format!(
+                return Err(crate::util::error::Kind::Script.error(format!(
                     "step `{}` ({}:{}): declared file {m} does not exist",
                     s.name, s.file, s.decl_line
                 )));

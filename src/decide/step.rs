@@ -3,7 +3,7 @@
 
 use crate::decide::script;
 use crate::util::digest::sha256_hex;
-use crate::util::error::usage;
+use crate::util::error::{Failure, Kind, OrFail};
 use anyhow::Result;
 use rhai::{Engine, Module, AST};
 use serde::Deserialize;
@@ -143,14 +143,16 @@ pub fn load_prelude(engine: &mut Engine, path: &Path) -> Result<Prelude> {
                 module: None,
             })
         }
-        Err(e) => return Err(usage(format!("cannot read {file}: {e}"))),
+        Err(e) => {
+            return Err(Failure::caused_by(Kind::Script, format!("cannot read {file}"), e).into())
+        }
     };
     let mut ast = engine
         .compile(&text)
-        .map_err(|e| usage(script::parse_error(&file, &e)))?;
+        .map_err(|e| Kind::Script.error(script::parse_error(&file, &e)))?;
     ast.set_source(file.clone());
     let module = Module::eval_ast_as_new(rhai::Scope::new(), &ast, engine)
-        .map_err(|e| usage(script::runtime_error(&file, &e)))?;
+        .map_err(|e| Kind::Script.error(script::runtime_error(&file, &e)))?;
     let module: rhai::Shared<Module> = module.into();
     engine.register_global_module(module.clone());
     Ok(Prelude {
@@ -179,14 +181,14 @@ pub fn parse_file_name(file_name: &str) -> Option<(u32, String)> {
 /// Loads every step in `dir`, in default order, and validates the set.
 pub fn load_steps(engine: &Engine, dir: &Path, prelude: Prelude) -> Result<StepSet> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        usage(format!(
+        Kind::Script.error(format!(
             "cannot read the steps directory {}: {e} (pass --steps DIR)",
             dir.display()
         ))
     })?;
     let mut paths: Vec<PathBuf> = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| usage(format!("cannot read {}: {e}", dir.display())))?;
+        let entry = entry.or_fail(Kind::Script, || format!("cannot read {}", dir.display()))?;
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) == Some("rhai") {
             paths.push(path);
@@ -208,12 +210,12 @@ pub fn load_step(engine: &Engine, path: &Path) -> Result<Step> {
     let file = path.display().to_string();
     let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
     let (order, name) = parse_file_name(file_name).ok_or_else(|| {
-        usage(format!(
+        Kind::Script.error(format!(
             "{file}: a step file must be named NN_name.rhai (digits, '_', then lower-case letters, digits, '_' or '-')"
         ))
     })?;
     let text =
-        std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {file}: {e}")))?;
+        std::fs::read_to_string(path).or_fail(Kind::Script, || format!("cannot read {file}"))?;
     parse_step(engine, &file, order, name, &text)
 }
 
@@ -229,7 +231,7 @@ pub fn parse_step(
     let file = file.to_string();
     let mut ast = engine
         .compile(text)
-        .map_err(|e| usage(script::parse_error(&file, &e)))?;
+        .map_err(|e| Kind::Script.error(script::parse_error(&file, &e)))?;
     ast.set_source(file.clone());
 
     let decl_line = declaration_line(&ast, &file)?;
@@ -238,12 +240,12 @@ pub fn parse_step(
         .find(|(n, _, _)| *n == "step")
         .map(|(_, _, v)| v)
         .ok_or_else(|| {
-            usage(format!(
+            Kind::Script.error(format!(
                 "{file}:{decl_line}: the `step` declaration must be a literal map of strings and arrays of strings (stepwise reads it without running the script)"
             ))
         })?;
     if !value.is_map() {
-        return Err(usage(format!(
+        return Err(Kind::Script.error(format!(
             "{file}:{decl_line}: the `step` declaration must be a map `#{{ ... }}`, found {}",
             value.type_name()
         )));
@@ -251,7 +253,7 @@ pub fn parse_step(
     let decl: Declaration = rhai::serde::from_dynamic(&value).map_err(|e| {
         let msg = e.to_string();
         let msg = msg.split(" (line").next().unwrap_or(&msg).to_string();
-        usage(format!(
+        Kind::Script.error(format!(
             "{file}:{decl_line}: bad `step` declaration: {msg} (keys: description, needs, files, config, env; values: strings and arrays of strings)"
         ))
     })?;
@@ -259,7 +261,7 @@ pub fn parse_step(
         .iter_functions()
         .any(|f| f.name == "run" && f.params.is_empty())
     {
-        return Err(usage(format!(
+        return Err(Kind::Script.error(format!(
             "{file}: missing `fn run() {{ ... }}`: the body of the step"
         )));
     }
@@ -298,7 +300,7 @@ fn declaration_line(ast: &AST, file: &str) -> Result<usize> {
             }
             rhai::Stmt::Noop(_) => {}
             _ => {
-                return Err(usage(format!(
+                return Err(Kind::Script.error(format!(
                     "{file}:{line}:{}: only the `let step = #{{...}};` declaration and `fn` definitions may stand at the top level of a step; move this statement into `fn run()`",
                     pos.position().unwrap_or(1)
                 )))
@@ -306,7 +308,7 @@ fn declaration_line(ast: &AST, file: &str) -> Result<usize> {
         }
     }
     decl_line.ok_or_else(|| {
-        usage(format!(
+        Kind::Script.error(format!(
             "{file}: no declaration: a step starts with `let step = #{{ description: \"...\", needs: [...], files: [...], config: [...] }};`"
         ))
     })
@@ -316,19 +318,19 @@ fn declaration_line(ast: &AST, file: &str) -> Result<usize> {
 fn check_declared_names(decl: &Declaration, file: &str, decl_line: usize) -> Result<()> {
     for key in &decl.config {
         if key.is_empty() {
-            return Err(usage(format!(
+            return Err(Kind::Script.error(format!(
                 "{file}:{decl_line}: config key \"\" (the whole config) cannot be declared: declare the keys the step uses"
             )));
         }
         if key.split('.').any(|s| s.is_empty()) {
-            return Err(usage(format!(
+            return Err(Kind::Script.error(format!(
                 "{file}:{decl_line}: bad config key {key:?} in the declaration"
             )));
         }
     }
     for name in &decl.env {
         if name.is_empty() || name.contains(['=', '\0']) {
-            return Err(usage(format!(
+            return Err(Kind::Script.error(format!(
                 "{file}:{decl_line}: bad environment variable name {name:?} in the declaration"
             )));
         }
@@ -341,7 +343,7 @@ fn validate(set: &StepSet) -> Result<()> {
     let mut seen: HashMap<&str, &Step> = HashMap::new();
     for s in &set.steps {
         if let Some(other) = seen.insert(&s.name, s) {
-            return Err(usage(format!(
+            return Err(Kind::Script.error(format!(
                 "{}:{}: duplicate step name `{}` (also {})",
                 s.file, s.decl_line, s.name, other.file
             )));
@@ -351,7 +353,7 @@ fn validate(set: &StepSet) -> Result<()> {
         for n in &s.needs {
             if !seen.contains_key(n.as_str()) {
                 let names = set.names();
-                return Err(usage(format!(
+                return Err(Kind::Script.error(format!(
                     "{}:{}: step `{}` needs unknown step `{n}`{} (steps: {})",
                     s.file,
                     s.decl_line,
@@ -361,7 +363,7 @@ fn validate(set: &StepSet) -> Result<()> {
                 )));
             }
             if n == &s.name {
-                return Err(usage(format!(
+                return Err(Kind::Script.error(format!(
                     "{}:{}: step `{}` needs itself",
                     s.file, s.decl_line, s.name
                 )));
@@ -370,7 +372,7 @@ fn validate(set: &StepSet) -> Result<()> {
     }
     if let Some(cycle) = find_cycle(set) {
         let first = &set.steps[set.index(&cycle[0]).unwrap_or(0)];
-        return Err(usage(format!(
+        return Err(Kind::Script.error(format!(
             "{}:{}: dependency cycle: {}",
             first.file,
             first.decl_line,

@@ -5,7 +5,7 @@ use crate::config::environment;
 use crate::config::Config;
 use crate::state::blob::{BlobLocation, BlobStore};
 use crate::state::{LocalStore, Lock, State, StateStore, Version};
-use crate::util::error::usage;
+use crate::util::error::Kind;
 use crate::util::paths::DEFAULT_STATE;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ pub fn location(flag: Option<&Path>, config: &Config) -> Result<String> {
     if let Some(v) = config.get("state.path") {
         return match v.as_str() {
             Some(s) if !s.is_empty() => Ok(s.to_string()),
-            _ => Err(usage(format!(
+            _ => Err(Kind::Config.error(format!(
                 "{}: state.path must be a local path or az://ACCOUNT/CONTAINER/PATH",
                 config.path.display()
             ))),
@@ -51,7 +51,7 @@ pub fn location(flag: Option<&Path>, config: &Config) -> Result<String> {
                 }
             }
             default.map(str::to_string).ok_or_else(|| {
-                usage(format!(
+                Kind::Config.error(format!(
                     "blob state is selected (advanced.state_storage / AZURE_STATE_STORAGE) but advanced.{key} (or {env}) is not set"
                 ))
             })
@@ -81,7 +81,7 @@ pub fn open(location: &str) -> Result<Box<dyn StateStore>> {
     if is_blob(location) {
         Ok(Box::new(BlobStore::open(BlobLocation::parse(location)?)?))
     } else if location.contains("://") {
-        Err(usage(format!(
+        Err(Kind::Config.error(format!(
             "{location}: unsupported state location (a local path or az://ACCOUNT/CONTAINER/PATH)"
         )))
     } else {
@@ -169,7 +169,7 @@ impl EnvStore {
         // Nothing written yet: no one's state.
         let fresh = state.steps.is_empty() && state.last_updated.is_empty();
         if recorded != self.env.as_deref() && !(fresh && recorded.is_none()) {
-            return Err(usage(format!(
+            return Err(Kind::State.error(format!(
                 "state {} belongs to environment `{}`, not `{}`: it is left untouched (select the environment it belongs to with --env, point --state elsewhere, or restore a kept version of `{}` with `state rollback VERSION`, which keeps it as a backup)",
                 self.inner.location(),
                 environment::display(recorded),

@@ -6,7 +6,7 @@ pub mod blob;
 pub mod reads;
 
 use crate::util::clock::compact_now;
-use crate::util::error::usage;
+use crate::util::error::{usage, Failure, Kind};
 use crate::util::fs::{create_private_dir, write_atomic, write_replace};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,7 @@ impl State {
     pub fn parse(origin: &str, text: &str) -> Result<State> {
         let hint = "the file is left untouched; fix it, or replace it with a kept version (`stepwise state history`, `stepwise state rollback VERSION`) or an empty state (`stepwise state reset`), either keeping it as a backup";
         let raw: Value = serde_json::from_str(text).map_err(|e| {
-            usage(format!(
+            Kind::State.error(format!(
                 "{origin}:{}:{}: state file is not valid JSON: {e} ({hint})",
                 e.line(),
                 e.column()
@@ -112,27 +112,29 @@ impl State {
             _ => None,
         });
         let Some(version) = version else {
-            return Err(usage(format!(
-                "{origin}: state file has no `version` ({hint})"
-            )));
+            return Err(
+                Kind::State.error(format!("{origin}: state file has no `version` ({hint})"))
+            );
         };
         let major: u64 = version
             .split('.')
             .next()
             .and_then(|m| m.parse().ok())
-            .ok_or_else(|| usage(format!("{origin}: bad state version {version:?} ({hint})")))?;
+            .ok_or_else(|| {
+                Kind::State.error(format!("{origin}: bad state version {version:?} ({hint})"))
+            })?;
         if major > FORMAT_MAJOR {
-            return Err(usage(format!(
+            return Err(Kind::State.error(format!(
                 "{origin}: state format version {version} is newer than this stepwise understands ({FORMAT_VERSION}); upgrade stepwise ({hint})"
             )));
         }
         if major < FORMAT_MAJOR_OLDEST {
-            return Err(usage(format!(
+            return Err(Kind::State.error(format!(
                 "{origin}: state format version {version} is the original deployment tool's; convert it with `stepwise state import-legacy {origin}`"
             )));
         }
         let mut state: State = serde_json::from_value(raw).map_err(|e| {
-            usage(format!(
+            Kind::State.error(format!(
                 "{origin}: state file has the wrong shape: {e} ({hint})"
             ))
         })?;
@@ -336,7 +338,12 @@ impl LocalStore {
         match std::fs::read(&self.path) {
             Ok(b) => Ok(Some(digest(&b))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(usage(format!("cannot read state {}: {e}", self.location()))),
+            Err(e) => Err(Failure::caused_by(
+                Kind::State,
+                format!("cannot read state {}", self.location()),
+                e,
+            )
+            .into()),
         }
     }
 
@@ -400,7 +407,7 @@ impl StateStore for LocalStore {
         match std::fs::read(&self.path) {
             Ok(bytes) => {
                 let text = std::str::from_utf8(&bytes).map_err(|_| {
-                    usage(format!(
+                    Kind::State.error(format!(
                         "cannot read state {}: stream did not contain valid UTF-8",
                         self.location()
                     ))
@@ -413,7 +420,12 @@ impl StateStore for LocalStore {
                 *version = Some(None);
                 Ok(State::default())
             }
-            Err(e) => Err(usage(format!("cannot read state {}: {e}", self.location()))),
+            Err(e) => Err(Failure::caused_by(
+                Kind::State,
+                format!("cannot read state {}", self.location()),
+                e,
+            )
+            .into()),
         }
     }
 
@@ -431,7 +443,7 @@ impl StateStore for LocalStore {
         let expected = version.unwrap_or(None);
         if self.current_version()? != expected {
             return Err(crate::util::error::Failure::new(
-                crate::util::error::exit::STEP_FAILED,
+                crate::util::error::Kind::Conflict,
                 format!(
                     "state {} was changed by another run since this run read it: not overwritten (this run's last step is not recorded; run again to reconcile)",
                     self.location()

@@ -1,7 +1,7 @@
 //! The run lock: one deployment at a time per state. Locally an OS file lock (released by the
 //! kernel when the process dies, however it dies) plus a holder record for messages.
 
-use crate::util::error::{exit, Failure};
+use crate::util::error::{exit, Failure, Kind};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::io::{Seek, Write};
@@ -172,7 +172,7 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
                     .map(|h| h.describe())
                     .unwrap_or_else(|_| "another process (no holder record)".into());
                 return Err(Failure::new(
-                    exit::LOCKED,
+                    Kind::Locked,
                     format!(
                         "state {} is locked by another run: {who}\n(the lock is released when that process ends, however it ends; wait with --lock-timeout DURATION)",
                         state_path.display()
@@ -238,7 +238,7 @@ pub fn unlock_local(state_path: &Path, force: bool) -> Result<String> {
         Err(_) if force => {
             if !same_file(&file, &path) {
                 return Err(Failure::new(
-                    exit::LOCKED,
+                    Kind::Locked,
                     format!(
                         "the lock file {} changed while this command looked at it: not removed; look again with `stepwise state unlock`",
                         path.display()
@@ -252,7 +252,7 @@ pub fn unlock_local(state_path: &Path, force: bool) -> Result<String> {
             ))
         }
         Err(_) => Err(Failure::new(
-            exit::LOCKED,
+            Kind::Locked,
             format!(
                 "state {} is locked by a live run: {holder}\n(use `stepwise state unlock --force` to remove it anyway)",
                 state_path.display()

@@ -21,29 +21,104 @@ pub mod exit {
     /// example a scheduler with steps left that none can start). A bug to report; the state
     /// holds every step that ended. (`EX_SOFTWARE` of sysexits.h.)
     pub const INTERNAL: i32 = 70;
+    /// The state storage could not be reached or refused access (network, credentials,
+    /// permissions, a container that cannot be created).
+    pub const STORAGE: i32 = 5;
     /// Interrupted by SIGINT (Ctrl+C).
     pub const SIGINT: i32 = 130;
     /// Interrupted by SIGTERM.
     pub const SIGTERM: i32 = 143;
 }
 
-/// An error that carries the process exit code it should end with.
+/// What kind of failure ended a command. [`Kind::exit_code`] is the one place that maps
+/// failures to the exit codes the README documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The command line asks for something impossible (unknown run, bad flag combination).
+    Usage,
+    /// The config, an overlay or an environment is wrong (file:line:col where known).
+    Config,
+    /// A step script is wrong (file:line:col).
+    Script,
+    /// The state cannot be used as it is (unreadable, foreign, newer, inconsistent).
+    State,
+    /// The state storage could not be reached or refused access (network, credentials,
+    /// permissions, a container that cannot be created).
+    Storage,
+    /// Another run holds the state lock.
+    Locked,
+    /// The run lost its state lock while it ran.
+    LockLost,
+    /// A step failed.
+    StepFailed,
+    /// The run was refused: approval refused or impossible (no terminal to ask on), a
+    /// protected environment not confirmed.
+    Refused,
+    /// The state was changed by another run since this run read it: not overwritten.
+    Conflict,
+    /// Something the command was asked to produce (a report, opening it) failed.
+    Output,
+    /// stepwise reached a state it should never reach.
+    Internal,
+    /// Interrupted by SIGINT.
+    Interrupted,
+    /// Stopped by SIGTERM.
+    Terminated,
+}
+
+impl Kind {
+    /// An error of this kind: `Kind::Config.error(format!("{file}:{line}: ..."))`.
+    pub fn error(self, message: impl Into<String>) -> anyhow::Error {
+        Failure::new(self, message).into()
+    }
+
+    /// The exit code of a command that ends with a failure of this kind.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Usage | Kind::Config | Kind::Script | Kind::State => exit::USAGE,
+            Kind::Storage => exit::STORAGE,
+            Kind::Locked => exit::LOCKED,
+            Kind::LockLost => exit::LOCK_LOST,
+            Kind::StepFailed | Kind::Refused | Kind::Conflict | Kind::Output => exit::STEP_FAILED,
+            Kind::Internal => exit::INTERNAL,
+            Kind::Interrupted => exit::SIGINT,
+            Kind::Terminated => exit::SIGTERM,
+        }
+    }
+}
+
+/// An error that ends a command: its kind (which decides the exit code), what went wrong,
+/// and the error that caused it, kept whole so the message can show it as `caused by:`.
 #[derive(Debug)]
 pub struct Failure {
-    pub code: i32,
+    pub kind: Kind,
     pub message: String,
+    cause: Option<anyhow::Error>,
 }
 
 impl Failure {
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
         Failure {
-            code,
+            kind,
             message: message.into(),
+            cause: None,
         }
     }
-    /// Bad usage, config, script or state (exit 2).
-    pub fn usage(message: impl Into<String>) -> Self {
-        Self::new(exit::USAGE, message)
+    /// A failure caused by `cause` (shown under the message, never flattened into it).
+    pub fn caused_by(
+        kind: Kind,
+        message: impl Into<String>,
+        cause: impl Into<anyhow::Error>,
+    ) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            cause: Some(cause.into()),
+        }
+    }
+    /// The exit code this failure ends the process with.
+    pub fn code(&self) -> i32 {
+        self.kind.exit_code()
     }
 }
 
@@ -53,17 +128,84 @@ impl fmt::Display for Failure {
     }
 }
 
-impl std::error::Error for Failure {}
-
-/// Shorthand: an `anyhow::Error` that exits 2.
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    Failure::usage(message).into()
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_ref().map(|c| c.as_ref() as _)
+    }
 }
 
-/// The exit code an error should end the process with: a [`Failure`] anywhere in the chain
-/// decides; anything else is a usage/environment error found before steps ran (2).
-pub fn exit_code(err: &anyhow::Error) -> i32 {
+/// Shorthand: a usage error (exit 2), the command line asking for something impossible.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Kind::Usage.error(message)
+}
+
+/// Wraps an error's cause under a message of one kind: `result.or_fail(Kind::State, || ...)`.
+pub trait OrFail<T> {
+    fn or_fail(self, kind: Kind, message: impl FnOnce() -> String) -> anyhow::Result<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> OrFail<T> for Result<T, E> {
+    fn or_fail(self, kind: Kind, message: impl FnOnce() -> String) -> anyhow::Result<T> {
+        self.map_err(|e| Failure::caused_by(kind, message(), e).into())
+    }
+}
+
+/// The kind of failure an error is: the outermost [`Failure`] in its chain decides; anything
+/// else is a usage/environment error found before steps ran.
+pub fn kind_of(err: &anyhow::Error) -> Kind {
     err.chain()
-        .find_map(|e| e.downcast_ref::<Failure>().map(|f| f.code))
-        .unwrap_or(exit::USAGE)
+        .find_map(|e| e.downcast_ref::<Failure>().map(|f| f.kind))
+        .unwrap_or(Kind::Usage)
+}
+
+/// The exit code an error should end the process with (see [`Kind::exit_code`]).
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    kind_of(err).exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_documented_exit_code() {
+        let table = [
+            (Kind::Usage, 2),
+            (Kind::Config, 2),
+            (Kind::Script, 2),
+            (Kind::State, 2),
+            (Kind::Storage, 5),
+            (Kind::Locked, 3),
+            (Kind::LockLost, 4),
+            (Kind::StepFailed, 1),
+            (Kind::Refused, 1),
+            (Kind::Conflict, 1),
+            (Kind::Output, 1),
+            (Kind::Internal, 70),
+            (Kind::Interrupted, 130),
+            (Kind::Terminated, 143),
+        ];
+        for (kind, code) in table {
+            assert_eq!(kind.exit_code(), code, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_outermost_failure_decides_and_causes_are_kept() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let inner: anyhow::Error =
+            Failure::caused_by(Kind::Storage, "cannot open az://a/b", io).into();
+        let outer = inner.context("while reading the state");
+        assert_eq!(kind_of(&outer), Kind::Storage);
+        let chain: Vec<String> = outer.chain().map(|e| e.to_string()).collect();
+        assert_eq!(
+            chain,
+            ["while reading the state", "cannot open az://a/b", "denied"]
+        );
+        let locked: anyhow::Error = Failure::new(Kind::Locked, "held by B").into();
+        let wrapped: anyhow::Error =
+            Failure::caused_by(Kind::StepFailed, "step a failed", locked).into();
+        assert_eq!(exit_code(&wrapped), 1, "the outermost failure decides");
+        assert_eq!(exit_code(&anyhow::anyhow!("plain")), 2);
+    }
 }

@@ -298,7 +298,8 @@ fn wrong_credentials_and_a_container_that_cannot_be_created_are_clear_errors() {
     );
     p.env("AZURE_STORAGE_CONNECTION_STRING", &wrong);
     let r = p.deploy(&[]);
-    r.assert_code(2).assert_contains("account key was refused");
+    // Exit 5: the state storage refused access (not "bad usage").
+    r.assert_code(5).assert_contains("account key was refused");
     assert!(p.az_calls().is_empty());
 
     // A SAS token without rights to create containers: stepwise says what is missing.
@@ -308,7 +309,7 @@ fn wrong_credentials_and_a_container_that_cannot_be_created_are_clear_errors() {
     );
     p.env("AZURE_STORAGE_CONNECTION_STRING", &sas);
     let r = p.deploy(&[]);
-    r.assert_code(2);
+    r.assert_code(5);
     assert!(
         r.stderr.contains("cannot create it") || r.stderr.contains("Storage Blob Data Contributor"),
         "{}",

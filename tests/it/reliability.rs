@@ -490,6 +490,30 @@ fn cases() -> Vec<Case> {
             says: &["step `c`", "docker/Dockerfile.api does not exist"],
         },
         Case {
+            // The cause is kept under the message, not flattened into it.
+            name: "a step file that cannot be read",
+            setup: |p| {
+                std::fs::create_dir(p.path().join("steps/09_z.rhai")).unwrap();
+            },
+            args: RUN,
+            code: 2,
+            says: &["cannot read steps/09_z.rhai", "caused by: Is a directory"],
+        },
+        Case {
+            name: "a state file that cannot be read",
+            setup: |p| {
+                let state = p.path().join(".stepwise/state.json");
+                std::fs::remove_file(&state).unwrap();
+                std::fs::create_dir(&state).unwrap();
+            },
+            args: RUN,
+            code: 2,
+            says: &[
+                "cannot read state .stepwise/state.json",
+                "caused by: Is a directory",
+            ],
+        },
+        Case {
             name: "symlink loop",
             setup: |p| {
                 std::os::unix::fs::symlink("loop-b", p.path().join("loop-a")).unwrap();

@@ -699,13 +699,18 @@ impl Runner<'_> {
             st.steps.insert(step.name.clone(), rec);
             st.last_updated = now;
             if let Err(e) = self.store.save(&st) {
-                let code = match crate::util::error::exit_code(&e) {
-                    crate::util::error::exit::USAGE => crate::util::error::exit::STEP_FAILED,
+                // A state that cannot be written mid-run fails the step's recording, not
+                // the usage: the kinds found before any step runs become a step failure.
+                use crate::util::error::Kind;
+                let kind = match crate::util::error::kind_of(&e) {
+                    Kind::Usage | Kind::Config | Kind::Script | Kind::State | Kind::Storage => {
+                        Kind::StepFailed
+                    }
                     other => other,
                 };
                 save_error = Some(
                     crate::util::error::Failure::new(
-                        code,
+                        kind,
                         format!(
                             "step `{}` {} but its result could not be recorded: {e:#}",
                             step.name,
@@ -755,7 +760,7 @@ fn stalled(steps: &StepSet, stuck: &[(usize, Vec<usize>)]) -> Option<anyhow::Err
     }
     Some(
         crate::util::error::Failure::new(
-            crate::util::error::exit::INTERNAL,
+            crate::util::error::Kind::Internal,
             format!(
                 "internal error: the run stopped with steps that neither ran nor were blocked by a failure, each waiting on another: {}; the state holds every step that ended; please report this",
                 stuck.join("; ")

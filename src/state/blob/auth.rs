@@ -2,7 +2,7 @@
 //! messages: account key or something else) and creating a missing container, which needs the
 //! account key (a SharedKey-signed REST call).
 
-use crate::util::error::usage;
+use crate::util::error::{Kind, OrFail};
 use anyhow::{anyhow, Result};
 
 /// `AZURE_STORAGE_CONNECTION_STRING`'s fields.
@@ -89,7 +89,7 @@ pub(super) async fn create_container(
     );
     let key_bytes = base64::engine::general_purpose::STANDARD
         .decode(key.trim())
-        .map_err(|_| usage("the storage account key is not valid base64"))?;
+        .map_err(|_| Kind::Config.error("the storage account key is not valid base64"))?;
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key_bytes)
         .map_err(|e| anyhow!("bad account key: {e}"))?;
     mac.update(to_sign.as_bytes());
@@ -102,13 +102,15 @@ pub(super) async fn create_container(
         .header("Authorization", format!("SharedKey {account}:{sig}"))
         .send()
         .await
-        .map_err(|e| usage(format!("cannot create container {container}: {e}")))?;
+        .or_fail(Kind::Storage, || {
+            format!("cannot create container {container}")
+        })?;
     let status = resp.status();
     if status.is_success() || status.as_u16() == 409 {
         return Ok(());
     }
     let body = resp.text().await.unwrap_or_default();
-    Err(usage(format!(
+    Err(Kind::Storage.error(format!(
         "cannot create container {container} in account {account}: HTTP {status}: {}",
         body.lines().take(3).collect::<Vec<_>>().join(" ")
     )))

@@ -8,7 +8,7 @@ use super::renew::{renew_until_stopped, BlobLock, Held};
 use super::store::BlobStore;
 use crate::state::{Lock, State, StateStore};
 use crate::sys::run_lock::Holder;
-use crate::util::error::{exit, Failure};
+use crate::util::error::{Failure, Kind};
 use anyhow::Result;
 use object_store::{ObjectStoreExt, PutMode, UpdateVersion};
 use std::sync::atomic::AtomicBool;
@@ -187,7 +187,7 @@ pub(super) fn acquire(blob: &BlobStore, timeout: Duration) -> Result<Box<dyn Loc
                 ""
             };
             return Err(Failure::new(
-                exit::LOCKED,
+                Kind::Locked,
                 format!("{msg}{renewed}\n(wait with --lock-timeout DURATION; a crashed run's lock is free once it has gone a whole lifetime without renewal; `stepwise state unlock --force` removes a live one)"),
             )
             .into());
@@ -267,7 +267,7 @@ pub(super) fn remove_lock(blob: &BlobStore, force: bool) -> Result<String> {
     }
     let live = |extra: &str| -> anyhow::Error {
         Failure::new(
-            exit::LOCKED,
+            Kind::Locked,
             format!(
                 "state {} is locked by a live run: {}{extra}\n(use `stepwise state unlock --force` to remove it anyway)",
                 blob.location(),
@@ -308,7 +308,7 @@ pub(super) fn remove_lock(blob: &BlobStore, force: bool) -> Result<String> {
         )),
         Err(object_store::Error::Precondition { .. })
         | Err(object_store::Error::NotFound { .. }) => Err(Failure::new(
-            exit::LOCKED,
+            Kind::Locked,
             format!(
                 "the lock on {} changed while this command looked at it (renewed, released or taken by another run): not removed; look again with `stepwise state unlock`",
                 blob.location()

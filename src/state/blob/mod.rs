@@ -21,7 +21,7 @@ pub use renew::BlobLock;
 pub use store::{BlobLocation, BlobStore};
 
 use crate::state::{self, Lock, State, StateStore, Version};
-use crate::util::error::{exit, usage, Failure};
+use crate::util::error::{usage, Failure, Kind};
 use anyhow::Result;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -103,7 +103,7 @@ impl StateStore for BlobStore {
             Ok(new) => *etag = new,
             Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::AlreadyExists { .. }) => {
                 return Err(Failure::new(
-                    exit::STEP_FAILED,
+                    Kind::Conflict,
                     format!(
                         "state {} was changed by another run since this run read it: not overwritten (this run's last step is not recorded; run again to reconcile)",
                         self.location()

@@ -3,7 +3,7 @@
 //! the state and the lock are made of.
 
 use super::auth::{create_container, percent_decode, Auth, ConnectionString};
-use crate::util::error::usage;
+use crate::util::error::{Kind, OrFail};
 use anyhow::Result;
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path as ObjPath;
@@ -23,7 +23,7 @@ pub struct BlobLocation {
 impl BlobLocation {
     pub fn parse(url: &str) -> Result<BlobLocation> {
         let rest = url.strip_prefix("az://").ok_or_else(|| {
-            usage(format!(
+            Kind::Config.error(format!(
                 "{url}: a blob state location is az://ACCOUNT/CONTAINER/PATH"
             ))
         })?;
@@ -34,7 +34,7 @@ impl BlobLocation {
             parts.next().unwrap_or(""),
         );
         if account.is_empty() || container.is_empty() || path.is_empty() || path.ends_with('/') {
-            return Err(usage(format!(
+            return Err(Kind::Config.error(format!(
                 "{url}: a blob state location is az://ACCOUNT/CONTAINER/PATH (e.g. az://mystorage/tfstate/draftgenie/state.json)"
             )));
         }
@@ -91,7 +91,7 @@ impl BlobStore {
             let cs = ConnectionString::parse(&text);
             if let Some(a) = &cs.account {
                 if a != &loc.account {
-                    return Err(usage(format!(
+                    return Err(Kind::Config.error(format!(
                         "AZURE_STORAGE_CONNECTION_STRING is for account {a}, but the state is in account {} ({})",
                         loc.account,
                         loc.url()
@@ -125,7 +125,7 @@ impl BlobStore {
                 builder = builder.with_sas_authorization(pairs);
                 auth = Auth::Other("a SAS token");
             } else {
-                return Err(usage(
+                return Err(Kind::Config.error(
                     "AZURE_STORAGE_CONNECTION_STRING has neither AccountKey nor SharedAccessSignature",
                 ));
             }
@@ -154,7 +154,7 @@ impl BlobStore {
         }
         let store = builder
             .build()
-            .map_err(|e| usage(format!("cannot open {}: {e}", loc.url())))?;
+            .or_fail(Kind::Storage, || format!("cannot open {}", loc.url()))?;
         Ok(BlobStore {
             loc,
             store: Arc::new(store),
@@ -221,7 +221,7 @@ impl BlobStore {
         } else {
             String::new()
         };
-        usage(format!("{what} {}: {text}{hint}", self.loc.url()))
+        Kind::Storage.error(format!("{what} {}: {text}{hint}", self.loc.url()))
     }
 
     pub(super) fn get_text(&self, path: &ObjPath) -> Result<Option<(String, Option<String>)>> {
@@ -289,7 +289,7 @@ impl BlobStore {
                         eprintln!("created container {} in account {}", self.loc.container, self.loc.account);
                     }
                     Auth::Other(how) => {
-                        return Err(usage(format!(
+                        return Err(Kind::Storage.error(format!(
                             "container {} does not exist in storage account {}, and stepwise, authenticated with {how}, cannot create it: create it (az storage container create --account-name {} --name {} --auth-mode login) or grant the role Storage Blob Data Contributor (which includes Microsoft.Storage/storageAccounts/blobServices/containers/write)",
                             self.loc.container, self.loc.account, self.loc.account, self.loc.container
                         )))
