@@ -7,6 +7,7 @@ use crate::app::options::LoadOptions;
 use crate::app::project::Project;
 use crate::decide::fingerprint::{describe, Fingerprint};
 use crate::sys::process;
+use crate::util::error::{Failure, Kind};
 use anyhow::Result;
 use notify::{EventKind, RecursiveMode};
 pub(crate) use notify_debouncer_full::DebounceEventResult;
@@ -162,7 +163,7 @@ pub(crate) fn start_watcher(
             );
             Ok(None)
         }
-        Err(e) => Err(anyhow::anyhow!("cannot watch files: {e}")),
+        Err(e) => Err(Failure::caused_by(Kind::Usage, "cannot watch files", e).into()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The run lock: one deployment at a time per state. Locally an OS file lock (released by the
 //! kernel when the process dies, however it dies) plus a holder record for messages.
 
-use crate::util::error::{exit, Failure, Kind};
+use crate::util::error::{exit, Failure, Kind, OrFail};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::io::{Seek, Write};
@@ -163,7 +163,9 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open lock file {}: {e}", path.display()))?;
+            .or_fail(Kind::State, || {
+                format!("cannot open lock file {}", path.display())
+            })?;
         match FileExt::try_lock(&file) {
             Ok(()) => {}
             Err(fs4::TryLockError::WouldBlock) => {
@@ -181,7 +183,12 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
                 .into());
             }
             Err(fs4::TryLockError::Error(e)) => {
-                return Err(anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+                return Err(Failure::caused_by(
+                    Kind::State,
+                    format!("cannot lock {}", path.display()),
+                    e,
+                )
+                .into())
             }
         }
         // The file locked must still be the one at the path: a lock on a file removed in

@@ -3,7 +3,7 @@
 //! account key (a SharedKey-signed REST call).
 
 use crate::util::error::{Kind, OrFail};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 /// `AZURE_STORAGE_CONNECTION_STRING`'s fields.
 #[derive(Debug, Default, Clone)]
@@ -81,7 +81,7 @@ pub(super) async fn create_container(
     // The canonical resource is /ACCOUNT/URL-PATH: for a path-style endpoint (the emulator)
     // the URL path already starts with the account.
     let url_path = url::Url::parse(&url)
-        .map_err(|e| anyhow!("bad endpoint {endpoint}: {e}"))?
+        .or_fail(Kind::Config, || format!("bad endpoint {endpoint}"))?
         .path()
         .to_string();
     let to_sign = format!(
@@ -91,7 +91,7 @@ pub(super) async fn create_container(
         .decode(key.trim())
         .map_err(|_| Kind::Config.error("the storage account key is not valid base64"))?;
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key_bytes)
-        .map_err(|e| anyhow!("bad account key: {e}"))?;
+        .or_fail(Kind::Config, || "bad account key".to_string())?;
     mac.update(to_sign.as_bytes());
     let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     let resp = reqwest::Client::new()
