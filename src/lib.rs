@@ -1,14 +1,20 @@
 //! stepwise: idempotent, stateful deployments. See ARCHITECTURE.md for the module map.
+//!
+//! The library is the binary's; it exposes only what the binary (`main`), the integration
+//! tests and the fuzzers use: the command line's parser (`cli::Cli`), the config (`Config`,
+//! `lookup`), the state format (`State`), the step declaration parser (`step::parse_step`),
+//! the step engine (`host::engine`) and the fingerprinter (`Fingerprinter`). Every other floor
+//! is private to the crate.
 
-pub mod app;
+mod app;
 pub mod cli;
-pub mod commands;
+mod commands;
 pub mod config;
 pub mod decide;
-pub mod present;
+mod present;
 pub mod run;
 pub mod state;
-pub mod sys;
-pub mod util;
+mod sys;
+mod util;
 
 pub use commands::main;

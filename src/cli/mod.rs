@@ -3,7 +3,7 @@
 //! `commands` know clap.
 
 mod args;
-pub mod completion;
+pub(crate) mod completion;
 mod step_names;
 
 pub use args::*;

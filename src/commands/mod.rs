@@ -50,11 +50,13 @@ pub fn main() -> i32 {
     let output = cli.global.output;
     match run(cli) {
         // A run that lost its lock ends with its own code, whatever else happened.
-        Ok(_) if crate::sys::process::lock_lost().is_some() => crate::util::error::exit::LOCK_LOST,
+        Ok(_) if crate::sys::process::lock_lost().is_some() => {
+            crate::util::error::Kind::LockLost.exit_code()
+        }
         Ok(code) => code,
         Err(e) => {
             let code = if crate::sys::process::lock_lost().is_some() {
-                crate::util::error::exit::LOCK_LOST
+                crate::util::error::Kind::LockLost.exit_code()
             } else {
                 crate::util::error::exit_code(&e)
             };

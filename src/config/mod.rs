@@ -1,11 +1,11 @@
 //! The deployment config (YAML): loading with located errors, dotted-key lookup, canonical
 //! JSON for fingerprints, the settings stepwise itself reads, and which values are secret.
 
-pub mod environment;
-pub mod overlay;
-pub mod own_keys;
-pub mod settings;
-pub mod yaml;
+pub(crate) mod environment;
+pub(crate) mod overlay;
+pub(crate) mod own_keys;
+pub(crate) mod settings;
+pub(crate) mod yaml;
 
 use settings::check_notify;
 pub use settings::{

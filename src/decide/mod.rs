@@ -2,7 +2,7 @@
 //! hash cache) and the plan: what runs, and why.
 
 pub mod fingerprint;
-pub mod hashcache;
-pub mod plan;
-pub mod script;
+pub(crate) mod hashcache;
+pub(crate) mod plan;
+pub(crate) mod script;
 pub mod step;

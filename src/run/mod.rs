@@ -1,6 +1,6 @@
 //! The run floor: the host functions scripts call (and the engine they make), the executor
 //! that runs the decided steps, and `--refresh`.
 
-pub mod executor;
+pub(crate) mod executor;
 pub mod host;
-pub mod refresh;
+pub(crate) mod refresh;

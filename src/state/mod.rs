@@ -1,9 +1,9 @@
 //! The deployment state: its format (compatible with the original tool's layout where it
 //! fits) and the local store (atomic writes, backups).
 
-pub mod backend;
-pub mod blob;
-pub mod reads;
+pub(crate) mod backend;
+pub(crate) mod blob;
+pub(crate) mod reads;
 
 use crate::util::clock::compact_now;
 use crate::util::error::{usage, Failure, Kind};

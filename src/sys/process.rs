@@ -200,20 +200,6 @@ pub struct RunOptions {
     pub stdin: Option<Vec<u8>>,
 }
 
-impl RunOptions {
-    /// Keeps up to 1 MiB of each stream, spills nothing.
-    pub fn new(timeout: Duration) -> RunOptions {
-        RunOptions {
-            timeout,
-            stdout_keep: 1 << 20,
-            stderr_keep: 1 << 20,
-            stdout_spill: None,
-            stderr_spill: None,
-            stdin: None,
-        }
-    }
-}
-
 fn stop_error() -> Option<RunError> {
     if let Some(sig) = interrupted() {
         return Some(RunError::Interrupted(sig));

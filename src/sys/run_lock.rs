@@ -55,7 +55,6 @@ fn hostname() -> String {
 /// stops (`process::stop_for_lost_lock`).
 pub struct LockGuard {
     _file: std::fs::File,
-    pub path: PathBuf,
     /// Dropped to stop the watcher (it wakes at once: a run does not wait for its next check).
     stop: Option<std::sync::mpsc::Sender<()>>,
     watcher: Option<std::thread::JoinHandle<()>>,
@@ -113,11 +112,6 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "state.json".into());
     state_path.with_file_name(format!("{name}.lock"))
-}
-
-/// Takes the lock of a local state file, failing at once (exit 3) when another run holds it.
-pub fn acquire_local(state_path: &Path) -> Result<LockGuard> {
-    acquire_local_within(state_path, std::time::Duration::ZERO)
 }
 
 /// Takes the lock of a local state file, waiting up to `timeout` for another run to release
@@ -204,10 +198,9 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
     file.sync_all()?;
     let id = identity(&file.metadata()?);
     let (stop, stopped) = std::sync::mpsc::channel();
-    let watcher = Some(watch_lock_file(path.clone(), id, stopped));
+    let watcher = Some(watch_lock_file(path, id, stopped));
     Ok(LockGuard {
         _file: file,
-        path,
         stop: Some(stop),
         watcher,
     })

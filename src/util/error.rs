@@ -60,10 +60,6 @@ pub enum Kind {
     Output,
     /// stepwise reached a state it should never reach.
     Internal,
-    /// Interrupted by SIGINT.
-    Interrupted,
-    /// Stopped by SIGTERM.
-    Terminated,
 }
 
 impl Kind {
@@ -81,8 +77,6 @@ impl Kind {
             Kind::LockLost => exit::LOCK_LOST,
             Kind::StepFailed | Kind::Refused | Kind::Conflict | Kind::Output => exit::STEP_FAILED,
             Kind::Internal => exit::INTERNAL,
-            Kind::Interrupted => exit::SIGINT,
-            Kind::Terminated => exit::SIGTERM,
         }
     }
 }
@@ -115,10 +109,6 @@ impl Failure {
             message: message.into(),
             cause: Some(cause.into()),
         }
-    }
-    /// The exit code this failure ends the process with.
-    pub fn code(&self) -> i32 {
-        self.kind.exit_code()
     }
 }
 
@@ -182,8 +172,6 @@ mod tests {
             (Kind::Conflict, 1),
             (Kind::Output, 1),
             (Kind::Internal, 70),
-            (Kind::Interrupted, 130),
-            (Kind::Terminated, 143),
         ];
         for (kind, code) in table {
             assert_eq!(kind.exit_code(), code, "{kind:?}");

@@ -16,8 +16,6 @@ mod record;
 mod renew;
 mod store;
 
-pub use record::{lock_lifetime, LockRecord};
-pub use renew::BlobLock;
 pub use store::{BlobLocation, BlobStore};
 
 use crate::state::{self, Lock, State, StateStore, Version};
