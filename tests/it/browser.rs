@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::{copy_dir, replace, repo, step, Project, Run};
+use support::{copy_dir, replace, repo, step, Project};
 
 /// The Chromium binary, or `None` when the tests are to be skipped (loudly).
 fn chromium() -> Option<PathBuf> {
@@ -491,7 +491,7 @@ fn a_report_with_failed_blocked_and_skipped_steps_renders_in_chromium() {
     p.deploy(&["--only", "base"]).assert_code(0);
     let r = p.deploy(&[]);
     r.assert_code(1);
-    let report = report_of(&p, &r);
+    let report = p.report_of(&r);
     assert!(!std::fs::read_to_string(&report)
         .unwrap()
         .contains("br-S3cret-77"));
@@ -521,15 +521,6 @@ fn a_report_with_failed_blocked_and_skipped_steps_renders_in_chromium() {
     };
     assert!(x("deploy") > x("left") && x("verify") > x("deploy"));
     assert_eq!(m["edges"].as_array().unwrap().len(), 4);
-}
-
-fn report_of(p: &Project, r: &Run) -> PathBuf {
-    let line = r
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Report: "))
-        .unwrap_or_else(|| panic!("no `Report:` line\n{}", r.all()));
-    p.path().join(line.trim())
 }
 
 /// The DraftGenie deployment (steps, prelude, example app, example config with test secrets)
@@ -564,7 +555,7 @@ fn a_real_draftgenie_deployment_leaves_a_report_that_opens_in_chromium() {
     let p = draftgenie();
     let r = p.deploy(&[]);
     r.assert_code(0);
-    let report = report_of(&p, &r);
+    let report = p.report_of(&r);
     let html = std::fs::read_to_string(&report).unwrap();
     for s in [
         "gem-BR-secret-1234",

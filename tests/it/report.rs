@@ -5,35 +5,9 @@
 use crate::support;
 use roxmltree::{Document, Node, ParsingOptions};
 use serde_json::{json, Value};
-use support::{step, Project, Run};
+use support::{b64, step, url, Project};
 
 const SECRET: &str = "rep-S3cret/Key+9";
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn url(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The report's path from a human run's `Report: PATH` line.
-fn report_path(p: &Project, r: &Run) -> std::path::PathBuf {
-    let line = r
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Report: "))
-        .unwrap_or_else(|| panic!("no `Report:` line\n{}", r.all()));
-    p.path().join(line.trim())
-}
 
 /// The report parsed as XML (the report is polyglot markup: a parse error is a bug).
 fn parse(text: &str) -> Document<'_> {
@@ -284,7 +258,7 @@ fn the_report_command_prints_opens_and_renders_the_plan() {
         .assert_contains("no run report in .stepwise/reports");
     let first = p.deploy(&["--only", "base"]);
     first.assert_code(0);
-    let path = report_path(&p, &first);
+    let path = p.report_of(&first);
     let id = path.file_stem().unwrap().to_str().unwrap().to_string();
     for args in [
         vec!["report"],
@@ -370,12 +344,12 @@ fn a_step_much_slower_than_its_median_is_marked_and_trends_cover_the_kept_runs()
     for args in [vec![], vec!["--force-all"], vec!["--force-all"]] {
         let r = p.deploy(&args);
         r.assert_code(0);
-        reports.push(report_path(&p, &r));
+        reports.push(p.report_of(&r));
     }
     p.config("nap: '1.5'\nadvanced:\n  retry_delay: 0\n");
     let r = p.deploy(&[]);
     r.assert_code(0);
-    reports.push(report_path(&p, &r));
+    reports.push(p.report_of(&r));
 
     let third = std::fs::read_to_string(&reports[2]).unwrap();
     let dom = parse(&third);
@@ -427,7 +401,7 @@ fn the_last_50_reports_are_kept_and_dry_runs_write_none() {
     }
     let r = p.deploy(&[]);
     r.assert_code(0);
-    let new = report_path(&p, &r);
+    let new = p.report_of(&r);
     let names = |ext: &str| {
         support::walk(&dir)
             .iter()
@@ -493,7 +467,7 @@ fn an_environment_keeps_its_reports_beside_its_logs_and_names_itself() {
         );
     let r = p.deploy(&["--env", "staging"]);
     r.assert_code(0);
-    let path = report_path(&p, &r);
+    let path = p.report_of(&r);
     assert!(
         path.starts_with(p.path().join(".stepwise/envs/staging/reports")),
         "{}",
@@ -524,7 +498,9 @@ fn an_environment_keeps_its_reports_beside_its_logs_and_names_itself() {
     // the default environment's run goes to .stepwise/reports/
     let r = p.deploy(&[]);
     r.assert_code(0);
-    assert!(report_path(&p, &r).starts_with(p.path().join(".stepwise/reports")));
+    assert!(p
+        .report_of(&r)
+        .starts_with(p.path().join(".stepwise/reports")));
     let r = p.run(&["report", "--plan", "--env", "staging"]);
     r.assert_code(0);
     assert_eq!(r.stdout.trim(), ".stepwise/envs/staging/reports/plan.html");

@@ -156,6 +156,16 @@ impl Default for Project {
 }
 
 impl Project {
+    /// The run report of a human run, from its `Report: PATH` line.
+    pub fn report_of(&self, r: &Run) -> PathBuf {
+        let line = r
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Report: "))
+            .unwrap_or_else(|| panic!("no `Report:` line\n{}", r.all()));
+        self.path().join(line.trim())
+    }
+
     /// An empty project with a minimal config (no retry delay) and the fakes on PATH.
     pub fn new() -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -852,20 +862,11 @@ pub fn cut_off_run_stops_before_the_next_run_starts(az: &Azurite, cut_after: Dur
     assert_eq!(p.status("work"), "completed");
 }
 
-/// Standard base64 without padding (to search for encoded secrets).
+/// Standard base64 without padding (to search for encoded secrets: the unpadded form is a
+/// prefix of the padded one, so it finds both).
 pub fn b64(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..(c.len() + 1) {
-            out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(s)
 }
 
 /// Percent-encoding of every byte but unreserved characters (upper-case hex).
