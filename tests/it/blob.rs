@@ -459,20 +459,14 @@ fn a_renewal_whose_answer_was_lost_is_recognised_as_the_runs_own() {
     let p = support::fenced_project(&az, &loc, "3");
     let proxy = support::Proxy::start(az.port);
     p.run(&["state", "show"]).assert_code(0);
-    let a = p
-        .command(&["--auto-approve"])
-        .env("AZURE_STORAGE_CONNECTION_STRING", proxy.connection_string())
-        .env("TAG", "A")
-        .env("SLEEP", "8")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut a = support::Running(Some(a));
-    assert!(wait_for(Duration::from_secs(30), || support::span(
-        &p, "A", "start"
-    )
-    .is_some()));
+    let mut a = support::start_holder(
+        &p,
+        "8",
+        &[(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            &proxy.connection_string(),
+        )],
+    );
     // A renewal reaches the storage and succeeds there; its answer is lost. The next attempt,
     // conditional on the version before, is refused: the run must see that the lock still
     // carries its own renewal, not conclude that another run took it.
@@ -506,19 +500,7 @@ fn state_unlock_removes_a_lock_only_if_it_is_still_the_one_it_inspected() {
     let loc = az.new_location();
     let p = support::fenced_project(&az, &loc, "2");
     p.run(&["state", "show"]).assert_code(0);
-    let a = p
-        .command(&["--auto-approve"])
-        .env("TAG", "A")
-        .env("SLEEP", "5")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut a = support::Running(Some(a));
-    assert!(wait_for(Duration::from_secs(30), || support::span(
-        &p, "A", "start"
-    )
-    .is_some()));
+    let mut a = support::start_holder(&p, "5", &[]);
     // `state unlock --force` through a slow link: the lock it read is renewed (every 250 ms)
     // before its removal arrives, so it must remove nothing.
     let proxy = support::Proxy::start(az.port);
@@ -548,19 +530,7 @@ fn a_run_whose_lock_is_removed_with_unlock_force_stops_with_exit_4() {
     let az = Azurite::start();
     let loc = az.new_location();
     let p = support::fenced_project(&az, &loc, "2");
-    let a = p
-        .command(&["--auto-approve"])
-        .env("TAG", "A")
-        .env("SLEEP", "60")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut a = support::Running(Some(a));
-    assert!(wait_for(Duration::from_secs(30), || support::span(
-        &p, "A", "start"
-    )
-    .is_some()));
+    let mut a = support::start_holder(&p, "60", &[]);
     p.run(&["state", "unlock", "--force"])
         .assert_code(0)
         .assert_contains("removed the lock");

@@ -801,6 +801,27 @@ pub fn span(p: &Project, tag: &str, event: &str) -> Option<f64> {
 }
 
 /// A project with one step whose az is `span_az`, its state at `loc`.
+/// Starts run `A` of a `fenced_project` (its step's command sleeps `sleep` seconds), with
+/// `env` on top, and waits until A's command has started: A holds the lock from then on.
+pub fn start_holder(p: &Project, sleep: &str, env: &[(&str, &str)]) -> Running {
+    let mut c = p.command(&["--auto-approve"]);
+    c.env("TAG", "A").env("SLEEP", sleep);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let a = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = Running(Some(a));
+    assert!(
+        wait_for(Duration::from_secs(30), || span(p, "A", "start").is_some()),
+        "run A never started its command"
+    );
+    a
+}
+
 pub fn fenced_project(az: &Azurite, loc: &str, lifetime: &str) -> Project {
     let mut p = Project::new();
     p.on_blob(az, loc);
