@@ -525,6 +525,7 @@ fn decide_one(
             Some(r) if r.status == Status::Interrupted => {
                 (Action::Run, vec!["interrupted".to_string()])
             }
+            Some(r) if r.status == Status::RolledBack => (Action::Run, vec![rolled_back(r)]),
             Some(_) if !changes.is_empty() => {
                 if opts.resume {
                     let mut c = changes;
@@ -537,6 +538,14 @@ fn decide_one(
             Some(_) => (Action::Skip, vec!["up to date".to_string()]),
         }
     }
+}
+
+/// Why a rolled-back step runs: the source has not changed, the next deployment rolls it
+/// forward (`rolled back to RUN on DATE`).
+fn rolled_back(r: &crate::state::StepRecord) -> String {
+    let run = r.rolled_back_to.as_deref().unwrap_or("an earlier run");
+    let date = r.timestamp.get(..10).unwrap_or(&r.timestamp);
+    format!("rolled back to {run} on {date}")
 }
 
 /// What changed between a completed record and a new fingerprint, one reason per dependency.

@@ -34,6 +34,9 @@ pub struct Step {
     /// The script defines `fn verify()`: read-only checks that what the step made is still
     /// there (`--refresh`, and right after `run()`).
     pub has_verify: bool,
+    /// The script defines `fn rollback(target)`: returns what the step deployed to an
+    /// earlier run's outputs (`stepwise rollback`).
+    pub has_rollback: bool,
 }
 
 /// The declaration map, as read from the script.
@@ -269,6 +272,7 @@ pub fn parse_step(
     let has_verify = ast
         .iter_functions()
         .any(|f| f.name == "verify" && f.params.is_empty());
+    let has_rollback = has_rollback(&ast, &file)?;
     Ok(Step {
         name,
         order,
@@ -281,8 +285,24 @@ pub fn parse_step(
         decl_line,
         script_digest: sha256_hex(text.as_bytes()),
         has_verify,
+        has_rollback,
         ast: Arc::new(ast),
     })
+}
+
+/// Whether the script defines `fn rollback(target)`; one with other parameters is an error
+/// (it would never be called).
+fn has_rollback(ast: &AST, file: &str) -> Result<bool> {
+    let mut found = false;
+    for f in ast.iter_functions().filter(|f| f.name == "rollback") {
+        if f.params.len() != 1 {
+            return Err(Kind::Script.error(format!(
+                "{file}: `fn rollback` takes one parameter, the target run's outputs of the step: `fn rollback(target) {{ ... }}`"
+            )));
+        }
+        found = true;
+    }
+    Ok(found)
 }
 
 /// The line of the `let step = #{...}` declaration; only it and `fn` definitions may stand at

@@ -4,6 +4,8 @@
 pub(crate) mod backend;
 pub(crate) mod blob;
 pub(crate) mod reads;
+#[allow(dead_code)] // wired into `stepwise rollback` next
+pub(crate) mod runs;
 
 use crate::util::clock::compact_now;
 use crate::util::error::{usage, Failure, Kind};
@@ -41,6 +43,10 @@ pub enum Status {
     Completed,
     Failed,
     Interrupted,
+    /// `stepwise rollback` returned what the step deployed to an earlier run's outputs
+    /// (`rolled_back_to`); the next deployment runs it again (rolls forward).
+    #[serde(rename = "rolled back")]
+    RolledBack,
 }
 
 impl Status {
@@ -49,7 +55,14 @@ impl Status {
             Status::Completed => "completed",
             Status::Failed => "failed",
             Status::Interrupted => "interrupted",
+            Status::RolledBack => "rolled back",
         }
+    }
+
+    /// What the step deployed is described by its record's outputs: it completed, or it was
+    /// rolled back to an earlier run's outputs.
+    pub fn deployed(self) -> bool {
+        matches!(self, Status::Completed | Status::RolledBack)
     }
 }
 
@@ -80,6 +93,9 @@ pub struct StepRecord {
     /// Absent in records written before reads were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reads: Option<crate::state::reads::Reads>,
+    /// The run whose outputs a rollback restored (status `rolled back`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -650,6 +650,7 @@ impl Runner<'_> {
                 dependencies: Default::default(),
                 outputs: Default::default(),
                 reads: None,
+                rolled_back_to: None,
                 extra: Default::default(),
             });
             let now = crate::util::clock::now();
@@ -661,6 +662,7 @@ impl Runner<'_> {
                 Outcome::Ran => {
                     rec.status = Status::Completed;
                     rec.error = None;
+                    rec.rolled_back_to = None;
                     rec.dependency_hash = Some(decision.fingerprint.combined.clone());
                     rec.dependencies = decision.fingerprint.dependencies.clone();
                     // so that `plan` can say which file was removed when the step is gone

@@ -122,7 +122,7 @@ pub(super) fn previous_outputs() -> HostResult<Dynamic> {
         .unwrap_or_else(|e| e.into_inner())
         .steps
         .get(&ctx.step)
-        .filter(|r| r.status == crate::state::Status::Completed)
+        .filter(|r| r.status.deployed())
         .map(|r| r.outputs.clone())
         .unwrap_or_default();
     Ok(json_to_dynamic(&Value::Object(map)))
