@@ -766,8 +766,6 @@ const NOT_YET_SPLIT: &[(&str, &str)] = &[
     ("decide/fingerprint.rs", "walk_dir"),
     ("decide/plan.rs", "settle"),
     ("present/html_report/graph.rs", "svg"),
-    ("run/executor/mod.rs", "run"),
-    ("run/executor/mod.rs", "run_step"),
     ("run/host/command.rs", "run_command"),
     ("state/blob/lock.rs", "acquire"),
     ("state/blob/renew.rs", "renew_until_stopped"),
