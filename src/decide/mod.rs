@@ -6,3 +6,4 @@ pub mod hashcache;
 pub mod plan;
 pub mod script;
 pub mod step;
+pub mod walk;
