@@ -769,8 +769,6 @@ const NOT_YET_SPLIT: &[(&str, &str)] = &[
     ("state/blob/lock.rs", "acquire"),
     ("state/blob/renew.rs", "renew_until_stopped"),
     ("state/blob/store.rs", "open"),
-    ("sys/process.rs", "run"),
-    ("sys/supervisor.rs", "supervise"),
 ];
 
 #[test]
