@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::decide::hashcache::{HashCache, Stamp};
 use crate::decide::step::Step;
+use crate::decide::walk::{walk, Kind, WalkOptions, WalkedFile};
 use crate::util::digest::sha256_hex;
 use crate::util::error::{Kind as ErrorKind, OrFail};
 use anyhow::Result;
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The dependency key of the step's own script.
 pub const SCRIPT: &str = "script";
@@ -387,43 +388,10 @@ impl Fingerprinter<'_> {
     }
 
     /// Entries under `dir` (root-relative or absolute), relative to the root, sorted by bytes,
-    /// with their metadata, as `opts` says (ignore rules, links followed or not, directories
-    /// listed or not). Skips the excluded folders. Walks directories in parallel; each entry
-    /// is stat'ed relative to its open directory (no path lookup from the root), which is most
-    /// of the cost of a no-op run.
+    /// as `opts` says, skipping the excluded folders (`walk::walk`).
     fn walk(&self, dir: &Path, opts: &WalkOptions) -> Result<Vec<WalkedFile>> {
         let exclude: Vec<PathBuf> = self.exclude.iter().map(|e| self.root.join(e)).collect();
-        let out: Mutex<Vec<WalkedFile>> = Mutex::new(Vec::new());
-        let error: Mutex<Option<String>> = Mutex::new(None);
-        let ctx = WalkCtx {
-            root: self.root,
-            exclude: &exclude,
-            opts,
-            out: &out,
-            error: &error,
-        };
-        let start = Dir {
-            path: dir.to_path_buf(),
-            rel: String::new(),
-            gitignores: Arc::new(Vec::new()),
-            links: Arc::new(Vec::new()),
-        };
-        rayon::scope(|s| walk_dir(s, &ctx, start));
-        if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(ErrorKind::Script.error(e));
-        }
-        let mut files = out.into_inner().unwrap_or_else(|p| p.into_inner());
-        // By bytes: deterministic, and much cheaper than `Path`'s component-wise order.
-        {
-            use std::os::unix::ffi::OsStrExt;
-            files.sort_unstable_by(|a, b| {
-                a.rel
-                    .as_os_str()
-                    .as_bytes()
-                    .cmp(b.rel.as_os_str().as_bytes())
-            });
-        }
-        Ok(files)
+        walk(self.root, &exclude, dir, opts)
     }
 
     /// Files matching a glob (relative to the root), sorted. Symbolic links are followed;
@@ -462,9 +430,8 @@ impl Fingerprinter<'_> {
         let pieces: Vec<Piece> = files
             .par_iter()
             .map(|f| {
-                self.piece(f).or_fail(ErrorKind::Script, || {
-                    format!("cannot read {}", f.rel.display())
-                })
+                self.piece(f)
+                    .or_fail(ErrorKind::Script, || format!("cannot read {}", f.rel.display()))
             })
             .collect::<Result<_>>()?;
         let mut h = Sha256::new();
@@ -571,293 +538,6 @@ enum Piece {
 
 /// The `files` prefix that makes `.gitignore` files apply to a directory or glob.
 pub const GITIGNORE_PREFIX: &str = "gitignore:";
-
-/// What a walk lists and leaves out.
-struct WalkOptions {
-    /// Docker's rules for the walk's root (`.dockerignore`), or None.
-    docker: Option<crate::util::dockerignore::Matcher>,
-    /// Honour `.gitignore` files in the walked folders.
-    gitignore: bool,
-    /// Follow symbolic links (their targets' content; directories walked, loops refused).
-    follow_links: bool,
-    /// List directories too (Docker sends them; an empty one changes an image).
-    dirs: bool,
-    /// Skip `.git` folders.
-    skip_git: bool,
-}
-
-impl WalkOptions {
-    /// A Docker build context (`follow_links: false`: links as Docker sends them), or a
-    /// directory dependency (links followed: never less than Docker would send).
-    fn docker(matcher: crate::util::dockerignore::Matcher, follow_links: bool) -> WalkOptions {
-        WalkOptions {
-            docker: Some(matcher),
-            gitignore: false,
-            follow_links,
-            dirs: true,
-            skip_git: false,
-        }
-    }
-    /// Every file below (globs).
-    fn everything() -> WalkOptions {
-        WalkOptions {
-            docker: None,
-            gitignore: false,
-            follow_links: true,
-            dirs: false,
-            skip_git: true,
-        }
-    }
-    /// `gitignore:` entries.
-    fn gitignore() -> WalkOptions {
-        WalkOptions {
-            gitignore: true,
-            ..WalkOptions::everything()
-        }
-    }
-}
-
-/// An entry found by a walk: its root-relative path, its metadata (`lstat`, or the target's
-/// `stat` for a followed link) and what it is.
-pub struct WalkedFile {
-    pub rel: PathBuf,
-    pub meta: std::fs::Metadata,
-    pub kind: Kind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A regular file.
-    File,
-    /// A regular file of a Docker build context (its permission bits count).
-    DockerFile,
-    /// A symbolic link hashed by its target path (as Docker sends it, or one that leads back
-    /// into a directory above it).
-    Link,
-    /// A symbolic link to a file, followed.
-    FollowedLink,
-    /// A directory (Docker contexts only).
-    Dir,
-}
-
-struct WalkCtx<'a> {
-    root: &'a Path,
-    exclude: &'a [PathBuf],
-    opts: &'a WalkOptions,
-    out: &'a Mutex<Vec<WalkedFile>>,
-    error: &'a Mutex<Option<String>>,
-}
-
-/// A directory to walk.
-struct Dir {
-    /// Where it is (through any followed links).
-    path: PathBuf,
-    /// Its path relative to the walk's start, `/`-separated ("" for the start).
-    rel: String,
-    /// The `.gitignore` matchers of it and the folders above (gitignore walks).
-    gitignores: Arc<Vec<ignore::gitignore::Gitignore>>,
-    /// The real paths of the folders in which the followed directory links on the way here
-    /// were found: a link whose target is one of them, or above one, is a loop.
-    links: Arc<Vec<PathBuf>>,
-}
-
-/// Is `path` excluded by the ignore files of its folder or a folder above (deepest first)?
-fn ignored(matchers: &[ignore::gitignore::Gitignore], path: &Path, is_dir: bool) -> bool {
-    for g in matchers.iter().rev() {
-        match g.matched(path, is_dir) {
-            ignore::Match::Ignore(_) => return true,
-            ignore::Match::Whitelist(_) => return false,
-            ignore::Match::None => {}
-        }
-    }
-    false
-}
-
-fn walk_dir<'s>(scope: &rayon::Scope<'s>, ctx: &'s WalkCtx<'s>, dir: Dir) {
-    let fail = |e: String| {
-        let mut slot = ctx.error.lock().unwrap_or_else(|p| p.into_inner());
-        slot.get_or_insert(e);
-    };
-    let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&dir.path) {
-        Ok(rd) => match rd.collect::<std::io::Result<_>>() {
-            Ok(v) => v,
-            Err(e) => return fail(format!("cannot walk {}: {e}", dir.path.display())),
-        },
-        Err(e) => return fail(format!("cannot walk {}: {e}", dir.path.display())),
-    };
-    let opts = ctx.opts;
-    let mut gitignores = dir.gitignores.clone();
-    if opts.gitignore {
-        if let Some(e) = entries.iter().find(|e| e.file_name() == ".gitignore") {
-            let mut b = ignore::gitignore::GitignoreBuilder::new(&dir.path);
-            if let Some(err) = b.add(e.path()) {
-                return fail(format!("{}: {err}", e.path().display()));
-            }
-            match b.build() {
-                Ok(g) => {
-                    let mut v = (*gitignores).clone();
-                    v.push(g);
-                    gitignores = Arc::new(v);
-                }
-                Err(err) => return fail(format!("{}: {err}", dir.path.display())),
-            }
-        }
-    }
-    // Docker's rules need each entry's context-relative path, but only when something can be
-    // excluded at all.
-    let docker = opts.docker.as_ref().filter(|m| m.excludes_anything());
-    let child_rel = |name: &std::ffi::OsStr| -> String {
-        let name = name.to_string_lossy();
-        if dir.rel.is_empty() {
-            name.into_owned()
-        } else {
-            format!("{}/{name}", dir.rel)
-        }
-    };
-    let mut found = Vec::new();
-    for e in entries {
-        let name = e.file_name();
-        if opts.skip_git && name == ".git" {
-            continue;
-        }
-        let path = e.path();
-        if ctx.exclude.iter().any(|x| x == &path) {
-            continue;
-        }
-        let ft = match e.file_type() {
-            Ok(ft) => ft,
-            Err(err) => return fail(format!("{}: {err}", path.display())),
-        };
-        let rel_str = if docker.is_some() || ft.is_dir() || ft.is_symlink() {
-            child_rel(&name)
-        } else {
-            String::new()
-        };
-        let mut walk_only = false;
-        if let Some(m) = docker {
-            if m.excluded(&rel_str) {
-                // An excluded folder is still walked when an exception could re-include
-                // something below it (Docker does the same).
-                if (ft.is_dir() || (ft.is_symlink() && opts.follow_links))
-                    && m.walk_excluded_dir(&rel_str)
-                {
-                    walk_only = true;
-                } else {
-                    continue;
-                }
-            }
-        }
-        if opts.gitignore && ignored(&gitignores, &path, ft.is_dir()) {
-            continue;
-        }
-        let rel = || path.strip_prefix(ctx.root).unwrap_or(&path).to_path_buf();
-        if ft.is_dir() {
-            if opts.dirs && !walk_only {
-                match e.metadata() {
-                    Ok(meta) => found.push(WalkedFile {
-                        rel: rel(),
-                        meta,
-                        kind: Kind::Dir,
-                    }),
-                    Err(err) => return fail(format!("{}: {err}", path.display())),
-                }
-            }
-            let sub = Dir {
-                path,
-                rel: rel_str,
-                gitignores: gitignores.clone(),
-                links: dir.links.clone(),
-            };
-            scope.spawn(move |s| walk_dir(s, ctx, sub));
-        } else if ft.is_symlink() && opts.follow_links {
-            let target = match std::fs::metadata(&path) {
-                Ok(m) => m,
-                Err(err) => {
-                    let to = std::fs::read_link(&path)
-                        .map(|t| t.display().to_string())
-                        .unwrap_or_else(|_| "?".into());
-                    return fail(if err.kind() == std::io::ErrorKind::NotFound {
-                        format!(
-                            "{} is a symbolic link to {to}, which does not exist (a dangling link cannot be hashed)",
-                            rel().display()
-                        )
-                    } else {
-                        format!("{} (a symbolic link to {to}): {err}", rel().display())
-                    });
-                }
-            };
-            if target.is_dir() {
-                // Walked once: a link that leads back into a folder on the way here (or above
-                // one) is hashed by its target path instead.
-                let real_target = std::fs::canonicalize(&path).ok();
-                let here = std::fs::canonicalize(&dir.path).ok();
-                let is_loop = match (&real_target, &here) {
-                    (Some(t), Some(h)) => {
-                        h.starts_with(t) || dir.links.iter().any(|l| l.starts_with(t))
-                    }
-                    _ => true,
-                };
-                if is_loop {
-                    if !walk_only {
-                        match e.metadata() {
-                            Ok(meta) => found.push(WalkedFile {
-                                rel: rel(),
-                                meta,
-                                kind: Kind::Link,
-                            }),
-                            Err(err) => return fail(format!("{}: {err}", path.display())),
-                        }
-                    }
-                    continue;
-                }
-                if opts.dirs && !walk_only {
-                    found.push(WalkedFile {
-                        rel: rel(),
-                        meta: target,
-                        kind: Kind::Dir,
-                    });
-                }
-                let mut links = (*dir.links).clone();
-                links.extend(here);
-                let sub = Dir {
-                    path,
-                    rel: rel_str,
-                    gitignores: gitignores.clone(),
-                    links: Arc::new(links),
-                };
-                scope.spawn(move |s| walk_dir(s, ctx, sub));
-            } else if target.is_file() && !walk_only {
-                found.push(WalkedFile {
-                    rel: rel(),
-                    meta: target,
-                    kind: Kind::FollowedLink,
-                });
-            }
-        } else if (ft.is_file() || ft.is_symlink()) && !walk_only {
-            // relative to the open directory: no lookup of the whole path
-            let meta = match e.metadata() {
-                Ok(m) => m,
-                Err(err) => return fail(format!("{}: {err}", path.display())),
-            };
-            let kind = if ft.is_symlink() {
-                Kind::Link
-            } else if opts.docker.is_some() {
-                Kind::DockerFile
-            } else {
-                Kind::File
-            };
-            found.push(WalkedFile {
-                rel: rel(),
-                meta,
-                kind,
-            });
-        }
-    }
-    ctx.out
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .extend(found);
-}
 
 /// The hash cache seen through fingerprints: what it saves and what it must never hide.
 #[cfg(test)]

@@ -8,3 +8,4 @@ pub(crate) mod plan;
 pub(crate) mod rollback;
 pub(crate) mod script;
 pub mod step;
+pub mod walk;

@@ -286,7 +286,6 @@ fn high_copy(fd: &std::os::fd::OwnedFd) -> std::io::Result<std::os::fd::OwnedFd>
 /// Runs `argv` (no shell) under a supervisor; waits until the command exits (at most
 /// `opts.timeout`); returns its exit code and captured output.
 pub fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
-    use std::os::fd::AsRawFd;
     let program = argv
         .first()
         .ok_or_else(|| RunError::Spawn("empty command".into()))?
@@ -294,37 +293,7 @@ pub fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
     if let Some(e) = stop_error() {
         return Err(e);
     }
-    let spawn_err = |e: std::io::Error| RunError::Spawn(format!("cannot start {program}: {e}"));
-    let (control_r, control_w) = pipe_cloexec().map_err(spawn_err)?;
-    let (status_r, status_w) = pipe_cloexec().map_err(spawn_err)?;
-    let control_child = high_copy(&control_r).map_err(spawn_err)?;
-    let status_child = high_copy(&status_w).map_err(spawn_err)?;
-    drop((control_r, status_w));
-    let (cfd, sfd) = (control_child.as_raw_fd(), status_child.as_raw_fd());
-    let mut cmd = std::process::Command::new(supervisor::self_exe());
-    cmd.arg0("stepwise")
-        .arg(supervisor::MODE_ARG)
-        // The command inherits the supervisor's standard input.
-        .stdin(if opts.stdin.is_some() {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0);
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(cfd, supervisor::CONTROL_FD) < 0
-                || libc::dup2(sfd, supervisor::STATUS_FD) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(spawn_err)?;
-    drop((control_child, status_child));
+    let (mut child, control_w, status_r) = spawn_supervisor(&program, opts.stdin.is_some())?;
     let control = Arc::new(std::fs::File::from(control_w));
     let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
     LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(Live {
@@ -356,22 +325,6 @@ pub fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
     }
 
     // Output readers and the status reader.
-    let reader = |mut from: Box<dyn Read + Send>, mut cap: Capture| {
-        let (tx, rx) = mpsc::channel::<Captured>();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => cap.push(&buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = tx.send(cap.finish());
-        });
-        rx
-    };
     let out_rx = reader(
         Box::new(child.stdout.take().expect("piped")),
         Capture::new(opts.stdout_keep, opts.stdout_spill),
@@ -380,6 +333,116 @@ pub fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
         Box::new(child.stderr.take().expect("piped")),
         Capture::new(opts.stderr_keep, opts.stderr_spill),
     );
+    let status_rx = status_reader(status_r);
+    let watched = watch(&status_rx, &control, &program, opts.timeout);
+    let _ = child.wait();
+    // The supervisor ended after every process of the command did, so the output pipes are
+    // closed; a process that got hold of them otherwise is not waited for.
+    let collect = |rx: mpsc::Receiver<Captured>, name: &str| {
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| {
+            eprintln!("warning: the {name} of {program} is still held open by a process outside it: dropped");
+            Captured::default()
+        })
+    };
+    let stdout = collect(out_rx, "output");
+    let stderr = collect(err_rx, "error output");
+    let Watched {
+        code,
+        leftover,
+        failed_spawn,
+        stop,
+    } = watched;
+    if let Some(e) = failed_spawn {
+        return Err(e);
+    }
+    if let Some(e) = stop {
+        return Err(e);
+    }
+    match code {
+        Some(code) => Ok(Output {
+            code,
+            stdout,
+            stderr,
+            leftover,
+        }),
+        None => Err(RunError::Spawn(format!(
+            "{program}: its supervisor ended without reporting how it exited"
+        ))),
+    }
+}
+
+/// Starts the supervisor of a command (`program` names it in errors), in a process group of
+/// its own, with its control pipe on `CONTROL_FD` and its status pipe on `STATUS_FD`; its
+/// standard input piped when the command gets one (`stdin`). Returns the supervisor and the
+/// ends of the control pipe (to write) and of the status pipe (to read).
+fn spawn_supervisor(
+    program: &str,
+    stdin: bool,
+) -> Result<
+    (
+        std::process::Child,
+        std::os::fd::OwnedFd,
+        std::os::fd::OwnedFd,
+    ),
+    RunError,
+> {
+    use std::os::fd::AsRawFd;
+    let spawn_err = |e: std::io::Error| RunError::Spawn(format!("cannot start {program}: {e}"));
+    let (control_r, control_w) = pipe_cloexec().map_err(spawn_err)?;
+    let (status_r, status_w) = pipe_cloexec().map_err(spawn_err)?;
+    let control_child = high_copy(&control_r).map_err(spawn_err)?;
+    let status_child = high_copy(&status_w).map_err(spawn_err)?;
+    drop((control_r, status_w));
+    let (cfd, sfd) = (control_child.as_raw_fd(), status_child.as_raw_fd());
+    let mut cmd = std::process::Command::new(supervisor::self_exe());
+    cmd.arg0("stepwise")
+        .arg(supervisor::MODE_ARG)
+        // The command inherits the supervisor's standard input.
+        .stdin(if stdin {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(cfd, supervisor::CONTROL_FD) < 0
+                || libc::dup2(sfd, supervisor::STATUS_FD) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(spawn_err)?;
+    drop((control_child, status_child));
+    Ok((child, control_w, status_r))
+}
+
+/// Reads an output stream into `cap` on a thread of its own; what it captured arrives on the
+/// channel when the stream ends.
+fn reader(mut from: Box<dyn Read + Send>, mut cap: Capture) -> mpsc::Receiver<Captured> {
+    let (tx, rx) = mpsc::channel::<Captured>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => cap.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(cap.finish());
+    });
+    rx
+}
+
+/// Reads the supervisor's status lines on a thread of its own; the channel closes when the
+/// supervisor closes its status pipe (it has ended).
+fn status_reader(status_r: std::os::fd::OwnedFd) -> mpsc::Receiver<Status> {
     let (status_tx, status_rx) = mpsc::channel::<Status>();
     std::thread::spawn(move || {
         let r = std::io::BufReader::new(std::fs::File::from(status_r));
@@ -392,7 +455,25 @@ pub fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
             }
         }
     });
+    status_rx
+}
 
+/// What the supervisor reported of a command, and why stepwise stopped it.
+struct Watched {
+    code: Option<i32>,
+    leftover: Option<usize>,
+    failed_spawn: Option<RunError>,
+    stop: Option<RunError>,
+}
+
+/// Watches a command through its supervisor's reports until the supervisor ends: stops it
+/// (SIGTERM, then SIGKILL after the grace) when the run stops or `timeout` has passed.
+fn watch(
+    status_rx: &mpsc::Receiver<Status>,
+    control: &std::fs::File,
+    program: &str,
+    timeout: Duration,
+) -> Watched {
     let send = |b: u8| {
         let _ = (&*control).write_all(&[b]);
     };
@@ -420,9 +501,8 @@ pub fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if code.is_none() && stop.is_none() && failed_spawn.is_none() {
-            stop = stop_error().or_else(|| {
-                (start.elapsed() >= opts.timeout).then_some(RunError::TimedOut(opts.timeout))
-            });
+            stop = stop_error()
+                .or_else(|| (start.elapsed() >= timeout).then_some(RunError::TimedOut(timeout)));
             if stop.is_some() {
                 send(supervisor::TERMINATE);
                 term_sent = Some(Instant::now());
@@ -436,32 +516,10 @@ pub fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
             kill_sent = true;
         }
     }
-    let _ = child.wait();
-    // The supervisor ended after every process of the command did, so the output pipes are
-    // closed; a process that got hold of them otherwise is not waited for.
-    let collect = |rx: mpsc::Receiver<Captured>, name: &str| {
-        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| {
-            eprintln!("warning: the {name} of {program} is still held open by a process outside it: dropped");
-            Captured::default()
-        })
-    };
-    let stdout = collect(out_rx, "output");
-    let stderr = collect(err_rx, "error output");
-    if let Some(e) = failed_spawn {
-        return Err(e);
-    }
-    if let Some(e) = stop {
-        return Err(e);
-    }
-    match code {
-        Some(code) => Ok(Output {
-            code,
-            stdout,
-            stderr,
-            leftover,
-        }),
-        None => Err(RunError::Spawn(format!(
-            "{program}: its supervisor ended without reporting how it exited"
-        ))),
+    Watched {
+        code,
+        leftover,
+        failed_spawn,
+        stop,
     }
 }

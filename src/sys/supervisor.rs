@@ -190,28 +190,7 @@ fn supervise() -> i32 {
         return 125;
     };
     let me = std::process::id() as i32;
-    let mut cmd = std::process::Command::new(&req.argv[0]);
-    cmd.args(&req.argv[1..]);
-    {
-        use std::os::unix::process::CommandExt;
-        unsafe {
-            cmd.pre_exec(move || {
-                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-                libc::setpgid(0, 0);
-                #[cfg(target_os = "linux")]
-                {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                    // The supervisor may have died before the line above: then go now.
-                    if libc::getppid() != me {
-                        libc::_exit(137);
-                    }
-                }
-                Ok(())
-            });
-        }
-    }
+    let mut cmd = command(&req.argv, me);
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -238,30 +217,65 @@ fn supervise() -> i32 {
             libc::close(null);
         }
     }
-    // The control pipe: `T` terminates, `K` or its end kills everything and exits.
-    std::thread::spawn(move || {
-        let mut b = [0u8; 1];
-        loop {
-            match control.read(&mut b) {
-                Ok(1) if b[0] == TERMINATE => signal_descendants(me, pid, libc::SIGTERM),
-                Ok(1) if b[0] != KILL => {}
-                _ => {
-                    kill_everything(me, pid);
-                    unsafe { libc::_exit(0) };
-                }
-            }
-        }
-    });
+    std::thread::spawn(move || obey(control, me, pid));
     drop(child); // waited for below, by pid
     let code = wait_pid(pid);
     report(&mut status, &Status::Exited(code));
-    // Processes the command left running: `grace` to end by themselves, then stopped.
+    stop_leftovers(&mut status, me, pid, &req);
+    0
+}
+
+/// The command `argv`, started in its own process group with the default signal handlers,
+/// killed when its supervisor (`me`) dies.
+fn command(argv: &[OsString], me: i32) -> std::process::Command {
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    {
+        use std::os::unix::process::CommandExt;
+        unsafe {
+            cmd.pre_exec(move || {
+                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                libc::setpgid(0, 0);
+                #[cfg(target_os = "linux")]
+                {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                    // The supervisor may have died before the line above: then go now.
+                    if libc::getppid() != me {
+                        libc::_exit(137);
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+/// The control pipe: `T` terminates, `K` or its end kills everything and exits.
+fn obey(mut control: std::fs::File, me: i32, pid: i32) {
+    let mut b = [0u8; 1];
+    loop {
+        match control.read(&mut b) {
+            Ok(1) if b[0] == TERMINATE => signal_descendants(me, pid, libc::SIGTERM),
+            Ok(1) if b[0] != KILL => {}
+            _ => {
+                kill_everything(me, pid);
+                unsafe { libc::_exit(0) };
+            }
+        }
+    }
+}
+
+/// Processes the command left running: `grace` to end by themselves, then stopped.
+fn stop_leftovers(status: &mut std::fs::File, me: i32, pid: i32, req: &Request) {
     let end = Instant::now() + req.grace;
     while has_children() {
         reap_any();
         if Instant::now() >= end {
             let n = descendants(me).len().max(1);
-            report(&mut status, &Status::Leftover(n));
+            report(status, &Status::Leftover(n));
             signal_descendants(me, pid, libc::SIGTERM);
             let end = Instant::now() + req.kill_grace;
             while has_children() && Instant::now() < end {
@@ -273,7 +287,6 @@ fn supervise() -> i32 {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    0
 }
 
 /// Waits for `pid`; its exit code, or 128 + the signal that killed it.

@@ -620,3 +620,214 @@ fn a_planted_violation_is_named_with_its_file_and_line() {
     stray.push(("stray.rs", "pub fn f() {}\n"));
     assert!(planted(&stray)[0].contains("src/stray.rs: on no floor"));
 }
+
+/// The longest a function may be, in lines from its `fn` line to its closing brace
+/// (ARCHITECTURE.md: no function in `src/` longer than about 100 lines).
+const MAX_FN_LINES: usize = 100;
+
+/// Blanks every `#[cfg(test)] mod NAME { … }` block (keeping line breaks): unit tests are not
+/// measured.
+fn without_test_modules(code: &str) -> String {
+    let mut t: Vec<char> = code.chars().collect();
+    let attr: Vec<char> = "#[cfg(test)]".chars().collect();
+    let mut i = 0;
+    while i + attr.len() <= t.len() {
+        if t[i..i + attr.len()] != attr[..] {
+            i += 1;
+            continue;
+        }
+        let mut j = i + attr.len();
+        while j < t.len() && t[j].is_whitespace() {
+            j += 1;
+        }
+        let rest: String = t[j..t.len().min(j + 8)].iter().collect();
+        if !(rest.starts_with("mod ") || rest.starts_with("pub mod ")) {
+            i += attr.len();
+            continue;
+        }
+        // The module's body, if it has one here (`mod x;` names a file, measured as a file).
+        let Some(open) = (j..t.len()).find(|&k| t[k] == '{' || t[k] == ';') else {
+            break;
+        };
+        if t[open] == ';' {
+            i = open;
+            continue;
+        }
+        let end = closing_brace(&t, open).unwrap_or(t.len() - 1);
+        for c in &mut t[i..=end] {
+            if *c != '\n' {
+                *c = ' ';
+            }
+        }
+        i = end + 1;
+    }
+    t.into_iter().collect()
+}
+
+/// Where the brace that closes the one at `open` is.
+fn closing_brace(t: &[char], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (k, c) in t.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Every function with a body in one file's code, as (line of `fn`, name, lines from the `fn`
+/// line to the closing brace).
+fn functions_of(code: &str) -> Vec<(usize, String, usize)> {
+    let t: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 3 <= t.len() {
+        let is_fn = t[i] == 'f'
+            && t[i + 1] == 'n'
+            && t[i + 2].is_whitespace()
+            && !ident_char(t.get(i.wrapping_sub(1)));
+        if !is_fn {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 2;
+        while j < t.len() && t[j].is_whitespace() {
+            j += 1;
+        }
+        let start = j;
+        while j < t.len() && ident_char(t.get(j)) {
+            j += 1;
+        }
+        let name: String = t[start..j].iter().collect();
+        if name.is_empty() {
+            // `fn (…)`: a function pointer type.
+            i += 2;
+            continue;
+        }
+        // The body is the first `{` outside parentheses and brackets; a `;` first means none.
+        let mut depth = 0i32;
+        let mut body = None;
+        while j < t.len() {
+            match t[j] {
+                '(' | '[' => depth += 1,
+                ')' | ']' => depth -= 1,
+                ';' if depth == 0 => break,
+                '{' if depth == 0 => {
+                    body = Some(j);
+                    break;
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        if let Some(open) = body {
+            if let Some(close) = closing_brace(&t, open) {
+                let first = line_at(&t, i);
+                out.push((first, name, line_at(&t, close) - first + 1));
+            }
+        }
+        // Nested functions are measured too (and count in their enclosing one).
+        i = j.max(i + 2);
+    }
+    out
+}
+
+/// Every function of `src` longer than `max` lines, `src/FILE:LINE fn NAME (N lines)`.
+fn long_functions(src: &Path, max: usize) -> Vec<String> {
+    let mut files = Vec::new();
+    rs_files(src, src, &mut files);
+    let mut out = Vec::new();
+    for rel in &files {
+        let file = rel.to_string_lossy().into_owned();
+        if file.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(src.join(rel)).unwrap();
+        let code = without_test_modules(&code_only(&text));
+        for (line, name, n) in functions_of(&code) {
+            if n > max {
+                out.push(format!("src/{file}:{line} fn {name} ({n} lines)"));
+            }
+        }
+    }
+    out
+}
+
+/// Functions still longer than the limit, being split (issue #24); the list only shrinks.
+const NOT_YET_SPLIT: &[(&str, &str)] = &[
+    ("app/legacy.rs", "import"),
+    ("decide/plan.rs", "settle"),
+    ("present/html_report/graph.rs", "svg"),
+    ("run/host/command.rs", "run_command"),
+    ("state/blob/lock.rs", "acquire"),
+    ("state/blob/renew.rs", "renew_until_stopped"),
+    ("state/blob/store.rs", "open"),
+];
+
+#[test]
+fn no_function_in_src_is_longer_than_100_lines() {
+    // Unit-test modules (`#[cfg(test)] mod … { … }`) and files named `*tests.rs` are not
+    // measured: a test is read as a story, top to bottom.
+    let src = std::env::var_os("STEPWISE_LAYERS_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let long: Vec<String> = long_functions(&src, MAX_FN_LINES)
+        .into_iter()
+        .filter(|l| {
+            !NOT_YET_SPLIT.iter().any(|(f, n)| {
+                l.starts_with(&format!("src/{f}:")) && l.contains(&format!(" fn {n} ("))
+            })
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "{} function(s) in src/ longer than {MAX_FN_LINES} lines (ARCHITECTURE.md): split them \
+         by moving parts into functions of their own:\n{}",
+        long.len(),
+        long.join("\n")
+    );
+}
+
+#[test]
+fn a_planted_long_function_is_named_with_its_file_and_line() {
+    // `fn NAME() {`, `n - 2` statements (one with `}` in a string, one in a comment), `}`.
+    let body = |name: &str, n: usize| {
+        let mut s = format!("pub fn {name}() {{\n    let s = \"}}\";\n    // }}\n");
+        for k in 0..n - 4 {
+            s.push_str(&format!("    let _x{k} = {k};\n"));
+        }
+        s.push_str("}\n");
+        s
+    };
+    let fits = format!(
+        "/// A doc.\n{}\nfn g(f: fn(u8) -> u8) -> u8 {{ f(1) }}\n",
+        body("fits", 100)
+    );
+    let too_long = format!("struct S;\nimpl S {{\n{}}}\n", body("too_long", 101));
+    let tested = format!(
+        "pub fn f() {{}}\n#[cfg(test)]\nmod tests {{\n{}}}\n",
+        body("long_test", 150)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in [
+        ("util/fits.rs", fits.as_str()),
+        ("app/long.rs", too_long.as_str()),
+        ("app/tested.rs", tested.as_str()),
+        ("app/cache_tests.rs", body("in_tests_file", 150).as_str()),
+    ] {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    assert_eq!(
+        long_functions(dir.path(), MAX_FN_LINES),
+        ["src/app/long.rs:3 fn too_long (101 lines)"]
+    );
+}

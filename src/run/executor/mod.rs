@@ -6,9 +6,9 @@ use crate::config::Config;
 use crate::decide::fingerprint::Fingerprint;
 use crate::decide::plan::{Action, Decision};
 use crate::decide::script;
-use crate::decide::step::StepSet;
+use crate::decide::step::{Step, StepSet};
 use crate::run::host::{self, StepContext};
-use crate::state::{State, StateStore, Status, StepRecord};
+use crate::state::{State, StateStore};
 use crate::sys::process;
 use crate::util::console::{self, Console};
 use crate::util::secrets::Masker;
@@ -20,10 +20,15 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod lines;
 mod outcome;
+mod record;
 mod schedule;
+mod tally;
 mod ticker;
+use record::{step_record, Ended};
 use schedule::{Node, Schedule};
+use tally::{StepRecordUpdate, Tally};
 mod verify;
 
 pub use outcome::{Counts, Outcome, RunReport, StepResult, StepRun};
@@ -58,30 +63,10 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// A step's line for a decision made while scheduling (`· name skipped: why`).
-    fn say(&self, colour: &str, mark: &str, step: &str, what: &str, why: &str) {
-        self.console.line(&format!(
-            "{} {step} {what}: {why}",
-            self.console.paint(colour, mark)
-        ));
-    }
-
     /// The report of a run in which nothing had to run.
     pub fn nothing_ran(decisions: &[Decision]) -> RunReport {
         RunReport {
-            results: decisions
-                .iter()
-                .map(|d| StepResult {
-                    step: d.step.clone(),
-                    outcome: match d.action {
-                        Action::Skip => Outcome::Skipped,
-                        Action::Blocked => Outcome::Blocked,
-                        _ => Outcome::NotRun,
-                    },
-                    reason: d.reasons.join("; "),
-                    duration: Duration::ZERO,
-                })
-                .collect(),
+            results: decisions.iter().map(StepResult::of_decision).collect(),
             wall: Duration::ZERO,
             interrupted: None,
             lock_lost: None,
@@ -89,85 +74,19 @@ impl Runner<'_> {
         }
     }
 
+    /// Runs the steps `decisions` select: schedules them along the `needs` graph, starts each
+    /// on a thread of its own when it is ready (at most `jobs` at once), and observes each as it
+    /// ends, until nothing runs and nothing can start.
     pub fn run(&self, decisions: &[Decision], state: State) -> Result<RunReport> {
         // Steps are about to run: a signal is now handled (steps recorded, state saved).
         process::DEFER_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
         let started = Instant::now();
-        let n = self.steps.steps.len();
         let salt = state.salt().unwrap_or("").to_string();
         let salt = salt.as_str();
         let state = Arc::new(Mutex::new(state));
-        // A skipped step with declared files below a step that runs now is checked again when
-        // it starts: its files are hashed after its ancestors ran (the plan's hash is a preview).
-        let recheck: Vec<bool> = decisions
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                d.action == Action::Skip
-                    && !self.steps.steps[i].files.is_empty()
-                    && self
-                        .steps
-                        .ancestors(i)
-                        .into_iter()
-                        .any(|j| matches!(decisions[j].action, Action::Run | Action::Maybe))
-            })
-            .collect();
-        let nodes: Vec<Node> = decisions
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match d.action {
-                Action::Run | Action::Maybe => Node::Waiting,
-                Action::Skip if recheck[i] => Node::Waiting,
-                Action::Skip => Node::Satisfied,
-                Action::Pending => Node::Unsatisfied,
-                Action::Excluded if d.up_to_date => Node::Satisfied,
-                Action::Excluded => Node::Unsatisfied,
-                // decided by the plan already (a need that will not be up to date)
-                Action::Blocked => Node::Blocked,
-            })
-            .collect();
-        let mut results: Vec<Option<StepResult>> = vec![None; n];
-        let mut runs: HashMap<String, StepRun> = HashMap::new();
-        for (i, d) in decisions.iter().enumerate() {
-            if !matches!(d.action, Action::Run | Action::Maybe) && !recheck[i] {
-                let outcome = match d.action {
-                    Action::Skip => Outcome::Skipped,
-                    Action::Blocked => Outcome::Blocked,
-                    _ => Outcome::NotRun,
-                };
-                results[i] = Some(StepResult {
-                    step: d.step.clone(),
-                    outcome,
-                    reason: d.reasons.join("; "),
-                    duration: Duration::ZERO,
-                });
-            }
-        }
-        let ancestors: Vec<Vec<usize>> = (0..n).map(|i| self.steps.ancestors(i)).collect();
-        // A pending (`Maybe`) step also waits for the steps whose outputs decide it.
-        let waits: Vec<Vec<usize>> = (0..n)
-            .map(|i| {
-                let mut w = ancestors[i].clone();
-                for name in &decisions[i].waits_on {
-                    if let Some(j) = self.steps.index(name) {
-                        if !w.contains(&j) {
-                            w.push(j);
-                        }
-                    }
-                }
-                w
-            })
-            .collect();
-        // Decisions made when a pending step became ready (it ran, or its outputs were
-        // unchanged).
-        let mut late: Vec<Option<Decision>> = vec![None; n];
-        let direct: Vec<Vec<usize>> = self
-            .steps
-            .steps
-            .iter()
-            .map(|s| s.needs.iter().filter_map(|x| self.steps.index(x)).collect())
-            .collect();
-        let mut sched = Schedule::new(nodes, direct, ancestors, waits, self.jobs, self.keep_going);
+        let recheck = self.rechecked(decisions);
+        let mut sched = self.schedule(decisions, &recheck);
+        let mut tally = Tally::new(decisions, &recheck, started);
         let (tx, rx) = mpsc::channel::<(usize, StepRecordUpdate)>();
         // Dropping `done` wakes the ticker at once (a sleeping ticker would delay the end).
         let (done, done_rx) = mpsc::channel::<()>();
@@ -179,109 +98,20 @@ impl Runner<'_> {
                         sched.stop_starting = true;
                     }
                     // Block what can no longer run; start what is ready, in file order.
-                    for (i, j, what) in sched.block() {
-                        let why = self.blocked_why(i, j, what);
-                        self.console.line(&format!(
-                            "{} {} blocked: {why}",
-                            self.console.paint(console::YELLOW, "-"),
-                            self.steps.steps[i].name
-                        ));
-                        results[i] = Some(StepResult::without_run(
-                            self.steps.steps[i].name.clone(),
-                            Outcome::Blocked,
-                            why,
-                        ));
-                        runs.insert(
-                            self.steps.steps[i].name.clone(),
-                            StepRun::at(started.elapsed()),
-                        );
-                    }
-                    for i in 0..n {
+                    self.block(&mut sched, &mut tally);
+                    for i in 0..decisions.len() {
                         // Every ancestor, direct or through skipped steps, has ended.
                         if !sched.ready(i) {
                             continue;
                         }
-                        if decisions[i].action != Action::Run && self.dry_run {
-                            // Nothing ran, so nothing can be compared: a pending step stays
-                            // pending, a skipped one skipped.
-                            let d = &decisions[i];
-                            if d.action == Action::Skip {
-                                sched.decided(i, Node::Satisfied);
-                                results[i] = Some(StepResult::without_run(
-                                    d.step.clone(),
-                                    Outcome::Skipped,
-                                    d.reasons.join("; "),
-                                ));
-                                continue;
-                            }
-                            self.say(
-                                console::YELLOW,
-                                "?",
-                                &d.step,
-                                "pending",
-                                &d.reasons.join("; "),
-                            );
-                            sched.decided(i, Node::Satisfied);
-                            results[i] = Some(StepResult::without_run(
-                                d.step.clone(),
-                                Outcome::NotRun,
-                                d.reasons.join("; "),
-                            ));
+                        let Some(decision) =
+                            self.decide_ready(i, decisions, &mut sched, &mut tally, &state)
+                        else {
                             continue;
-                        }
-                        if !self.dry_run && late[i].is_none() {
-                            // Fingerprints taken when the step starts: after every ancestor
-                            // that runs in this deployment has finished.
-                            let ancestor_ran = sched.ancestors[i].iter().any(|&j| {
-                                results[j]
-                                    .as_ref()
-                                    .is_some_and(|r| r.outcome == Outcome::Ran)
-                            });
-                            let d = match self.decide_at_start(
-                                i,
-                                &decisions[i],
-                                &state,
-                                ancestor_ran,
-                            ) {
-                                Ok(d) => d,
-                                Err(why) => {
-                                    sched.decided(i, Node::Failed);
-                                    self.console.line(&format!(
-                                        "{} {} failed: {why}",
-                                        self.console.paint(console::RED, "✗"),
-                                        decisions[i].step
-                                    ));
-                                    results[i] = Some(StepResult::without_run(
-                                        decisions[i].step.clone(),
-                                        Outcome::Failed,
-                                        why,
-                                    ));
-                                    continue;
-                                }
-                            };
-                            if d.action == Action::Skip {
-                                self.say(
-                                    console::DIM,
-                                    "·",
-                                    &d.step,
-                                    "skipped",
-                                    &d.reasons.join("; "),
-                                );
-                                sched.decided(i, Node::Satisfied);
-                                results[i] = Some(StepResult::without_run(
-                                    d.step.clone(),
-                                    Outcome::Skipped,
-                                    d.reasons.join("; "),
-                                ));
-                                late[i] = Some(d);
-                                continue;
-                            }
-                            late[i] = Some(d);
-                        }
+                        };
                         sched.start(i);
                         let tx = tx.clone();
                         let state = state.clone();
-                        let decision = late[i].clone().unwrap_or_else(|| decisions[i].clone());
                         scope.spawn(move || {
                             let update = self.run_step(i, &decision, state, salt);
                             let _ = tx.send((i, update));
@@ -305,24 +135,9 @@ impl Runner<'_> {
                         break;
                     }
                     let (i, update) = rx.recv().expect("a step thread reports");
-                    let name = self.steps.steps[i].name.clone();
                     sched.finished(i, update.outcome);
-                    let start = update.started.saturating_duration_since(started);
-                    runs.insert(
-                        name.clone(),
-                        StepRun {
-                            start,
-                            end: start + update.duration,
-                            ..update.run
-                        },
-                    );
-                    results[i] = Some(StepResult {
-                        step: name,
-                        outcome: update.outcome,
-                        reason: update.reason,
-                        duration: update.duration,
-                    });
-                    if let Some(err) = update.save_error {
+                    let name = self.steps.steps[i].name.clone();
+                    if let Some(err) = tally.finished(i, name, update) {
                         return Err(err);
                     }
                 }
@@ -331,37 +146,139 @@ impl Runner<'_> {
             drop(done);
             result
         })?;
-        // Steps never started (after a failure or an interrupt).
-        let interrupted = process::interrupted();
-        let lock_lost = process::lock_lost();
-        let wall = started.elapsed();
-        for (i, slot) in results.iter_mut().enumerate() {
-            if slot.is_none() {
-                runs.insert(self.steps.steps[i].name.clone(), StepRun::at(wall));
-                let why = if lock_lost.is_some() {
-                    "not started: the run lost its state lock"
-                } else if interrupted.is_some() {
-                    "not started: the run was interrupted"
-                } else {
-                    "not started: an earlier step failed (use --keep-going to run independent steps)"
-                };
-                *slot = Some(StepResult::without_run(
-                    self.steps.steps[i].name.clone(),
-                    Outcome::Blocked,
-                    why.to_string(),
-                ));
-            }
+        Ok(tally.report(self.steps))
+    }
+
+    /// Which steps are checked again when they start: a skipped step with declared files
+    /// below a step that runs now (its files are hashed after its ancestors ran; the plan's
+    /// hash is a preview).
+    fn rechecked(&self, decisions: &[Decision]) -> Vec<bool> {
+        decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.action == Action::Skip
+                    && !self.steps.steps[i].files.is_empty()
+                    && self
+                        .steps
+                        .ancestors(i)
+                        .into_iter()
+                        .any(|j| matches!(decisions[j].action, Action::Run | Action::Maybe))
+            })
+            .collect()
+    }
+
+    /// The scheduler of a run of `decisions`.
+    fn schedule(&self, decisions: &[Decision], recheck: &[bool]) -> Schedule {
+        let n = self.steps.steps.len();
+        let nodes: Vec<Node> = decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d.action {
+                Action::Run | Action::Maybe => Node::Waiting,
+                Action::Skip if recheck[i] => Node::Waiting,
+                Action::Skip => Node::Satisfied,
+                Action::Pending => Node::Unsatisfied,
+                Action::Excluded if d.up_to_date => Node::Satisfied,
+                Action::Excluded => Node::Unsatisfied,
+                // decided by the plan already (a need that will not be up to date)
+                Action::Blocked => Node::Blocked,
+            })
+            .collect();
+        let ancestors: Vec<Vec<usize>> = (0..n).map(|i| self.steps.ancestors(i)).collect();
+        // A pending (`Maybe`) step also waits for the steps whose outputs decide it.
+        let waits: Vec<Vec<usize>> = (0..n)
+            .map(|i| {
+                let mut w = ancestors[i].clone();
+                for name in &decisions[i].waits_on {
+                    if let Some(j) = self.steps.index(name) {
+                        if !w.contains(&j) {
+                            w.push(j);
+                        }
+                    }
+                }
+                w
+            })
+            .collect();
+        let direct: Vec<Vec<usize>> = self
+            .steps
+            .steps
+            .iter()
+            .map(|s| s.needs.iter().filter_map(|x| self.steps.index(x)).collect())
+            .collect();
+        Schedule::new(nodes, direct, ancestors, waits, self.jobs, self.keep_going)
+    }
+
+    /// Blocks the steps that can no longer run, each with a line saying why.
+    fn block(&self, sched: &mut Schedule, tally: &mut Tally) {
+        for (i, j, what) in sched.block() {
+            let why = self.blocked_why(i, j, what);
+            lines::blocked(&self.console, &self.steps.steps[i].name, &why);
+            tally.blocked(i, &self.steps.steps[i].name, why);
         }
-        Ok(RunReport {
-            results: results
-                .into_iter()
-                .map(|r| r.expect("every step has a result"))
-                .collect(),
-            wall,
-            interrupted,
-            lock_lost,
-            runs,
-        })
+    }
+
+    /// What ready step `i` does: the decision it starts with, or `None` when it ends here
+    /// (skipped or pending in a dry run, skipped or failed when decided at its start).
+    fn decide_ready(
+        &self,
+        i: usize,
+        decisions: &[Decision],
+        sched: &mut Schedule,
+        tally: &mut Tally,
+        state: &Mutex<State>,
+    ) -> Option<Decision> {
+        if decisions[i].action != Action::Run && self.dry_run {
+            // Nothing ran, so nothing can be compared: a pending step stays
+            // pending, a skipped one skipped.
+            let d = &decisions[i];
+            if d.action == Action::Skip {
+                tally.ended_unrun(sched, i, d, Outcome::Skipped);
+                return None;
+            }
+            lines::say(
+                &self.console,
+                console::YELLOW,
+                "?",
+                &d.step,
+                "pending",
+                &d.reasons.join("; "),
+            );
+            tally.ended_unrun(sched, i, d, Outcome::NotRun);
+            return None;
+        }
+        if !self.dry_run && tally.late[i].is_none() {
+            // Fingerprints taken when the step starts: after every ancestor
+            // that runs in this deployment has finished.
+            let ancestor_ran = tally.any_ran(&sched.ancestors[i]);
+            let d = match self.decide_at_start(i, &decisions[i], state, ancestor_ran) {
+                Ok(d) => d,
+                Err(why) => {
+                    lines::failed(&self.console, &decisions[i].step, &why);
+                    tally.failed_at_start(sched, i, &decisions[i].step, why);
+                    return None;
+                }
+            };
+            if d.action == Action::Skip {
+                lines::say(
+                    &self.console,
+                    console::DIM,
+                    "·",
+                    &d.step,
+                    "skipped",
+                    &d.reasons.join("; "),
+                );
+                tally.ended_unrun(sched, i, &d, Outcome::Skipped);
+                tally.late[i] = Some(d);
+                return None;
+            }
+            tally.late[i] = Some(d);
+        }
+        Some(
+            tally.late[i]
+                .clone()
+                .unwrap_or_else(|| decisions[i].clone()),
+        )
     }
 
     /// The decision of step `i` when it is ready to start (every ancestor has ended): its
@@ -517,17 +434,67 @@ impl Runner<'_> {
     ) -> StepRecordUpdate {
         let step = &self.steps.steps[i];
         let reason = decision.reasons.join("; ");
-        self.console.line(&format!(
-            "{} {} {}",
-            self.console.paint(console::BOLD, "▶"),
-            step.name,
-            self.console.paint(console::DIM, &format!("({reason})"))
-        ));
+        lines::started(&self.console, &step.name, &reason);
+        let log = self.open_log(&step.name);
+        let ctx = self.context(i, decision.forced, state.clone(), salt, log, self.dry_run);
+        let started_at = crate::util::clock::now();
+        let t0 = Instant::now();
+        let (outcome, error, elapsed) = self.call_run(step, &ctx, t0);
+        let dur = console::duration(elapsed);
+        match outcome {
+            Outcome::Ran => lines::ran(&self.console, &step.name, &reason, &dur, self.dry_run),
+            Outcome::Interrupted => lines::interrupted(&self.console, &step.name, &dur),
+            _ => {
+                let msg = error.as_deref().unwrap_or("");
+                ctx.log_file(&format!("error: {msg}"));
+                let log = self
+                    .log_dir
+                    .as_ref()
+                    .map(|dir| dir.join(format!("{}.log", step.name)));
+                lines::failed_after(&self.console, &step.name, &dur, msg, log.as_deref());
+            }
+        }
+        let ended = Ended {
+            outcome,
+            error,
+            started_at,
+            elapsed,
+        };
+        let save_error = if self.dry_run {
+            None
+        } else {
+            self.record(&state, step, decision, &ctx, &ended)
+        };
+        let take = |list: &Mutex<Vec<String>>| {
+            std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        let run = StepRun {
+            commands: take(&ctx.commands),
+            warnings: take(&ctx.warnings),
+            ..Default::default()
+        };
+        StepRecordUpdate {
+            started: t0,
+            run,
+            outcome,
+            reason: match &ended.error {
+                Some(e) if outcome != Outcome::Ran => {
+                    e.lines().next().unwrap_or_default().to_string()
+                }
+                _ => reason,
+            },
+            duration: elapsed,
+            save_error,
+        }
+    }
+
+    /// The step's log file, `LOG_DIR/NAME.log` (none in a dry run, or if it cannot be opened).
+    fn open_log(&self, name: &str) -> Option<(std::fs::File, PathBuf)> {
         let log_path = self
             .log_dir
             .as_ref()
-            .map(|dir| dir.join(format!("{}.log", step.name)));
-        let log = log_path.and_then(|path| {
+            .map(|dir| dir.join(format!("{name}.log")));
+        log_path.and_then(|path| {
             use std::os::unix::fs::OpenOptionsExt;
             crate::util::fs::create_private_dir(path.parent()?).ok()?;
             let f = std::fs::OpenOptions::new()
@@ -537,10 +504,18 @@ impl Runner<'_> {
                 .open(&path)
                 .ok()?;
             Some((f, path))
-        });
-        let ctx = self.context(i, decision.forced, state.clone(), salt, log, self.dry_run);
-        let started_at = crate::util::clock::now();
-        let t0 = Instant::now();
+        })
+    }
+
+    /// Calls the step's `run()` (started at `t0`) in its context, then its `verify()` if asked
+    /// to: how it ended, the error of a step that did not run to its end (masked), and how
+    /// long it took.
+    fn call_run(
+        &self,
+        step: &Step,
+        ctx: &Arc<StepContext>,
+        t0: Instant,
+    ) -> (Outcome, Option<String>, Duration) {
         self.console.start_step(&step.name);
         self.running
             .lock()
@@ -554,7 +529,7 @@ impl Runner<'_> {
             Ok(_) if step.has_verify && self.verify_after_run && !self.dry_run => {
                 ctx.verifying
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-                match call_verify(self.engine, step, &self.masker, &ctx) {
+                match call_verify(self.engine, step, &self.masker, ctx) {
                     Ok(drift) if drift.is_empty() => Ok(()),
                     Ok(drift) => Err(format!("verify after run: {}", drift.join("; "))),
                     Err(e) => Err(format!("verify after run failed: {e}")),
@@ -595,155 +570,50 @@ impl Runner<'_> {
                 Some(self.masker.mask(&script::runtime_error(&step.file, &e))),
             ),
         };
-        let dur = console::duration(elapsed);
-        match outcome {
-            Outcome::Ran => self.console.line(&format!(
-                "{} {} {} ({reason}) {}",
-                self.console.paint(console::GREEN, "✓"),
-                step.name,
-                if self.dry_run { "would run" } else { "ran" },
-                self.console.paint(console::DIM, &dur)
-            )),
-            Outcome::Interrupted => self.console.line(&format!(
-                "{} {} interrupted after {dur}",
-                self.console.paint(console::RED, "✗"),
-                step.name
-            )),
-            _ => {
-                let msg = error.as_deref().unwrap_or("");
-                ctx.log_file(&format!("error: {msg}"));
-                self.console.line(&format!(
-                    "{} {} failed after {dur}",
-                    self.console.paint(console::RED, "✗"),
-                    step.name
-                ));
-                self.console.error(msg);
-                if let Some(dir) = &self.log_dir {
-                    let log = dir.join(format!("{}.log", step.name));
-                    // Only the end of the log is read: it can be as long as a command's output.
-                    let text = read_tail(&log, 64 * 1024);
-                    let lines: Vec<&str> = text.lines().collect();
-                    let tail = &lines[lines.len().saturating_sub(20)..];
-                    self.console.error_line(&format!(
-                        "  last {} lines of {}:",
-                        tail.len(),
-                        log.display()
-                    ));
-                    for l in tail {
-                        self.console.error_line(&format!("  | {l}"));
-                    }
-                }
-            }
-        }
+        (outcome, error, elapsed)
+    }
+
+    /// Records how `step` ended in the state and saves it at once: the error of a result that
+    /// could not be recorded.
+    fn record(
+        &self,
+        state: &Mutex<State>,
+        step: &Step,
+        decision: &Decision,
+        ctx: &StepContext,
+        ended: &Ended,
+    ) -> Option<anyhow::Error> {
+        let outcome = ended.outcome;
         let mut save_error = None;
-        if !self.dry_run {
-            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-            let previous = st.steps.remove(&step.name);
-            let mut rec = previous.unwrap_or(StepRecord {
-                status: Status::Failed,
-                timestamp: String::new(),
-                dependency_hash: None,
-                error: None,
-                started_at: None,
-                finished_at: None,
-                duration_secs: None,
-                dependencies: Default::default(),
-                outputs: Default::default(),
-                reads: None,
-                rolled_back_to: None,
-                extra: Default::default(),
-            });
-            let now = crate::util::clock::now();
-            rec.timestamp = now.clone();
-            rec.started_at = Some(started_at);
-            rec.finished_at = Some(now.clone());
-            rec.duration_secs = Some((elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
-            match outcome {
-                Outcome::Ran => {
-                    rec.status = Status::Completed;
-                    rec.error = None;
-                    rec.rolled_back_to = None;
-                    rec.dependency_hash = Some(decision.fingerprint.combined.clone());
-                    rec.dependencies = decision.fingerprint.dependencies.clone();
-                    // so that `plan` can say which file was removed when the step is gone
-                    rec.extra
-                        .insert("file".into(), serde_json::Value::String(step.file.clone()));
-                    rec.outputs = ctx
-                        .outputs
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone();
-                    rec.reads = Some(ctx.reads.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = st.steps.remove(&step.name);
+        let now = crate::util::clock::now();
+        let rec = step_record(previous, step, decision, ctx, ended, &now);
+        st.steps.insert(step.name.clone(), rec);
+        st.last_updated = now;
+        if let Err(e) = self.store.save(&st) {
+            // A state that cannot be written mid-run fails the step's recording, not the
+            // usage: the kinds found before any step runs become a step failure.
+            use crate::util::error::Kind;
+            let kind = match crate::util::error::kind_of(&e) {
+                Kind::Usage | Kind::Config | Kind::Script | Kind::State | Kind::Storage => {
+                    Kind::StepFailed
                 }
-                Outcome::Interrupted => {
-                    rec.status = Status::Interrupted;
-                    rec.error = error.clone();
-                }
-                _ => {
-                    rec.status = Status::Failed;
-                    rec.error = error.clone();
-                }
-            }
-            // Images built successfully are recorded whatever the outcome, so that a retry
-            // rebuilds only what is missing.
-            let built = ctx.images.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if !built.is_empty() {
-                let mut images = rec
-                    .extra
-                    .get("images")
-                    .and_then(|v| v.as_object())
-                    .cloned()
-                    .unwrap_or_default();
-                images.extend(built);
-                rec.extra
-                    .insert("images".into(), serde_json::Value::Object(images));
-            }
-            st.steps.insert(step.name.clone(), rec);
-            st.last_updated = now;
-            if let Err(e) = self.store.save(&st) {
-                // A state that cannot be written mid-run fails the step's recording, not
-                // the usage: the kinds found before any step runs become a step failure.
-                use crate::util::error::Kind;
-                let kind = match crate::util::error::kind_of(&e) {
-                    Kind::Usage | Kind::Config | Kind::Script | Kind::State | Kind::Storage => {
-                        Kind::StepFailed
-                    }
-                    other => other,
-                };
-                save_error = Some(
-                    crate::util::error::Failure::new(
-                        kind,
-                        format!(
-                            "step `{}` {} but its result could not be recorded: {e:#}",
-                            step.name,
-                            outcome.as_str()
-                        ),
-                    )
-                    .into(),
-                );
-            }
+                other => other,
+            };
+            save_error = Some(
+                crate::util::error::Failure::new(
+                    kind,
+                    format!(
+                        "step `{}` {} but its result could not be recorded: {e:#}",
+                        step.name,
+                        outcome.as_str()
+                    ),
+                )
+                .into(),
+            );
         }
-        let take = |list: &Mutex<Vec<String>>| {
-            std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
-        };
-        let run = StepRun {
-            commands: take(&ctx.commands),
-            warnings: take(&ctx.warnings),
-            ..Default::default()
-        };
-        StepRecordUpdate {
-            started: t0,
-            run,
-            outcome,
-            reason: match &error {
-                Some(e) if outcome != Outcome::Ran => {
-                    e.lines().next().unwrap_or_default().to_string()
-                }
-                _ => reason,
-            },
-            duration: elapsed,
-            save_error,
-        }
+        save_error
     }
 }
 
@@ -770,36 +640,6 @@ fn stalled(steps: &StepSet, stuck: &[(usize, Vec<usize>)]) -> Option<anyhow::Err
         )
         .into(),
     )
-}
-
-/// The last `max` bytes of a file (from the start of a line), as text.
-fn read_tail(path: &std::path::Path, max: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let from = len.saturating_sub(max);
-    let mut buf = Vec::new();
-    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut buf).is_err() {
-        return String::new();
-    }
-    if from > 0 {
-        if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            buf.drain(..=nl);
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-struct StepRecordUpdate {
-    /// When the step started, and its commands and warnings.
-    started: Instant,
-    run: StepRun,
-    outcome: Outcome,
-    reason: String,
-    duration: Duration,
-    save_error: Option<anyhow::Error>,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! (`StepRun`), and the whole run (`RunReport`), for the summary, `--output json`, the run
 //! report and notifications.
 
+use crate::decide::plan::{Action, Decision};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -47,6 +48,17 @@ impl StepResult {
             reason,
             duration: Duration::ZERO,
         }
+    }
+
+    /// A step that ends as its decision says, without running: skipped, blocked by the plan,
+    /// or not run (pending, excluded).
+    pub fn of_decision(d: &Decision) -> StepResult {
+        let outcome = match d.action {
+            Action::Skip => Outcome::Skipped,
+            Action::Blocked => Outcome::Blocked,
+            _ => Outcome::NotRun,
+        };
+        StepResult::without_run(d.step.clone(), outcome, d.reasons.join("; "))
     }
 }
 
