@@ -2,17 +2,19 @@
 //! called by the commands `deploy`, `plan`, `watch`, `graph` and `report` alike, so that they
 //! decide and run the same way.
 
-use crate::app::options::DeployOptions;
+use crate::app::options::{DeployOptions, Output};
 use crate::app::project::Project;
 use crate::config::environment;
 use crate::config::NotifyEvent;
 use crate::decide::plan::{self, Decision, PlanOptions};
 use crate::present::summary::{RunMeta, RunSummary};
 use crate::run::executor::{RunReport, Runner};
+use crate::state::runs::Target;
 use crate::state::{State, StateStore};
-use crate::util::error::{usage, Failure, Kind};
+use crate::util::error::{exit, usage, Failure, Kind};
 use crate::{present::html_report, present::markdown, present::notify, present::reports};
 use anyhow::Result;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 pub(crate) fn plan_options(p: &Project, d: &DeployOptions, resume: bool) -> Result<PlanOptions> {
@@ -109,8 +111,8 @@ pub(crate) fn notify(p: &Project, summary: &RunSummary, report: &RunReport, code
         event,
         environment: p.env.clone().unwrap_or_else(|| "default".into()),
         exit_code: code,
-        summary: markdown::summary_line(report, false, code),
-        markdown: markdown::run(report, false, code),
+        summary: markdown::summary_line(&summary.label(), report, false, code),
+        markdown: markdown::run(&summary.label(), report, false, code),
         counts: report.counts(),
         steps: report
             .results
@@ -147,6 +149,7 @@ pub(crate) fn run_meta(
         finished_at,
         env: p.env.clone(),
         state: p.state_location.clone(),
+        rollback_target: None,
     }
 }
 
@@ -205,7 +208,7 @@ pub(crate) fn refresh_decisions(
     opts: &plan::PlanOptions,
 ) -> Result<()> {
     // Checks only read, so they run for real even in a dry run.
-    let checked = with_runner(p, d, store, false, None, state.salt(), |r| {
+    let checked = with_runner(p, d, store, RunSetup::default(), state.salt(), |r| {
         crate::run::refresh::refresh(r, decisions, state)
     });
     crate::run::refresh::apply(decisions, &checked)
@@ -215,16 +218,28 @@ pub(crate) fn refresh_decisions(
     Ok(())
 }
 
+/// What kind of run a runner makes: a dry run or not, where its logs go, a rollback's target.
+#[derive(Default)]
+struct RunSetup {
+    dry_run: bool,
+    log_dir: Option<PathBuf>,
+    rollback: Option<std::sync::Arc<Target>>,
+}
+
 /// A runner of this project's steps for `f`.
 fn with_runner<R>(
     p: &Project,
     d: &DeployOptions,
     store: &dyn StateStore,
-    dry_run: bool,
-    log_dir: Option<std::path::PathBuf>,
+    setup: RunSetup,
     salt: Option<&str>,
     f: impl FnOnce(&Runner) -> R,
 ) -> R {
+    let RunSetup {
+        dry_run,
+        log_dir,
+        rollback,
+    } = setup;
     // Fingerprints taken when a step starts (after its ancestors ran), with a fresh memo.
     let fingerprint_at_start = |s: &crate::decide::step::Step| p.fingerprinter(salt).step(s);
     let runner = Runner {
@@ -244,6 +259,7 @@ fn with_runner<R>(
         strict_secrets: d.strict_secrets,
         verify_after_run: d.verify_after_run,
         fingerprint: &fingerprint_at_start,
+        rollback,
     };
     f(&runner)
 }
@@ -255,21 +271,62 @@ pub(crate) fn execute(
     d: &DeployOptions,
     store: &dyn StateStore,
     decisions: &[Decision],
-    mut state: State,
+    state: State,
     dry_run: bool,
 ) -> Result<Executed> {
+    execute_as(p, d, store, decisions, state, dry_run, None)
+}
+
+/// `execute`, or with `rollback` a rollback to that target: each step's `fn rollback(target)`
+/// runs instead of `run()`, and the state's versions say that a rollback wrote them.
+pub(crate) fn execute_as(
+    p: &Project,
+    d: &DeployOptions,
+    store: &dyn StateStore,
+    decisions: &[Decision],
+    mut state: State,
+    dry_run: bool,
+    rollback: Option<std::sync::Arc<Target>>,
+) -> Result<Executed> {
+    use crate::state::runs::{KIND_KEY, TARGET_KEY};
+    use serde_json::Value;
     let run_id = run_id();
     let started_at = crate::util::clock::now();
     state
         .extra
-        .insert("run_id".into(), serde_json::Value::String(run_id.clone()));
+        .insert("run_id".into(), Value::String(run_id.clone()));
+    match &rollback {
+        Some(t) => {
+            state
+                .extra
+                .insert(KIND_KEY.into(), Value::String("rollback".into()));
+            state
+                .extra
+                .insert(TARGET_KEY.into(), Value::String(t.run.clone()));
+        }
+        None => {
+            state.extra.remove(KIND_KEY);
+            state.extra.remove(TARGET_KEY);
+        }
+    }
     let salt = state.salt().map(str::to_string);
     let log_dir = (!dry_run).then(|| log_dir(p, &run_id));
-    let report = with_runner(p, d, store, dry_run, log_dir, salt.as_deref(), |runner| {
-        runner.run(decisions, state)
-    })?;
+    let target = rollback.as_ref().map(|t| t.run.clone());
+    let report = with_runner(
+        p,
+        d,
+        store,
+        RunSetup {
+            dry_run,
+            log_dir,
+            rollback,
+        },
+        salt.as_deref(),
+        |r| r.run(decisions, state),
+    )?;
     p.hash_cache.save();
-    let meta = run_meta(p, run_id, started_at, crate::util::clock::now());
+    let mut meta = run_meta(p, run_id, started_at, crate::util::clock::now());
+    meta.rollback_target = target;
     Ok(Executed { report, meta })
 }
 
@@ -288,6 +345,78 @@ pub(crate) fn run_id() -> String {
         0 => base,
         n => format!("{base}-{n}"),
     }
+}
+
+/// Asks on the terminal before running; without a terminal, refuses (exit 1): false when the
+/// answer is no (nothing ran).
+pub(crate) fn approved(p: &Project, question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            Kind::Refused,
+            "no terminal to ask for approval: pass --auto-approve (or set deployment.auto_approve: true) to run without asking",
+        )
+        .into());
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        return Ok(true);
+    }
+    p.hash_cache.save();
+    p.console.line("Cancelled: nothing ran.");
+    Ok(false)
+}
+
+/// The exit code of a deployment that ran: a lost lock, a signal, a failure, or success.
+pub(crate) fn exit_code(report: &RunReport) -> i32 {
+    match report.interrupted {
+        _ if report.lock_lost.is_some() => exit::LOCK_LOST,
+        Some(libc::SIGTERM) => exit::SIGTERM,
+        Some(_) => exit::SIGINT,
+        None if report.failed() => exit::STEP_FAILED,
+        None => exit::OK,
+    }
+}
+
+/// After a deployment: the report (not for a dry run; its path on the console), then the
+/// `--output json` / `--output markdown` document on stdout.
+pub(crate) fn finish(
+    p: &Project,
+    summary: &mut RunSummary,
+    report: &RunReport,
+    dry_run: bool,
+    output: Output,
+) -> Result<()> {
+    let path = if dry_run {
+        None
+    } else {
+        write_report(p, summary)
+    };
+    if let Some(path) = &path {
+        p.console.line(&format!("Report: {}", path.display()));
+    }
+    match output {
+        Output::Json => {
+            let mut doc = serde_json::to_value(&*summary)?;
+            if let Some(path) = &path {
+                doc["report"] = serde_json::Value::String(path.display().to_string());
+            }
+            crate::util::console::print_json(&doc);
+        }
+        Output::Markdown => print!(
+            "{}",
+            p.masker.mask(&markdown::run(
+                &summary.label(),
+                report,
+                dry_run,
+                summary.exit_code
+            ))
+        ),
+        Output::Human => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

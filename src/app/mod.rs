@@ -5,5 +5,6 @@ pub mod deploy;
 pub mod legacy;
 pub mod options;
 pub mod project;
+pub mod rollback;
 pub mod show;
 pub mod watch;

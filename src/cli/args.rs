@@ -198,6 +198,20 @@ pub enum Command {
         #[arg(long)]
         plan: bool,
     },
+    /// Roll the deployment back to what an earlier run deployed: each step whose outputs
+    /// differ runs its `fn rollback(target)` (e.g. the apps return to that run's image
+    /// digests). Plans first, asks like a deploy (--auto-approve), holds the state lock;
+    /// --dry-run shows the commands. The next deployment rolls forward.
+    Rollback {
+        /// The run to return to (see `stepwise state history`); default: the last successful
+        /// run whose outputs differ from what is deployed now.
+        #[arg(value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Refuse the whole rollback when a step that changed has no `fn rollback(target)`
+        /// (by default it is named as a warning and the others roll back).
+        #[arg(long)]
+        all_or_nothing: bool,
+    },
     /// Inspect or change the state.
     #[command(subcommand)]
     State(StateCommand),

@@ -1,20 +1,18 @@
 //! `stepwise` / `stepwise deploy`: plan, lock, approval, run the steps, summary.
 
 use crate::app::deploy::{
-    decide, execute, notify, plan_options, refresh_decisions, run_id, run_meta, write_report,
-    Executed,
+    approved, decide, execute, exit_code, finish, notify, plan_options, refresh_decisions, run_id,
+    run_meta, Executed,
 };
 use crate::app::project::Project;
 use crate::app::show::{print_gone, print_not_checked, print_plan, print_summary};
-use crate::cli::{Cli, OutputFormat};
+use crate::cli::Cli;
 use crate::decide::plan::{self, Action, Decision};
-use crate::present::markdown;
 use crate::present::summary::RunSummary;
-use crate::run::executor::{RunReport, Runner};
+use crate::run::executor::Runner;
 use crate::state::{State, StateStore};
-use crate::util::error::{exit, Failure, Kind};
+use crate::util::error::exit;
 use anyhow::Result;
-use std::io::{BufRead, IsTerminal, Write};
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let p = Project::load(&cli.load_options(), true)?;
@@ -72,10 +70,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
         let now = crate::util::clock::now();
         let meta = run_meta(&p, run_id(), now.clone(), now);
         let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
-        finish(&p, &mut summary, &report, dry_run, output)?;
+        finish(&p, &mut summary, &report, dry_run, output.into())?;
         return Ok(code);
     }
-    if !dry_run && !auto_approve && !approved(&p)? {
+    if !dry_run && !auto_approve && !approved(&p, "Run these steps?")? {
         return Ok(exit::STEP_FAILED);
     }
     let Executed { report, meta } = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
@@ -86,7 +84,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     }
     let code = exit_code(&report);
     let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
-    finish(&p, &mut summary, &report, dry_run, output)?;
+    finish(&p, &mut summary, &report, dry_run, output.into())?;
     if !dry_run {
         notify(&p, &summary, &report, code);
     }
@@ -132,74 +130,6 @@ fn record_refreshed(
     if touched {
         state.last_updated = now;
         store.save(state)?;
-    }
-    Ok(())
-}
-
-/// Asks on the terminal before running; without a terminal, refuses (exit 1): false when the
-/// answer is no (nothing ran).
-fn approved(p: &Project) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::new(
-            Kind::Refused,
-            "no terminal to ask for approval: pass --auto-approve (or set deployment.auto_approve: true) to run without asking",
-        )
-        .into());
-    }
-    print!("Run these steps? [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
-        return Ok(true);
-    }
-    p.hash_cache.save();
-    p.console.line("Cancelled: nothing ran.");
-    Ok(false)
-}
-
-/// The exit code of a deployment that ran: a lost lock, a signal, a failure, or success.
-fn exit_code(report: &RunReport) -> i32 {
-    match report.interrupted {
-        _ if report.lock_lost.is_some() => exit::LOCK_LOST,
-        Some(libc::SIGTERM) => exit::SIGTERM,
-        Some(_) => exit::SIGINT,
-        None if report.failed() => exit::STEP_FAILED,
-        None => exit::OK,
-    }
-}
-
-/// After a deployment: the report (not for a dry run; its path on the console), then the
-/// `--output json` / `--output markdown` document on stdout.
-fn finish(
-    p: &Project,
-    summary: &mut RunSummary,
-    report: &RunReport,
-    dry_run: bool,
-    output: OutputFormat,
-) -> Result<()> {
-    let path = if dry_run {
-        None
-    } else {
-        write_report(p, summary)
-    };
-    if let Some(path) = &path {
-        p.console.line(&format!("Report: {}", path.display()));
-    }
-    match output {
-        OutputFormat::Json => {
-            let mut doc = serde_json::to_value(&*summary)?;
-            if let Some(path) = &path {
-                doc["report"] = serde_json::Value::String(path.display().to_string());
-            }
-            crate::util::console::print_json(&doc);
-        }
-        OutputFormat::Markdown => print!(
-            "{}",
-            p.masker
-                .mask(&markdown::run(report, dry_run, summary.exit_code))
-        ),
-        OutputFormat::Human => {}
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod init;
 pub mod man;
 pub mod plan;
 pub mod report;
+pub mod rollback;
 pub mod schema;
 pub mod state;
 pub mod steps;
@@ -102,6 +103,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Report { run, open, plan }) => {
             report::run(&cli, run.as_deref(), *open, *plan)
         }
+        Some(Command::Rollback {
+            run,
+            all_or_nothing,
+        }) => rollback::run(
+            &cli,
+            crate::app::rollback::RollbackOptions {
+                run: run.clone(),
+                all_or_nothing: *all_or_nothing,
+            },
+        ),
         Some(Command::State(sc)) => state::run(&cli, sc),
         Some(Command::Env(EnvCommand::List)) => env::list(&cli),
         Some(Command::Diff { from, to }) => diff::run(&cli, from, to),
@@ -127,6 +138,7 @@ fn command_name(c: &Option<Command>) -> &'static str {
         Some(Command::Watch { .. }) => "watch",
         Some(Command::Graph { .. }) => "graph",
         Some(Command::Report { .. }) => "report",
+        Some(Command::Rollback { .. }) => "rollback",
         Some(Command::State(sc)) => match sc {
             S::Show { .. } => "state show",
             S::Reset { .. } => "state reset",
@@ -155,6 +167,7 @@ const JSON_COMMANDS: &[&str] = &[
     "check",
     "graph",
     "report",
+    "rollback",
     "state show",
     "state history",
     "env list",
@@ -162,7 +175,7 @@ const JSON_COMMANDS: &[&str] = &[
     "schema",
 ];
 /// Commands that print Markdown with `--output markdown`.
-const MARKDOWN_COMMANDS: &[&str] = &["deploy", "plan", "diff"];
+const MARKDOWN_COMMANDS: &[&str] = &["deploy", "plan", "rollback", "diff"];
 
 /// `--output` a command cannot do is refused (exit 2), never ignored.
 fn check_output(cli: &Cli) -> Result<()> {

@@ -132,8 +132,12 @@ fn history(cli: &Cli) -> Result<i32> {
         println!("no kept versions of {}", store.location());
     }
     for v in versions {
+        let rollback = match &v.rollback_to {
+            Some(t) => format!(" (rollback to {t})"),
+            None => String::new(),
+        };
         println!(
-            "{}  {}  run {}  changed: {}",
+            "{}  {}  run {}{rollback}  changed: {}",
             v.id,
             v.time,
             if v.run.is_empty() { "-" } else { &v.run },

@@ -430,8 +430,9 @@ impl Fingerprinter<'_> {
         let pieces: Vec<Piece> = files
             .par_iter()
             .map(|f| {
-                self.piece(f)
-                    .or_fail(ErrorKind::Script, || format!("cannot read {}", f.rel.display()))
+                self.piece(f).or_fail(ErrorKind::Script, || {
+                    format!("cannot read {}", f.rel.display())
+                })
             })
             .collect::<Result<_>>()?;
         let mut h = Sha256::new();

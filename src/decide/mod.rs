@@ -4,7 +4,6 @@
 pub mod fingerprint;
 pub(crate) mod hashcache;
 pub(crate) mod plan;
-#[allow(dead_code)] // wired into `stepwise rollback` next
 pub(crate) mod rollback;
 pub(crate) mod script;
 pub mod step;

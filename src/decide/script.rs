@@ -91,6 +91,17 @@ pub fn call_fn(engine: &Engine, ast: &AST, name: &str) -> Result<Dynamic, Box<Ev
     engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, name, ())
 }
 
+/// Calls script function `name` with `args` (as `call_fn`).
+pub fn call_fn_with(
+    engine: &Engine,
+    ast: &AST,
+    name: &str,
+    args: impl rhai::FuncArgs,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+    engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, name, args)
+}
+
 /// `file:line:col: message` for a parse error.
 pub fn parse_error(file: &str, err: &ParseError) -> String {
     format!(

@@ -41,9 +41,10 @@ pub fn counts_line(report: &RunReport, dry_run: bool) -> String {
 }
 
 /// The one-line summary of a deployment: `stepwise deploy failed: 1 ran, ... (exit 1)`.
-pub fn summary_line(report: &RunReport, dry_run: bool, exit_code: i32) -> String {
+/// `label`: what ran (`deploy`, `rollback to RUN`).
+pub fn summary_line(label: &str, report: &RunReport, dry_run: bool, exit_code: i32) -> String {
     format!(
-        "stepwise deploy{} {}: {} (exit {exit_code})",
+        "stepwise {label}{} {}: {} (exit {exit_code})",
         if dry_run { " (dry run)" } else { "" },
         result_word(report),
         counts_line(report, dry_run)
@@ -63,9 +64,9 @@ fn outcome_cell(o: Outcome, dry_run: bool) -> &'static str {
 }
 
 /// A deployment: heading, table, summary line.
-pub fn run(report: &RunReport, dry_run: bool, exit_code: i32) -> String {
+pub fn run(label: &str, report: &RunReport, dry_run: bool, exit_code: i32) -> String {
     let mut out = format!(
-        "### stepwise deploy{}: {}\n\n",
+        "### stepwise {label}{}: {}\n\n",
         if dry_run { " (dry run)" } else { "" },
         result_word(report)
     );
@@ -85,7 +86,7 @@ pub fn run(report: &RunReport, dry_run: bool, exit_code: i32) -> String {
     }
     out.push_str(&format!(
         "\n**{}**\n",
-        cell(&summary_line(report, dry_run, exit_code))
+        cell(&summary_line(label, report, dry_run, exit_code))
     ));
     out
 }
@@ -192,7 +193,7 @@ mod tests {
             lock_lost: None,
             runs: Default::default(),
         };
-        let md = run(&report, false, 1);
+        let md = run("deploy", &report, false, 1);
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines[0], "### stepwise deploy: failed");
         assert_eq!(lines[2], "| step | result | time | reason |");

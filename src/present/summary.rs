@@ -44,6 +44,9 @@ pub struct RunSummary {
     pub lock_lost: Option<String>,
     #[serde(default)]
     pub exit_code: i32,
+    /// A rollback's target run (`command: "rollback"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_target: Option<String>,
 }
 
 /// One step of a run, in file order.
@@ -100,6 +103,8 @@ pub struct RunMeta {
     pub env: Option<String>,
     /// The state location.
     pub state: String,
+    /// A rollback's target run (`None`: a deployment).
+    pub rollback_target: Option<String>,
 }
 
 /// Seconds, rounded to milliseconds.
@@ -108,6 +113,14 @@ pub fn secs(d: Duration) -> f64 {
 }
 
 impl RunSummary {
+    /// What the run was, for headings: `deploy`, `plan` or `rollback to RUN`.
+    pub fn label(&self) -> String {
+        match &self.rollback_target {
+            Some(t) => format!("rollback to {t}"),
+            None => self.command.clone(),
+        }
+    }
+
     /// The summary of a deployment that ran (or in which nothing had to run).
     pub fn of_run(
         steps: &StepSet,
@@ -149,7 +162,12 @@ impl RunSummary {
             })
             .collect();
         RunSummary {
-            command: "deploy".into(),
+            command: if meta.rollback_target.is_some() {
+                "rollback".into()
+            } else {
+                "deploy".into()
+            },
+            rollback_target: meta.rollback_target.clone(),
             run_id: meta.run_id.clone(),
             env: meta.env.clone(),
             state: meta.state.clone(),

@@ -4,7 +4,6 @@
 pub(crate) mod backend;
 pub(crate) mod blob;
 pub(crate) mod reads;
-#[allow(dead_code)] // wired into `stepwise rollback` next
 pub(crate) mod runs;
 
 use crate::util::clock::compact_now;
@@ -203,6 +202,9 @@ pub struct Version {
     pub run: String,
     /// Steps whose record differs from the version before.
     pub steps_changed: Vec<String>,
+    /// The run that wrote it was a rollback to this run (`stepwise rollback`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<String>,
 }
 
 /// How many versions local history keeps.
@@ -284,6 +286,7 @@ pub fn describe_versions(mut versions: Vec<(String, State)>) -> Vec<Version> {
                 .unwrap_or("")
                 .to_string(),
             steps_changed: steps_changed(prev.as_ref(), &st),
+            rollback_to: runs::rollback_target(&st).map(str::to_string),
         });
         prev = Some(st);
     }

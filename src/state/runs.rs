@@ -33,6 +33,45 @@ pub fn runs(history: &[Version]) -> Vec<Run> {
     out
 }
 
+/// The run a rollback returns to: its id, when it ended, and the state it left.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub run: String,
+    pub time: String,
+    pub state: State,
+}
+
+/// The target of `stepwise rollback [RUN_ID]`: the run named (its last kept version), or the
+/// default one (`default_target`); `None` when there is nothing to roll back to.
+pub fn target(
+    store: &dyn crate::state::StateStore,
+    run: Option<&str>,
+    current: &State,
+) -> Result<Option<Target>> {
+    let history = store.history()?;
+    let runs = runs(&history);
+    let load = |v: &str| store.version(v);
+    let found = match run {
+        Some(id) => {
+            let Some(r) = runs.iter().find(|r| r.run == id) else {
+                let known: Vec<&str> = runs.iter().take(5).map(|r| r.run.as_str()).collect();
+                return Err(crate::util::error::usage(format!(
+                    "no run {id} in the state history of {} (recent runs: {}; see `stepwise state history`)",
+                    store.location(),
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
+            };
+            Some((r.clone(), load(&r.version)?))
+        }
+        None => default_target(&runs, current, &load)?,
+    };
+    Ok(found.map(|(r, state)| Target {
+        run: r.run,
+        time: r.time,
+        state,
+    }))
+}
+
 /// The run a state was written by a rollback to, if it was.
 pub fn rollback_target(state: &State) -> Option<&str> {
     (state.extra.get(KIND_KEY).and_then(|v| v.as_str()) == Some("rollback"))
@@ -93,6 +132,7 @@ mod tests {
             time: format!("t-{id}"),
             run: run.into(),
             steps_changed: vec![],
+            rollback_to: None,
         }
     }
 

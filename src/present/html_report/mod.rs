@@ -42,10 +42,10 @@ pub fn render(run: &RunSummary, history: &[RunSummary]) -> String {
         charts::critical_path(run)
     };
     let result = run.result();
-    let title = if plan {
-        "Plan".to_string()
-    } else {
-        format!("Deployment {result}")
+    let title = match &run.rollback_target {
+        _ if plan => "Plan".to_string(),
+        Some(t) => format!("Rollback to {t} {result}"),
+        None => format!("Deployment {result}"),
     };
     let env = run
         .env
@@ -107,7 +107,11 @@ fn header(out: &mut String, run: &RunSummary, plan: bool, result: &str) {
     out.push_str("<header>\n");
     out.push_str(&format!(
         "<h1>{} <span class=\"badge {}\">{}</span></h1>\n",
-        if plan { "Plan" } else { "Deployment" },
+        match &run.rollback_target {
+            _ if plan => "Plan".to_string(),
+            Some(t) => format!("Rollback to {}", esc(t)),
+            None => "Deployment".to_string(),
+        },
         match result {
             "succeeded" => "st-ran",
             "failed" => "st-failed",

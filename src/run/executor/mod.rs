@@ -60,6 +60,10 @@ pub struct Runner<'a> {
     pub fingerprint: &'a (dyn Fn(&crate::decide::step::Step) -> Result<Fingerprint> + Sync),
     /// `--strict` / `deployment.strict_secrets`: a secret on a command line fails the step.
     pub strict_secrets: bool,
+    /// `stepwise rollback`: the run returned to. Each step's `fn rollback(target)` is called
+    /// instead of `run()`, and a step that returns is recorded `rolled back` with the target's
+    /// outputs.
+    pub rollback: Option<Arc<crate::state::runs::Target>>,
 }
 
 impl Runner<'_> {
@@ -153,6 +157,10 @@ impl Runner<'_> {
     /// below a step that runs now (its files are hashed after its ancestors ran; the plan's
     /// hash is a preview).
     fn rechecked(&self, decisions: &[Decision]) -> Vec<bool> {
+        if self.rollback.is_some() {
+            // A rollback decides on outputs, not on files: what it leaves stays left.
+            return vec![false; decisions.len()];
+        }
         decisions
             .iter()
             .enumerate()
@@ -421,6 +429,7 @@ impl Runner<'_> {
             secret_files: Default::default(),
             commands: Default::default(),
             warnings: Default::default(),
+            rollback: self.rollback.clone(),
         })
     }
 
@@ -521,8 +530,17 @@ impl Runner<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(step.name.clone(), (t0, ctx.clone()));
-        let result = host::with_context(ctx.clone(), || {
-            script::call_fn(self.engine, &step.ast, "run")
+        let result = host::with_context(ctx.clone(), || match &self.rollback {
+            None => script::call_fn(self.engine, &step.ast, "run"),
+            Some(target) => {
+                let own = target.state.outputs(&step.name);
+                let arg =
+                    crate::run::host::json_to_dynamic(&serde_json::Value::Object(own.clone()));
+                let r = script::call_fn_with(self.engine, &step.ast, "rollback", (arg,));
+                // What it deployed now is the target's: recorded so, and what `verify()` checks.
+                *ctx.outputs.lock().unwrap_or_else(|e| e.into_inner()) = own;
+                r
+            }
         });
         // Verify after run: the step's own read-only checks, as a post-condition.
         let verified = match &result {
@@ -588,7 +606,8 @@ impl Runner<'_> {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         let previous = st.steps.remove(&step.name);
         let now = crate::util::clock::now();
-        let rec = step_record(previous, step, decision, ctx, ended, &now);
+        let rolled_back_to = self.rollback.as_ref().map(|t| t.run.as_str());
+        let rec = step_record(previous, step, decision, ctx, ended, &now, rolled_back_to);
         st.steps.insert(step.name.clone(), rec);
         st.last_updated = now;
         if let Err(e) = self.store.save(&st) {
@@ -707,6 +726,7 @@ mod tests {
             verify_after_run: false,
             fingerprint: &fingerprint,
             strict_secrets: false,
+            rollback: None,
         };
         let decisions = [
             decision("a", Action::Maybe, &["b"]),

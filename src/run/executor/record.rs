@@ -27,6 +27,7 @@ pub(super) fn step_record(
     ctx: &StepContext,
     ended: &Ended,
     now: &str,
+    rolled_back_to: Option<&str>,
 ) -> StepRecord {
     let mut rec = previous.unwrap_or(StepRecord {
         status: Status::Failed,
@@ -47,6 +48,17 @@ pub(super) fn step_record(
     rec.finished_at = Some(now.to_string());
     rec.duration_secs = Some((ended.elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
     match ended.outcome {
+        Outcome::Ran if rolled_back_to.is_some() => {
+            // Its dependencies stay those it last ran with: the next deployment rolls forward.
+            rec.status = Status::RolledBack;
+            rec.error = None;
+            rec.rolled_back_to = rolled_back_to.map(str::to_string);
+            rec.outputs = ctx
+                .outputs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+        }
         Outcome::Ran => {
             rec.status = Status::Completed;
             rec.error = None;

@@ -66,6 +66,8 @@ pub struct StepContext {
     pub commands: Mutex<Vec<String>>,
     /// The warnings this step gave (masked), for the run report.
     pub warnings: Mutex<Vec<String>>,
+    /// In `stepwise rollback`: the run rolled back to (for `target_outputs(step)`).
+    pub rollback: Option<Arc<crate::state::runs::Target>>,
 }
 
 /// See [`StepContext::read_cache`]: one slot per argv; a slot is locked while its command
@@ -255,6 +257,6 @@ pub(super) fn display(v: &Dynamic) -> String {
     }
 }
 
-pub(super) fn json_to_dynamic(v: &Value) -> Dynamic {
+pub fn json_to_dynamic(v: &Value) -> Dynamic {
     rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }

@@ -101,6 +101,19 @@ pub(super) fn outputs(ncx: NativeCallContext, step: &str) -> HostResult<Dynamic>
     }))
 }
 
+/// Another step's outputs in the run a rollback returns to (an empty map when it had none);
+/// only in `fn rollback(target)`.
+pub(super) fn target_outputs(step: &str) -> HostResult<Dynamic> {
+    let ctx = current("target_outputs")?;
+    let Some(target) = &ctx.rollback else {
+        return Err(format!(
+            "target_outputs({step:?}) is only available in `fn rollback(target)` (stepwise rollback)"
+        )
+        .into());
+    };
+    Ok(json_to_dynamic(&Value::Object(target.state.outputs(step))))
+}
+
 /// The outputs this step recorded when it last completed (empty the first time): lets a step
 /// leave alone what it deployed before and that has not changed. In `verify()` right after
 /// `run()`, the outputs of that run.

@@ -19,7 +19,7 @@ mod secret;
 
 pub use command::show_command;
 use context::{current, def, display, HostResult};
-pub use context::{print_line, with_context, Declared, ReadCache, StepContext};
+pub use context::{json_to_dynamic, print_line, with_context, Declared, ReadCache, StepContext};
 pub use data::OutputsView;
 pub use guard::ARGV_SECRET_EXCEPTIONS;
 pub use programs::{is_read_verb, READ_VERBS};
@@ -34,7 +34,9 @@ pub fn engine() -> rhai::Engine {
     engine
 }
 
-use data::{env, output, outputs, previous_outputs, read_config, register_outputs_view};
+use data::{
+    env, output, outputs, previous_outputs, read_config, register_outputs_view, target_outputs,
+};
 use docker::{docker_build, docker_build_many};
 use programs::{az, exec, http_get};
 use rhai::{Array, Dynamic, Engine, Map as RMap, NativeCallContext};
@@ -192,6 +194,13 @@ fn register_data(engine: &mut Engine) {
          `run()`: the outputs of that run.",
     )
     .register_into_engine(engine, previous_outputs);
+    def(
+        "target_outputs",
+        &["step: string", "map"],
+        "In `fn rollback(target)` only: a step's outputs in the run being rolled back to (an\n\
+         empty map when it had none). The step's own are its `target` parameter.",
+    )
+    .register_into_engine(engine, target_outputs);
     def(
         "is_forced",
         &["bool"],
