@@ -25,5 +25,6 @@ mod reads;
 mod real_az;
 mod reliability;
 mod report;
+mod rollback;
 mod secrets;
 mod watch;
