@@ -1769,3 +1769,75 @@ fn an_existing_deployment_upgrades_in_place_to_the_identity_and_key_vault_refere
             "draft-service: secret legacy-token holds a value, not a Key Vault reference",
         );
 }
+
+#[test]
+fn rollback_returns_the_changed_app_to_its_earlier_digest_and_the_next_deploy_rolls_forward() {
+    let p = draftgenie();
+    p.deploy(&[]).assert_code(0);
+    let state = p.state();
+    let first = state["run_id"].as_str().unwrap().to_string();
+    let digest = |s: &Value| {
+        s["steps"]["build_and_push_images"]["outputs"]["digest_speaker_service"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let a = digest(&state);
+    let src = "examples/draftgenie/services/speaker-service/src/index.js";
+    let text = p.read(src) + "\n// a change\n";
+    p.file(src, &text);
+    p.deploy(&[]).assert_code(0);
+    let b = digest(&p.state());
+    assert_ne!(a, b, "the change built a new image");
+
+    p.clear_calls();
+    let r = p.run(&["rollback", "--auto-approve"]);
+    r.assert_code(0)
+        .assert_contains(&format!("Rollback to run {first}"))
+        .assert_contains("deploy_application_services rollback")
+        .assert_contains("configure_environment_variables unchanged")
+        .assert_contains("deploy_infrastructure_services unchanged");
+    // The migrations ran with the new image: they cannot be undone, and say so.
+    assert!(
+        r.stderr.contains("run_migrations cannot roll back"),
+        "{}",
+        r.stderr
+    );
+    // Exactly one change: the speaker-service app back to digest A. (Its verify() only
+    // reads.)
+    let calls = p.az_calls();
+    let changes: Vec<&Vec<String>> = calls.iter().filter(|c| !is_read_only(c)).collect();
+    assert_eq!(changes.len(), 1, "{}", show(&calls));
+    assert_eq!(words(changes[0]), ["containerapp", "update"]);
+    assert_eq!(flag(changes[0], "--name"), Some("speaker-service"));
+    assert!(
+        flag(changes[0], "--image").is_some_and(|i| i.ends_with(&format!("@{a}"))),
+        "{}",
+        show(&calls)
+    );
+    assert!(p.docker_calls().is_empty());
+    assert_eq!(p.status("deploy_application_services"), "rolled back");
+    let model = azure(&p);
+    assert!(
+        model.to_string().contains(&a),
+        "the fake's model runs digest A again"
+    );
+
+    // plan says why it runs next; the next deployment rolls it forward to B.
+    p.run(&["plan"])
+        .assert_code(0)
+        .assert_contains(&format!("rolled back to {first} on "));
+    p.clear_calls();
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    assert!(r.ran().contains(&"deploy_application_services".to_string()));
+    let calls = p.az_calls();
+    assert!(
+        calls.iter().any(|c| words(c) == ["containerapp", "update"]
+            && flag(c, "--name") == Some("speaker-service")
+            && flag(c, "--image").is_some_and(|i| i.ends_with(&format!("@{b}")))),
+        "{}",
+        show(&calls)
+    );
+    assert_eq!(p.status("deploy_application_services"), "completed");
+}

@@ -94,6 +94,36 @@ fn record_commands() -> Vec<Vec<String>> {
     // recovery branch's commands only (the verify() commands are recorded by the first two).
     p.deploy(&["--force-all", "--no-verify-after-run"])
         .assert_code(0);
+    // 4. A release that changes a service's image, RabbitMQ's image and an environment
+    //    variable, then `stepwise rollback` to the run before: the three steps' rollback()
+    //    commands.
+    let before = p.run(&["state", "show"]);
+    let before: Value = serde_json::from_str(&before.stdout).unwrap();
+    let target = before["run_id"].as_str().unwrap().to_string();
+    let src = "examples/draftgenie/services/speaker-service/src/index.js";
+    p.file(src, &(p.read(src) + "\n// a release\n"));
+    let mut cfg = p.read("config.yaml");
+    cfg = replace(
+        &cfg,
+        "image: rabbitmq:3.13-management-alpine",
+        "image: rabbitmq:4.0-management-alpine",
+    );
+    cfg = replace(
+        &cfg,
+        "cors_origin: '*'",
+        "cors_origin: 'https://draftgenie.example'",
+    );
+    p.config(&cfg);
+    p.deploy(&[]).assert_code(0);
+    let rolled = p.run(&["rollback", &target, "--auto-approve"]);
+    rolled.assert_code(0);
+    for step in [
+        "deploy_application_services rollback",
+        "deploy_infrastructure_services rollback",
+        "configure_environment_variables rollback",
+    ] {
+        rolled.assert_contains(step);
+    }
 
     let calls = p.az_calls();
     for needed in [
