@@ -328,3 +328,44 @@ fn a_bad_notify_entry_is_refused_before_anything_runs_without_quoting_the_url() 
         .assert_contains("pigeon");
     assert!(p.az_calls().is_empty());
 }
+
+#[test]
+fn a_rollback_is_notified_as_a_rollback_naming_its_target() {
+    let server = Server::start(vec![Answer::Status(200)]);
+    let p = Project::new();
+    let config = |image: &str| {
+        format!(
+            "image: {image}\nadvanced:\n  retry_attempts: 1\n  retry_delay: 0\nnotify:\n  - url: {}\n    format: json\n",
+            server.url("/hook")
+        )
+    };
+    p.config(&config("one")).step(
+        "01_app.rhai",
+        r#"let step = #{ config: ["image"] };
+fn run() { az(["update", read_config("image")]); output("image", read_config("image")); }
+fn rollback(target) { az(["update", target.image]); }
+"#,
+    );
+    p.deploy(&[]).assert_code(0);
+    let first = p.state()["run_id"].as_str().unwrap().to_string();
+    p.config(&config("two"));
+    p.deploy(&[]).assert_code(0);
+    let r = p.run(&["rollback", "--auto-approve"]);
+    r.assert_code(0);
+    let sent = server.to("/hook");
+    assert_eq!(sent.len(), 3, "two deployments and the rollback");
+    let json = &sent[2].body;
+    assert_eq!(json["report"]["command"], "rollback");
+    assert_eq!(json["report"]["rollback_target"], first.as_str());
+    let summary = json["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!("stepwise rollback to {first} succeeded")),
+        "{summary}"
+    );
+    // The run report says so too.
+    let html = std::fs::read_to_string(p.report_of(&r)).unwrap();
+    assert!(
+        html.contains(&format!("Rollback to {first}")),
+        "no rollback heading"
+    );
+}
