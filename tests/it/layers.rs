@@ -766,9 +766,6 @@ const NOT_YET_SPLIT: &[(&str, &str)] = &[
     ("decide/plan.rs", "settle"),
     ("present/html_report/graph.rs", "svg"),
     ("run/host/command.rs", "run_command"),
-    ("state/blob/lock.rs", "acquire"),
-    ("state/blob/renew.rs", "renew_until_stopped"),
-    ("state/blob/store.rs", "open"),
 ];
 
 #[test]
