@@ -21,7 +21,7 @@
 //! file that is itself an old-format file (importing in place) is backed up and replaced.
 
 use crate::app::options::LoadOptions;
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::decide::fingerprint::Fingerprint;
 use crate::state::{State, StateStore, StepRecord};
 use crate::util::error::{exit, usage};
