@@ -3,7 +3,7 @@
 //! decide and run the same way.
 
 use crate::app::options::{DeployOptions, Output};
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::config::environment;
 use crate::config::NotifyEvent;
 use crate::decide::plan::{self, Decision, PlanOptions};

@@ -21,9 +21,9 @@
 //! file that is itself an old-format file (importing in place) is backed up and replaced.
 
 use crate::app::options::LoadOptions;
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::decide::fingerprint::Fingerprint;
-use crate::state::{State, StepRecord};
+use crate::state::{State, StateStore, StepRecord};
 use crate::util::error::{exit, Kind, OrFail};
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
@@ -145,86 +145,34 @@ pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
     let location = project.state_location.clone();
     let store = project.store()?;
     let _lock = store.lock(o.lock_timeout)?;
-
-    // Refuse to overwrite a state that records steps; an old-format local file in place is
-    // replaced (after a backup).
-    let mut backup = None;
-    if !crate::state::backend::is_blob(&location) && is_legacy_file(Path::new(&location)) {
-        backup = store.backup()?;
-    } else {
-        let current = store.load()?;
-        if !current.steps.is_empty() {
-            return Err(Kind::State.error(format!(
-                "state {} already records {} step(s) ({}): import-legacy only fills an empty state. Run `stepwise state reset` first (it keeps a backup), or import into another file with --state PATH",
-                store.location(),
-                current.steps.len(),
-                current.steps.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
+    let mut report = Report {
+        backup: make_room(&*store, &location)?,
+        ..Report::default()
+    };
 
     let mut state = State::default();
-    let salt = state.secret_salt();
-    let fingerprints = project.fingerprints(Some(&salt))?;
     let masker = &project.masker;
     let resources = resources(&legacy);
-    let mut dropped = Vec::new();
-    let kept = sanitize(&Value::Object(resources.clone()), "", masker, &mut dropped);
-
-    // Steps whose resources have other names today.
-    let mismatches = renamed(&resources, &project.config);
-    let everything_moved = mismatches.get("*").cloned();
+    let kept = sanitize(
+        &Value::Object(resources.clone()),
+        "",
+        masker,
+        &mut report.dropped,
+    );
 
     // Each step of the old file: its status.
     let legacy_steps = statuses(&legacy);
 
     let now = crate::util::clock::now();
-    let mut lines = Vec::new();
-    let mut counts = (0, 0, 0, 0); // completed, failed/interrupted, not imported, unknown
-                                   // In the project's step order; unknown names last.
-    let mut ordered: Vec<(&String, &Value)> = legacy_steps.iter().collect();
-    ordered.sort_by_key(|(n, _)| (project.steps.index(n).unwrap_or(usize::MAX), n.to_string()));
-    for (name, old) in ordered {
-        let Some(index) = project.steps.index(name) else {
-            lines.push(format!(
-                "  ignored      {name}: no such step in {}",
-                o.steps.display()
-            ));
-            counts.3 += 1;
-            continue;
-        };
-        let mut legacy_info = Map::new();
-        for k in ["timestamp", "dependency_hash", "metadata"] {
-            if let Some(v) = old.get(k) {
-                legacy_info.insert(k.to_string(), v.clone());
-            }
-        }
-        let legacy_info = sanitize(&Value::Object(legacy_info), name, masker, &mut dropped);
-        let moved = everything_moved
-            .clone()
-            .or_else(|| mismatches.get(name.as_str()).cloned());
-        let fp: &Fingerprint = &fingerprints[index];
-        let (line, record, bucket) = import_step(
-            name,
-            old,
-            legacy_info,
-            moved,
-            fp,
-            &resources,
-            masker,
-            &now,
-            &mut dropped,
-        );
-        lines.push(line);
-        if let Some(record) = record {
-            state.steps.insert(name.clone(), record_from(record)?);
-        }
-        match bucket {
-            0 => counts.0 += 1,
-            1 => counts.1 += 1,
-            _ => counts.2 += 1,
-        }
-    }
+    import_steps(
+        o,
+        &project,
+        &legacy_steps,
+        &resources,
+        &now,
+        &mut state,
+        &mut report,
+    )?;
     let absent: Vec<&str> = project
         .steps
         .names()
@@ -260,33 +208,146 @@ pub fn import(o: &LoadOptions, file: &Path) -> Result<i32> {
             .unwrap_or_else(|| "?".into()),
         store.location()
     );
-    if let Some(b) = backup {
-        println!("  (the old-format file that was there is backed up to {b})");
-    }
-    for l in &lines {
-        println!("{l}");
-    }
-    if !absent.is_empty() {
-        println!(
-            "  not in the old file (they run on the next deployment): {}",
-            absent.join(", ")
-        );
-    }
-    dropped.sort();
-    dropped.dedup();
-    if dropped.is_empty() {
-        println!("Secrets dropped: none found");
-    } else {
-        println!(
-            "Secrets dropped (never written to stepwise's state): {}",
-            dropped.join(", ")
-        );
-    }
-    println!(
-        "{} completed, {} to run again (failed or interrupted), {} not imported, {} unknown ignored. Next: `stepwise plan`.",
-        counts.0, counts.1, counts.2, counts.3
-    );
+    report.print(&absent);
     Ok(exit::OK)
+}
+
+/// What an import did, for the lines it prints.
+#[derive(Default)]
+struct Report {
+    /// Where the old-format file that was in place is backed up.
+    backup: Option<String>,
+    /// One line per step of the old file.
+    lines: Vec<String>,
+    /// completed, failed/interrupted, not imported, unknown
+    counts: (usize, usize, usize, usize),
+    /// The secrets left out.
+    dropped: Vec<String>,
+}
+
+impl Report {
+    /// After the `Imported …` line: the backup, each step's line, the steps not in the old
+    /// file (`absent`), the secrets dropped and the counts.
+    fn print(mut self, absent: &[&str]) {
+        let (lines, counts) = (&self.lines, self.counts);
+        if let Some(b) = &self.backup {
+            println!("  (the old-format file that was there is backed up to {b})");
+        }
+        for l in lines {
+            println!("{l}");
+        }
+        if !absent.is_empty() {
+            println!(
+                "  not in the old file (they run on the next deployment): {}",
+                absent.join(", ")
+            );
+        }
+        let dropped = &mut self.dropped;
+        dropped.sort();
+        dropped.dedup();
+        if dropped.is_empty() {
+            println!("Secrets dropped: none found");
+        } else {
+            println!(
+                "Secrets dropped (never written to stepwise's state): {}",
+                dropped.join(", ")
+            );
+        }
+        println!(
+            "{} completed, {} to run again (failed or interrupted), {} not imported, {} unknown ignored. Next: `stepwise plan`.",
+            counts.0, counts.1, counts.2, counts.3
+        );
+    }
+}
+
+/// Refuses to overwrite a state that records steps; an old-format local file in place is
+/// replaced (after a backup: where it went).
+fn make_room(store: &dyn StateStore, location: &str) -> Result<Option<String>> {
+    let mut backup = None;
+    if !crate::state::backend::is_blob(location) && is_legacy_file(Path::new(location)) {
+        backup = store.backup()?;
+    } else {
+        let current = store.load()?;
+        if !current.steps.is_empty() {
+            return Err(Kind::State.error(format!(
+                "state {} already records {} step(s) ({}): import-legacy only fills an empty state. Run `stepwise state reset` first (it keeps a backup), or import into another file with --state PATH",
+                store.location(),
+                current.steps.len(),
+                current.steps.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(backup)
+}
+
+/// Each step of the old file (`legacy_steps`), in the project's step order (unknown names
+/// last): its record in `state` and its line in the `report`.
+fn import_steps(
+    o: &LoadOptions,
+    project: &Project,
+    legacy_steps: &BTreeMap<String, Value>,
+    resources: &Map<String, Value>,
+    now: &str,
+    state: &mut State,
+    report: &mut Report,
+) -> Result<()> {
+    let salt = state.secret_salt();
+    let fingerprints = project.fingerprints(Some(&salt))?;
+    let masker = &project.masker;
+    // Steps whose resources have other names today.
+    let mismatches = renamed(resources, &project.config);
+    let everything_moved = mismatches.get("*").cloned();
+    let Report {
+        lines,
+        counts,
+        dropped,
+        ..
+    } = report;
+    // In the project's step order; unknown names last.
+    let mut ordered: Vec<(&String, &Value)> = legacy_steps.iter().collect();
+    ordered.sort_by_key(|(n, _)| (project.steps.index(n).unwrap_or(usize::MAX), n.to_string()));
+    for (name, old) in ordered {
+        let Some(index) = project.steps.index(name) else {
+            lines.push(format!(
+                "  ignored      {name}: no such step in {}",
+                o.steps.display()
+            ));
+            counts.3 += 1;
+            continue;
+        };
+        let mut legacy_info = Map::new();
+        for k in ["timestamp", "dependency_hash", "metadata"] {
+            if let Some(v) = old.get(k) {
+                legacy_info.insert(k.to_string(), v.clone());
+            }
+        }
+        let legacy_info = sanitize(&Value::Object(legacy_info), name, masker, dropped);
+        let moved = everything_moved
+            .clone()
+            .or_else(|| mismatches.get(name.as_str()).cloned());
+        let fp: &Fingerprint = &fingerprints[index];
+        let (line, record, bucket) = import_step(
+            name,
+            old,
+            legacy_info,
+            moved,
+            fp,
+            resources,
+            masker,
+            now,
+            dropped,
+        );
+        lines.push(line);
+        if let Some(record) = record {
+            state.steps.insert(name.clone(), record_from(record)?);
+        }
+        match bucket {
+            0 => counts.0 += 1,
+            1 => counts.1 += 1,
+            _ => counts.2 += 1,
+        }
+    }
+    Ok(())
 }
 
 /// One completed, failed or interrupted step of the old file: the line to print, the record to

@@ -87,16 +87,6 @@ impl Project {
         })
     }
 
-    pub(crate) fn store(&self) -> Result<Box<dyn StateStore>> {
-        backend::open_for(&self.state_location, self.env.as_deref())
-    }
-
-    /// `what` on a protected environment: its name typed, or `--confirm-env` (exit 1
-    /// otherwise).
-    pub(crate) fn confirm_protected(&self, o: &LoadOptions, what: &str) -> Result<()> {
-        confirm_protected(self.env.as_deref(), &self.config, o, what)
-    }
-
     /// Fingerprints of every step, in order; warnings printed. Uses and updates the local
     /// hash cache in memory: the command saves it once, when it ends.
     pub(crate) fn fingerprints(&self, secret_salt: Option<&str>) -> Result<Vec<Fingerprint>> {
@@ -264,20 +254,43 @@ pub(crate) fn owner_of(
         .map(|(other, _, _)| other)
 }
 
-/// `what` on environment `env` when its config says it is protected: its name typed, or
-/// `--confirm-env` (exit 1 otherwise). Shared by `Project` and `Target`.
-fn confirm_protected(
-    env: Option<&str>,
-    config: &Config,
-    o: &LoadOptions,
-    what: &str,
-) -> Result<()> {
-    environment::confirm_protected(
-        env,
-        config.settings.deployment.protected,
-        what,
-        o.confirm_env.as_deref(),
-    )
+/// What `Project` and `Target` share: an environment's state location, with the
+/// environment's config. Its store and the protected-environment check are written once, here.
+pub(crate) trait StateTarget {
+    /// The state location: a local path or az://ACCOUNT/CONTAINER/PATH.
+    fn state_location(&self) -> &str;
+    /// The environment (`None`: the default environment).
+    fn env_name(&self) -> Option<&str>;
+    /// The environment's config.
+    fn env_config(&self) -> &Config;
+
+    /// The state store at the location, for the environment.
+    fn store(&self) -> Result<Box<dyn StateStore>> {
+        backend::open_for(self.state_location(), self.env_name())
+    }
+
+    /// `what` on a protected environment: its name typed, or `--confirm-env` (exit 1
+    /// otherwise).
+    fn confirm_protected(&self, o: &LoadOptions, what: &str) -> Result<()> {
+        environment::confirm_protected(
+            self.env_name(),
+            self.env_config().settings.deployment.protected,
+            what,
+            o.confirm_env.as_deref(),
+        )
+    }
+}
+
+impl StateTarget for Project {
+    fn state_location(&self) -> &str {
+        &self.state_location
+    }
+    fn env_name(&self) -> Option<&str> {
+        self.env.as_deref()
+    }
+    fn env_config(&self) -> &Config {
+        &self.config
+    }
 }
 
 /// Where the state of the selected environment is, for commands that load no steps.
@@ -287,14 +300,15 @@ pub(crate) struct Target {
     pub location: String,
 }
 
-impl Target {
-    pub(crate) fn store(&self) -> Result<Box<dyn StateStore>> {
-        backend::open_for(&self.location, self.env.as_deref())
+impl StateTarget for Target {
+    fn state_location(&self) -> &str {
+        &self.location
     }
-
-    /// See [`Project::confirm_protected`].
-    pub(crate) fn confirm_protected(&self, o: &LoadOptions, what: &str) -> Result<()> {
-        confirm_protected(self.env.as_deref(), &self.config, o, what)
+    fn env_name(&self) -> Option<&str> {
+        self.env.as_deref()
+    }
+    fn env_config(&self) -> &Config {
+        &self.config
     }
 }
 

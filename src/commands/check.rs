@@ -4,7 +4,7 @@
 //! recorded `outputs()` read that closes a cycle (a step reading outputs of a step that needs
 //! it), which no declaration can cover.
 
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::cli::{Cli, OutputFormat};
 use crate::decide::step::Step;
 use crate::state::reads;

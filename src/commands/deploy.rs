@@ -4,7 +4,7 @@ use crate::app::deploy::{
     approved, decide, execute, exit_code, finish, notify, plan_options, refresh_decisions, run_id,
     run_meta, Executed,
 };
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::app::show::{print_gone, print_not_checked, print_plan, print_summary};
 use crate::cli::Cli;
 use crate::decide::plan::{self, Action, Decision};

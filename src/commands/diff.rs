@@ -3,7 +3,7 @@
 //! fingerprint differs between the two environments, with the dependencies that differ.
 //! Exit 0 either way.
 
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::cli::{Cli, OutputFormat};
 use crate::config::environment;
 use crate::config::{canonical_json, Config};

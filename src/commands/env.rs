@@ -2,7 +2,7 @@
 //! from state found at the configured location, with its state location, its last run and
 //! what a deploy would do now.
 
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::cli::{Cli, OutputFormat};
 use crate::config::environment;
 use crate::config::Config;

@@ -1,7 +1,7 @@
 //! `stepwise graph`: the steps and their `needs` as Mermaid or DOT, marked with what would run.
 
 use crate::app::deploy::decide;
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::cli::{Cli, GraphFormat, OutputFormat};
 use crate::decide::plan::Action;
 use crate::state::State;

@@ -2,7 +2,7 @@
 //! summary, report, notifications (`app::rollback`).
 
 use crate::app::deploy::{approved, execute_as, exit_code, finish, notify, Executed};
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::app::rollback::{plan, plan_json, print_plan, RollbackOptions};
 use crate::app::show::print_summary;
 use crate::cli::{Cli, OutputFormat};

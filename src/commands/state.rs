@@ -1,7 +1,7 @@
 //! `stepwise state ...`: show, reset, unlock, history, rollback, push, pull; `import-legacy`
 //! is done by `legacy`.
 
-use crate::app::project::{self, current_store, target, Target};
+use crate::app::project::{self, current_store, target, StateTarget, Target};
 use crate::cli::{Cli, OutputFormat, StateCommand};
 use crate::config::environment;
 use crate::state::backend;

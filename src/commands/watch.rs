@@ -5,7 +5,7 @@
 //! The file watching itself is `crate::app::watch`.
 
 use crate::app::deploy::{check_only, execute, plan_options, write_report, Executed};
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::app::show::print_plan;
 use crate::app::watch::{
     poll_changes, relevant, start_watcher, DebounceEventResult, WatchSet, POLL_FALLBACK,

@@ -163,22 +163,9 @@ pub fn settle(
     // outputs it read and that (may) run now; otherwise it compares them with the state.
     // Declared files that do not exist yet: decided when the step starts if an ancestor that
     // runs now may create them. Steps are few: iterate to a fixpoint.
-    let running_ancestors = |decisions: &[Decision], i: usize| -> Vec<String> {
-        steps
-            .ancestors(i)
-            .into_iter()
-            .filter(|&j| matches!(decisions[j].action, Action::Run | Action::Maybe))
-            .map(|j| decisions[j].step.clone())
-            .collect()
-    };
     // A read against the direction of `needs` cannot be waited on (the step read would wait
     // on its reader): it is compared with the stored outputs.
     let cyclic = cyclic_reads(steps, state);
-    let is_cyclic = |step: &str, upstream: &str| {
-        cyclic
-            .iter()
-            .any(|c| c.step == step && c.upstream == upstream)
-    };
     loop {
         let mut changed = false;
         for i in 0..decisions.len() {
@@ -186,80 +173,10 @@ pub fn settle(
                 && matches!(decisions[i].action, Action::Run | Action::Skip)
                 && decisions[i].waits_on.is_empty()
             {
-                let waits = running_ancestors(decisions, i);
-                if waits.is_empty() {
-                    continue;
-                }
-                let d = &mut decisions[i];
-                let missing = d.fingerprint.missing.join(", ");
-                // Only the missing files make it run: whether it must is known at its start.
-                let only_missing = d.reasons.iter().all(|r| {
-                    d.fingerprint
-                        .missing
-                        .iter()
-                        .any(|m| r.contains(m.trim_end_matches('/')))
-                });
-                let completed = state
-                    .steps
-                    .get(&d.step)
-                    .is_some_and(|r| r.status == Status::Completed);
-                if completed && only_missing && !d.forced {
-                    d.action = Action::Maybe;
-                    d.reasons = vec![format!(
-                        "declared {missing} does not exist yet: decided when it starts, after {}",
-                        waits.join(", ")
-                    )];
-                }
-                d.waits_on = waits;
-                changed = true;
+                changed |= wait_for_missing(steps, state, decisions, i);
                 continue;
             }
-            if decisions[i].action != Action::Skip {
-                continue;
-            }
-            let Some(r) = state
-                .steps
-                .get(&decisions[i].step)
-                .and_then(|r| r.reads.as_ref())
-            else {
-                continue;
-            };
-            let mut waits = Vec::new();
-            let mut reasons = Vec::new();
-            for upstream in r.outputs.keys() {
-                let may_run = !is_cyclic(&decisions[i].step, upstream)
-                    && steps.index(upstream).is_some_and(|j| {
-                        matches!(decisions[j].action, Action::Run | Action::Maybe)
-                    });
-                if may_run {
-                    waits.push(upstream.clone());
-                } else {
-                    reasons.extend(reads::changed_outputs(
-                        r,
-                        upstream,
-                        &state.outputs(upstream),
-                    ));
-                }
-            }
-            if !reasons.is_empty() {
-                let d = &mut decisions[i];
-                if opts.resume {
-                    reasons.push(
-                        "pending: --resume runs only failed, interrupted and new steps".into(),
-                    );
-                    d.action = Action::Pending;
-                } else {
-                    d.action = Action::Run;
-                }
-                d.reasons = reasons;
-                changed = true;
-            } else if !waits.is_empty() {
-                let d = &mut decisions[i];
-                d.action = Action::Maybe;
-                d.reasons = vec![format!("runs if outputs of {} change", waits.join(", "))];
-                d.waits_on = waits;
-                changed = true;
-            }
+            changed |= wait_for_outputs(steps, state, decisions, i, opts, &cyclic);
         }
         if !changed {
             break;
@@ -278,6 +195,112 @@ pub fn settle(
         }
     }
     Ok(())
+}
+
+/// The ancestors of step `i` that (may) run now, by name.
+fn running_ancestors(steps: &StepSet, decisions: &[Decision], i: usize) -> Vec<String> {
+    steps
+        .ancestors(i)
+        .into_iter()
+        .filter(|&j| matches!(decisions[j].action, Action::Run | Action::Maybe))
+        .map(|j| decisions[j].step.clone())
+        .collect()
+}
+
+/// Step `i` declares files that do not exist: it waits on its ancestors that run now (they
+/// may create them), and when only those files make it run it is decided at its start.
+/// Whether the decision changed.
+fn wait_for_missing(steps: &StepSet, state: &State, decisions: &mut [Decision], i: usize) -> bool {
+    let waits = running_ancestors(steps, decisions, i);
+    if waits.is_empty() {
+        return false;
+    }
+    let d = &mut decisions[i];
+    let missing = d.fingerprint.missing.join(", ");
+    // Only the missing files make it run: whether it must is known at its start.
+    let only_missing = d.reasons.iter().all(|r| {
+        d.fingerprint
+            .missing
+            .iter()
+            .any(|m| r.contains(m.trim_end_matches('/')))
+    });
+    let completed = state
+        .steps
+        .get(&d.step)
+        .is_some_and(|r| r.status == Status::Completed);
+    if completed && only_missing && !d.forced {
+        d.action = Action::Maybe;
+        d.reasons = vec![format!(
+            "declared {missing} does not exist yet: decided when it starts, after {}",
+            waits.join(", ")
+        )];
+    }
+    d.waits_on = waits;
+    true
+}
+
+/// Skipped step `i` read outputs of other steps: it waits on those that (may) run now (unless
+/// the read is `cyclic`), and runs if an output read from the others changed. Whether the
+/// decision changed.
+fn wait_for_outputs(
+    steps: &StepSet,
+    state: &State,
+    decisions: &mut [Decision],
+    i: usize,
+    opts: &PlanOptions,
+    cyclic: &[CyclicRead],
+) -> bool {
+    let is_cyclic = |step: &str, upstream: &str| {
+        cyclic
+            .iter()
+            .any(|c| c.step == step && c.upstream == upstream)
+    };
+    if decisions[i].action != Action::Skip {
+        return false;
+    }
+    let Some(r) = state
+        .steps
+        .get(&decisions[i].step)
+        .and_then(|r| r.reads.as_ref())
+    else {
+        return false;
+    };
+    let mut waits = Vec::new();
+    let mut reasons = Vec::new();
+    for upstream in r.outputs.keys() {
+        let may_run = !is_cyclic(&decisions[i].step, upstream)
+            && steps
+                .index(upstream)
+                .is_some_and(|j| matches!(decisions[j].action, Action::Run | Action::Maybe));
+        if may_run {
+            waits.push(upstream.clone());
+        } else {
+            reasons.extend(reads::changed_outputs(
+                r,
+                upstream,
+                &state.outputs(upstream),
+            ));
+        }
+    }
+    if !reasons.is_empty() {
+        let d = &mut decisions[i];
+        if opts.resume {
+            reasons.push("pending: --resume runs only failed, interrupted and new steps".into());
+            d.action = Action::Pending;
+        } else {
+            d.action = Action::Run;
+        }
+        d.reasons = reasons;
+        true
+    } else if !waits.is_empty() {
+        let d = &mut decisions[i];
+        d.action = Action::Maybe;
+        d.reasons = vec![format!("runs if outputs of {} change", waits.join(", "))];
+        d.waits_on = waits;
+        true
+    } else {
+        false
+    }
 }
 
 /// A recorded `outputs()` read against the direction of `needs`: `step` read outputs of

@@ -615,7 +615,9 @@ fn markdown_output_of_an_error_is_markdown_too() {
     // Commands without a Markdown form say so instead of printing nothing.
     p.run(&["steps", "--output", "markdown"])
         .assert_code(2)
-        .assert_contains("`steps` has no --output markdown; it is for: deploy, plan, diff");
+        .assert_contains(
+            "`steps` has no --output markdown; it is for: deploy, plan, rollback, diff",
+        );
 }
 
 #[test]

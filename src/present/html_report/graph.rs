@@ -80,7 +80,36 @@ pub fn svg(nodes: &[Node], edges: &[(usize, usize, bool)]) -> Option<String> {
     if nodes.is_empty() {
         return None;
     }
-    let capture = std::panic::catch_unwind(|| {
+    let capture = layout(nodes, edges)?;
+    let (min, max) = extent(&capture)?;
+    let pad = 12.0;
+    let (ox, oy) = (min.x - pad, min.y - pad);
+    let (w, h) = (max.x - min.x + 2.0 * pad, max.y - min.y + 2.0 * pad);
+    let mut out = format!(
+        "<svg class=\"graph\" role=\"img\" aria-label=\"step graph\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\">\n",
+        f(ox), f(oy), f(w), f(h), f(w), f(h)
+    );
+    out.push_str("<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" class=\"arrowhead\"/></marker></defs>\n");
+    for (a, b, path) in &capture.edges {
+        if path.len() < 2 {
+            continue;
+        }
+        let critical = edges.iter().any(|&(x, y, c)| x == *a && y == *b && c);
+        out.push_str(&edge(&nodes[*a], &nodes[*b], path, critical));
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let Some((xy, size)) = capture.nodes[i] else {
+            continue;
+        };
+        out.push_str(&node(n, xy, size));
+    }
+    out.push_str("</svg>");
+    Some(out)
+}
+
+/// Where layout-rs places `nodes` and routes `edges`; `None` when it fails.
+fn layout(nodes: &[Node], edges: &[(usize, usize, bool)]) -> Option<Capture> {
+    std::panic::catch_unwind(|| {
         let mut vg = VisualGraph::new(Orientation::TopToBottom);
         let handles: Vec<_> = nodes
             .iter()
@@ -114,8 +143,11 @@ pub fn svg(nodes: &[Node], edges: &[(usize, usize, bool)]) -> Option<String> {
         vg.do_it(false, false, false, &mut cap);
         cap
     })
-    .ok()?;
-    // The drawing's extent.
+    .ok()
+}
+
+/// The drawing's extent (top-left, bottom-right); `None` when a node was not placed.
+fn extent(capture: &Capture) -> Option<(Point, Point)> {
     let mut max = Point::new(0.0, 0.0);
     let mut min = Point::new(f64::MAX, f64::MAX);
     let mut grow = |p: Point| {
@@ -137,72 +169,60 @@ pub fn svg(nodes: &[Node], edges: &[(usize, usize, bool)]) -> Option<String> {
     if capture.nodes.iter().any(Option::is_none) || min.x > max.x {
         return None;
     }
-    let pad = 12.0;
-    let (ox, oy) = (min.x - pad, min.y - pad);
-    let (w, h) = (max.x - min.x + 2.0 * pad, max.y - min.y + 2.0 * pad);
-    let mut out = format!(
-        "<svg class=\"graph\" role=\"img\" aria-label=\"step graph\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\">\n",
-        f(ox), f(oy), f(w), f(h), f(w), f(h)
+    Some((min, max))
+}
+
+/// The edge from node `a` to node `b` along `path` (at least two points).
+fn edge(a: &Node, b: &Node, path: &Route, critical: bool) -> String {
+    let mut d = format!(
+        "M {} {} C {} {}, {} {}, {} {}",
+        f(path[0].0.x),
+        f(path[0].0.y),
+        f(path[0].1.x),
+        f(path[0].1.y),
+        f(path[1].0.x),
+        f(path[1].0.y),
+        f(path[1].1.x),
+        f(path[1].1.y)
     );
-    out.push_str("<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" class=\"arrowhead\"/></marker></defs>\n");
-    for (a, b, path) in &capture.edges {
-        if path.len() < 2 {
-            continue;
-        }
-        let critical = edges.iter().any(|&(x, y, c)| x == *a && y == *b && c);
-        let mut d = format!(
-            "M {} {} C {} {}, {} {}, {} {}",
-            f(path[0].0.x),
-            f(path[0].0.y),
-            f(path[0].1.x),
-            f(path[0].1.y),
-            f(path[1].0.x),
-            f(path[1].0.y),
-            f(path[1].1.x),
-            f(path[1].1.y)
-        );
-        for p in path.iter().skip(2) {
-            d.push_str(&format!(
-                " S {} {}, {} {}",
-                f(p.0.x),
-                f(p.0.y),
-                f(p.1.x),
-                f(p.1.y)
-            ));
-        }
-        out.push_str(&format!(
-            "<path class=\"edge{}\" data-from=\"{}\" data-to=\"{}\" d=\"{d}\" marker-end=\"url(#arrow)\"><title>{} needs {}</title></path>\n",
-            if critical { " crit" } else { "" },
-            esc(&nodes[*a].name),
-            esc(&nodes[*b].name),
-            esc(&nodes[*b].name),
-            esc(&nodes[*a].name),
+    for p in path.iter().skip(2) {
+        d.push_str(&format!(
+            " S {} {}, {} {}",
+            f(p.0.x),
+            f(p.0.y),
+            f(p.1.x),
+            f(p.1.y)
         ));
     }
-    for (i, n) in nodes.iter().enumerate() {
-        let Some((xy, size)) = capture.nodes[i] else {
-            continue;
-        };
-        let cx = xy.x + size.x / 2.0;
-        out.push_str(&format!(
-            "<a href=\"#step-{id}\"><g class=\"node {class}{crit}\" data-step=\"{name}\"><title>{name}: {detail}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"6\"/><text x=\"{}\" y=\"{}\" class=\"name\">{name}</text><text x=\"{}\" y=\"{}\" class=\"detail\">{detail}</text></g></a>\n",
-            f(xy.x),
-            f(xy.y),
-            f(size.x),
-            f(size.y),
-            f(cx),
-            f(xy.y + 18.0),
-            f(cx),
-            f(xy.y + 35.0),
-            id = esc(&n.name),
-            class = esc(&n.class),
-            crit = if n.critical { " crit" } else { "" },
-            name = esc(&n.name),
-            detail = esc(&n.detail),
-        ));
-    }
-    out.push_str("</svg>");
-    Some(out)
+    format!(
+        "<path class=\"edge{}\" data-from=\"{}\" data-to=\"{}\" d=\"{d}\" marker-end=\"url(#arrow)\"><title>{} needs {}</title></path>\n",
+        if critical { " crit" } else { "" },
+        esc(&a.name),
+        esc(&b.name),
+        esc(&b.name),
+        esc(&a.name),
+    )
+}
+
+/// Node `n`, placed at `xy` with `size`: a link to its step's details.
+fn node(n: &Node, xy: Point, size: Point) -> String {
+    let cx = xy.x + size.x / 2.0;
+    format!(
+        "<a href=\"#step-{id}\"><g class=\"node {class}{crit}\" data-step=\"{name}\"><title>{name}: {detail}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"6\"/><text x=\"{}\" y=\"{}\" class=\"name\">{name}</text><text x=\"{}\" y=\"{}\" class=\"detail\">{detail}</text></g></a>\n",
+        f(xy.x),
+        f(xy.y),
+        f(size.x),
+        f(size.y),
+        f(cx),
+        f(xy.y + 18.0),
+        f(cx),
+        f(xy.y + 35.0),
+        id = esc(&n.name),
+        class = esc(&n.class),
+        crit = if n.critical { " crit" } else { "" },
+        name = esc(&n.name),
+        detail = esc(&n.detail),
+    )
 }
 
 /// A coordinate with one decimal.

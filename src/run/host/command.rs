@@ -139,57 +139,11 @@ pub(super) fn run_command(
     let attempts = attempts.max(1);
     let mut delay = ctx.settings.retry_delay();
     let mut attempt = 1;
-    let json_limit = ctx.settings.max_json_output();
     let result = loop {
-        let spill = || -> Option<Box<dyn crate::util::capture::Spill>> {
-            let file = ctx
-                .log
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()?
-                .try_clone()
-                .ok()?;
-            Some(Box::new(LogSpill(
-                crate::util::secrets::MaskingWriter::new(ctx.masker.clone(), file),
-            )))
-        };
-        let opts = process::RunOptions {
-            timeout: ctx.settings.operation_timeout(),
-            stdout_keep: if expect == Expect::Json {
-                json_limit
-            } else {
-                1 << 20
-            },
-            stderr_keep: 1 << 20,
-            // JSON too large to read is not logged either: the secret fields in it could not
-            // be found and masked.
-            stdout_spill: if expect == Expect::Json {
-                None
-            } else {
-                spill()
-            },
-            stderr_spill: spill(),
-            stdin: stdin.map(|s| s.as_bytes().to_vec()),
-        };
+        let opts = run_options(ctx, stdin, expect);
         match process::run(argv, opts) {
             Ok(out) => {
-                if let Some(text) = out.stdout.whole_text() {
-                    register_output_secrets(&ctx.masker, argv, &text);
-                    if !text.trim().is_empty() {
-                        ctx.log_file(&text);
-                    }
-                } else if expect == Expect::Json {
-                    ctx.log_file(&format!(
-                        "[{} bytes of output, more than the {} MiB read as JSON: not logged]",
-                        out.stdout.total,
-                        json_limit >> 20
-                    ));
-                }
-                if let Some(text) = out.stderr.whole_text() {
-                    if !text.trim().is_empty() {
-                        ctx.log_file(&text);
-                    }
-                }
+                log_output(ctx, argv, &out, expect);
                 if let Some(n) = out.leftover {
                     ctx.warn(&format!(
                         "{shown} exited, but {n} process(es) it started were still running {:.1}s later: stopped them (their output after that is dropped)",
@@ -229,6 +183,65 @@ pub(super) fn run_command(
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = None;
     result
+}
+
+/// How a step's command runs: its timeout, how much of its output is kept in memory and the
+/// rest spilled to the step's log (masked), its standard input.
+fn run_options(ctx: &StepContext, stdin: Option<&str>, expect: Expect) -> process::RunOptions {
+    let json_limit = ctx.settings.max_json_output();
+    let spill = || -> Option<Box<dyn crate::util::capture::Spill>> {
+        let file = ctx
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .try_clone()
+            .ok()?;
+        Some(Box::new(LogSpill(
+            crate::util::secrets::MaskingWriter::new(ctx.masker.clone(), file),
+        )))
+    };
+    process::RunOptions {
+        timeout: ctx.settings.operation_timeout(),
+        stdout_keep: if expect == Expect::Json {
+            json_limit
+        } else {
+            1 << 20
+        },
+        stderr_keep: 1 << 20,
+        // JSON too large to read is not logged either: the secret fields in it could not
+        // be found and masked.
+        stdout_spill: if expect == Expect::Json {
+            None
+        } else {
+            spill()
+        },
+        stderr_spill: spill(),
+        stdin: stdin.map(|s| s.as_bytes().to_vec()),
+    }
+}
+
+/// The output of a command that ran (what was kept in memory) in the step's log; secrets in
+/// its answer are registered with the masker first.
+fn log_output(ctx: &StepContext, argv: &[String], out: &process::Output, expect: Expect) {
+    let json_limit = ctx.settings.max_json_output();
+    if let Some(text) = out.stdout.whole_text() {
+        register_output_secrets(&ctx.masker, argv, &text);
+        if !text.trim().is_empty() {
+            ctx.log_file(&text);
+        }
+    } else if expect == Expect::Json {
+        ctx.log_file(&format!(
+            "[{} bytes of output, more than the {} MiB read as JSON: not logged]",
+            out.stdout.total,
+            json_limit >> 20
+        ));
+    }
+    if let Some(text) = out.stderr.whole_text() {
+        if !text.trim().is_empty() {
+            ctx.log_file(&text);
+        }
+    }
 }
 
 /// Where the whole output of a step's commands is, for truncation markers.

@@ -9,6 +9,7 @@ use super::context::{current, err, json_to_dynamic, HostResult, StepContext};
 use crate::sys::process;
 use rhai::{Array, Dynamic, Map as RMap};
 use serde_json::Value;
+use std::ops::ControlFlow;
 
 /// The verbs of `az` commands that only read: the last command word is one of these, or
 /// starts with `list-`, `show-`, `get-` or `check-`.
@@ -181,19 +182,11 @@ pub(super) fn az(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynamic>
     } else {
         ctx.settings.retry_attempts
     };
-    let Some(out) = run_cached(&ctx, &argv, attempts, opts.stdin.as_deref())? else {
-        return Ok(if try_mode {
-            dry_run_try()
-        } else {
-            Dynamic::from(RMap::new())
-        });
+    let ran = run_cached(&ctx, &argv, attempts, opts.stdin.as_deref())?;
+    let out = match succeeded(&ctx, &argv, ran, try_mode, Dynamic::from(RMap::new()))? {
+        ControlFlow::Continue(out) => out,
+        ControlFlow::Break(answer) => return Ok(answer),
     };
-    if try_mode {
-        return Ok(result_of(&ctx, &out));
-    }
-    if out.code != 0 {
-        return Err(failure(&ctx, &argv, &out));
-    }
     let Some(stdout) = out.stdout.whole_text() else {
         return Err(err(ctx.masker.mask(&format!(
             "{} printed {:.1} MiB of output, more than the {} MiB stepwise reads as JSON (advanced.max_json_output_mb): narrow it with --query, or raise the limit",
@@ -249,20 +242,39 @@ pub(super) fn exec(args: Array, opts: RMap, try_mode: bool) -> HostResult<Dynami
     if argv.is_empty() {
         return Err(err(format!("{func}(): the argv array is empty")));
     }
-    let Some(out) = run_command(&ctx, &argv, 1, opts.stdin.as_deref(), Expect::Text)? else {
-        return Ok(if try_mode {
+    let ran = run_command(&ctx, &argv, 1, opts.stdin.as_deref(), Expect::Text)?;
+    let out = match succeeded(&ctx, &argv, ran, try_mode, Dynamic::from(String::new()))? {
+        ControlFlow::Continue(out) => out,
+        ControlFlow::Break(answer) => return Ok(answer),
+    };
+    Ok(Dynamic::from(returned_text(&ctx, &out.stdout)))
+}
+
+/// What `az` and `exec` (and their `_try` forms) answer for a command that ran (`out`; none
+/// in a dry run, where they answer `dry_run`, or the `*_try` map of a dry run): a `*_try`
+/// form its result map, a failed command an error; the output of a command that succeeded
+/// is for the caller to read.
+fn succeeded(
+    ctx: &StepContext,
+    argv: &[String],
+    out: Option<process::Output>,
+    try_mode: bool,
+    dry_run: Dynamic,
+) -> HostResult<ControlFlow<Dynamic, process::Output>> {
+    let Some(out) = out else {
+        return Ok(ControlFlow::Break(if try_mode {
             dry_run_try()
         } else {
-            Dynamic::from(String::new())
-        });
+            dry_run
+        }));
     };
     if try_mode {
-        return Ok(result_of(&ctx, &out));
+        return Ok(ControlFlow::Break(result_of(ctx, &out)));
     }
     if out.code != 0 {
-        return Err(failure(&ctx, &argv, &out));
+        return Err(failure(ctx, argv, &out));
     }
-    Ok(Dynamic::from(returned_text(&ctx, &out.stdout)))
+    Ok(ControlFlow::Continue(out))
 }
 
 /// `http_get(url)`: an HTTP GET with `curl -fsS` (argv, a 10 s limit): `#{ ok, code, body,

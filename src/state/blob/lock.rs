@@ -106,16 +106,47 @@ pub(super) fn acquire(blob: &BlobStore, timeout: Duration) -> Result<Box<dyn Loc
     let holder = Holder::current();
     let token = new_token();
     let ours = new_record(&holder, lifetime, &token, 0);
-    let deadline = Instant::now() + timeout;
+    let (etag, sent_at, took_over) = wait_for_lock(blob, &ours, &token, timeout)?;
+    if let Some(why) = took_over {
+        eprintln!("{why}");
+    }
+    // A run that loses this lock must have stopped its commands well before another run
+    // can take it: a quarter of the lifetime at most between SIGTERM and SIGKILL.
+    crate::sys::process::cap_kill_grace(lifetime / 4);
+    let held = Arc::new(Mutex::new(Held {
+        record: ours,
+        etag,
+        confirmed: sent_at,
+        sent: Vec::new(),
+        lost: false,
+    }));
+    let lock = start_renewal(blob, held);
+    fence(blob)?;
+    Ok(Box::new(lock))
+}
+
+/// Takes the lock with our record `ours` (`token`): created if absent, taken when released,
+/// or taken over once it went a whole lifetime without renewal, on this machine's monotonic
+/// clock; waits up to `timeout` (or one lifetime of a record that looked expired).
+fn wait_for_lock(
+    blob: &BlobStore,
+    ours: &LockRecord,
+    token: &str,
+    timeout: Duration,
+) -> Result<Acquired> {
     // The version of the lock being watched and since when (this machine's monotonic
     // clock): a lock is free once it went a whole lifetime without being renewed.
     let mut watched: Option<(Option<String>, Instant)> = None;
     let mut first_seen: Option<(Instant, bool)> = None;
-    let mut announced = false;
-    let (etag, sent_at, took_over) = loop {
+    let mut wait = Wait {
+        deadline: Instant::now() + timeout,
+        timeout,
+        announced: false,
+    };
+    loop {
         let sent_at = Instant::now();
-        match write_lock(blob, &ours, PutMode::Create) {
-            Ok(e) => break (e, sent_at, None),
+        match write_lock(blob, ours, PutMode::Create) {
+            Ok(e) => return Ok((e, sent_at, None)),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => {}
             Err(e) => return Err(blob.explain("cannot lock", &e)),
@@ -125,28 +156,12 @@ pub(super) fn acquire(blob: &BlobStore, timeout: Duration) -> Result<Box<dyn Loc
         };
         if rec.token == token {
             // Our own create went through; its answer was lost and the request retried.
-            break (their, sent_at, None);
+            return Ok((their, sent_at, None));
         }
-        let take = |why: Option<String>| -> Result<Option<Acquired>> {
-            let sent_at = Instant::now();
-            let mode = PutMode::Update(UpdateVersion {
-                e_tag: their.clone(),
-                version: None,
-            });
-            match write_lock(blob, &ours, mode) {
-                Ok(e) => Ok(Some((e, sent_at, why))),
-                Err(object_store::Error::Precondition { .. })
-                | Err(object_store::Error::NotFound { .. }) => match read_lock(blob)? {
-                    Some((now, etag)) if now.token == token => Ok(Some((etag, sent_at, why))),
-                    _ => Ok(None),
-                },
-                Err(e) => Err(blob.explain("cannot lock", &e)),
-            }
-        };
         if rec.released {
             // Taken conditionally: of two runs only one wins.
-            if let Some((e, t, _)) = take(None)? {
-                break (e, t, None);
+            if let Some((e, t, _)) = take(blob, ours, token, &their, None)? {
+                return Ok((e, t, None));
             }
             continue;
         }
@@ -163,11 +178,62 @@ pub(super) fn acquire(blob: &BlobStore, timeout: Duration) -> Result<Box<dyn Loc
                 rec.lifetime().as_secs_f64(),
                 rec.holder.describe()
             );
-            if let Some((e, t, why)) = take(Some(why))? {
-                break (e, t, why);
+            if let Some((e, t, why)) = take(blob, ours, token, &their, Some(why))? {
+                return Ok((e, t, why));
             }
             continue;
         }
+        wait.still_locked(blob, &rec, now, (first, looked_expired))?;
+        std::thread::sleep(Duration::from_millis(500).min(rec.lifetime() / 8));
+    }
+}
+
+/// Takes the lock whose version is `their` by a conditional write of `ours`; `None` when
+/// another run was faster. `why`: the message of a takeover.
+fn take(
+    blob: &BlobStore,
+    ours: &LockRecord,
+    token: &str,
+    their: &Option<String>,
+    why: Option<String>,
+) -> Result<Option<Acquired>> {
+    let sent_at = Instant::now();
+    let mode = PutMode::Update(UpdateVersion {
+        e_tag: their.clone(),
+        version: None,
+    });
+    match write_lock(blob, ours, mode) {
+        Ok(e) => Ok(Some((e, sent_at, why))),
+        Err(object_store::Error::Precondition { .. })
+        | Err(object_store::Error::NotFound { .. }) => match read_lock(blob)? {
+            Some((now, etag)) if now.token == token => Ok(Some((etag, sent_at, why))),
+            _ => Ok(None),
+        },
+        Err(e) => Err(blob.explain("cannot lock", &e)),
+    }
+}
+
+/// How long a run waits for a lock held by another.
+struct Wait {
+    /// `--lock-timeout` from when the run started waiting.
+    deadline: Instant,
+    timeout: Duration,
+    /// Whether the run said it waits.
+    announced: bool,
+}
+
+impl Wait {
+    /// The lock is held by another run (`rec`), as seen at `now`; first seen at `first`, when
+    /// it `looked_expired` or not: an error once the run has waited long enough (or was
+    /// interrupted), else said once that the run waits.
+    fn still_locked(
+        &mut self,
+        blob: &BlobStore,
+        rec: &LockRecord,
+        now: Instant,
+        (first, looked_expired): (Instant, bool),
+    ) -> Result<()> {
+        let (deadline, timeout) = (self.deadline, self.timeout);
         // A record that says it expired is watched for one lifetime (its clock may be off,
         // so it is not believed); otherwise the run waits only as long as it was told to.
         let wait_until = if looked_expired {
@@ -192,7 +258,7 @@ pub(super) fn acquire(blob: &BlobStore, timeout: Duration) -> Result<Box<dyn Loc
             )
             .into());
         }
-        if !announced {
+        if !self.announced {
             if looked_expired && now + rec.lifetime() > deadline {
                 eprintln!(
                     "{msg}\nwatching it for up to {:.1}s: a lock not renewed for its whole lifetime is taken over",
@@ -204,23 +270,15 @@ pub(super) fn acquire(blob: &BlobStore, timeout: Duration) -> Result<Box<dyn Loc
                     humantime::format_duration(timeout)
                 );
             }
-            announced = true;
+            self.announced = true;
         }
-        std::thread::sleep(Duration::from_millis(500).min(rec.lifetime() / 8));
-    };
-    if let Some(why) = took_over {
-        eprintln!("{why}");
+        Ok(())
     }
-    // A run that loses this lock must have stopped its commands well before another run
-    // can take it: a quarter of the lifetime at most between SIGTERM and SIGKILL.
-    crate::sys::process::cap_kill_grace(lifetime / 4);
-    let held = Arc::new(Mutex::new(Held {
-        record: ours,
-        etag,
-        confirmed: sent_at,
-        sent: Vec::new(),
-        lost: false,
-    }));
+}
+
+/// The lock, `held`, renewed on a thread of its own until it is released; a renewer that
+/// dies stops the run.
+fn start_renewal(blob: &BlobStore, held: Arc<Mutex<Held>>) -> BlobLock {
     let stop = Arc::new(AtomicBool::new(false));
     let renewer = {
         let (stop, held, store, rt, path, loc) = (
@@ -244,16 +302,14 @@ pub(super) fn acquire(blob: &BlobStore, timeout: Duration) -> Result<Box<dyn Loc
             }
         })
     };
-    let lock = BlobLock {
+    BlobLock {
         stop,
         renewer: Some(renewer),
         store: blob.store.clone(),
         rt: blob.rt.clone(),
         path: blob.lock_path(),
         held,
-    };
-    fence(blob)?;
-    Ok(Box::new(lock))
+    }
 }
 
 /// `StateStore::unlock`: removes the lock when its record says it expired and nobody

@@ -84,6 +84,15 @@ pub(super) fn renew_until_stopped(
         .unwrap_or_else(|e| e.into_inner())
         .record
         .lifetime();
+    let renewing = Renewing {
+        store,
+        rt,
+        path,
+        held,
+        loc,
+        lifetime,
+    };
+    let (held, loc) = (&renewing.held, &renewing.loc);
     let every = lifetime / 8;
     let give_up_after = lifetime / 2;
     let mut next = Instant::now() + every;
@@ -109,7 +118,35 @@ pub(super) fn renew_until_stopped(
             std::thread::sleep(Duration::from_millis(20).min(next - now));
             continue;
         }
-        // One renewal, bounded so that it cannot outlast the lock's validity.
+        if let Some(why) = renewing.renew(valid_until, every, &mut next, &mut last_error) {
+            lost(why);
+            return;
+        }
+    }
+}
+
+/// A lock being renewed: where it is and what the holder knows of it.
+struct Renewing {
+    store: Arc<MicrosoftAzure>,
+    rt: Arc<tokio::runtime::Runtime>,
+    path: ObjPath,
+    held: Arc<Mutex<Held>>,
+    /// The state's location, for messages.
+    loc: String,
+    lifetime: Duration,
+}
+
+impl Renewing {
+    /// One renewal, bounded so that it cannot outlast the lock's validity (`valid_until`):
+    /// when to renew `next`, the `last_error`, or why the lock is lost.
+    fn renew(
+        &self,
+        valid_until: Instant,
+        every: Duration,
+        next: &mut Instant,
+        last_error: &mut String,
+    ) -> Option<String> {
+        let (held, lifetime, store, path) = (&self.held, self.lifetime, &self.store, &self.path);
         let (rec, etag, seq) = {
             let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
             let seq = h.record.seq + 1;
@@ -132,8 +169,8 @@ pub(super) fn renew_until_stopped(
             }),
             ..Default::default()
         };
-        let r = rt.block_on(async {
-            tokio::time::timeout(bound, store.put_opts(&path, PutPayload::from(bytes), opts)).await
+        let r = self.rt.block_on(async {
+            tokio::time::timeout(bound, store.put_opts(path, PutPayload::from(bytes), opts)).await
         });
         match r {
             Ok(Ok(res)) => {
@@ -142,77 +179,85 @@ pub(super) fn renew_until_stopped(
                 h.record = rec;
                 h.confirmed = sent_at;
                 h.sent.retain(|(s, _)| *s > seq);
-                next = sent_at + every;
+                *next = sent_at + every;
                 last_error.clear();
             }
             Ok(Err(object_store::Error::Precondition { .. }))
             | Ok(Err(object_store::Error::NotFound { .. })) => {
-                // Changed since our last known write: one of our own renewals whose answer
-                // was lost (a retried request whose first attempt succeeded), or another run.
-                let current = rt.block_on(async {
-                    let read = async {
-                        let res = store.get(&path).await?;
-                        let etag = res.meta.e_tag.clone();
-                        let bytes = res.bytes().await?;
-                        Ok::<_, object_store::Error>((
-                            parse_lock(&String::from_utf8_lossy(&bytes)),
-                            etag,
-                        ))
-                    };
-                    tokio::time::timeout(bound.max(Duration::from_millis(200)), read).await
-                });
-                match current {
-                    Ok(Ok((theirs, etag))) => {
-                        let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
-                        if theirs.token == h.record.token && !theirs.released {
-                            tracing::debug!(
-                                seq = theirs.seq,
-                                "a renewal went through although its answer was lost"
-                            );
-                            // Ours: it counts from when that renewal was sent.
-                            let when = h
-                                .sent
-                                .iter()
-                                .find(|(s, _)| *s == theirs.seq)
-                                .map(|(_, t)| *t);
-                            if let Some(t) = when {
-                                h.confirmed = h.confirmed.max(t);
-                            }
-                            h.sent.retain(|(s, _)| *s > theirs.seq);
-                            h.etag = etag;
-                            h.record = theirs;
-                            next = Instant::now();
-                        } else {
-                            drop(h);
-                            lost(format!(
-                                "the lock on {loc} was {}: this run no longer holds it",
-                                if theirs.released {
-                                    "removed (stepwise state unlock --force?)".to_string()
-                                } else {
-                                    format!("taken by another run ({})", theirs.holder.describe())
-                                }
-                            ));
-                            return;
-                        }
-                    }
-                    Ok(Err(object_store::Error::NotFound { .. })) => {
-                        lost(format!(
-                            "the lock on {loc} was deleted: this run no longer holds it"
-                        ));
-                        return;
-                    }
-                    Ok(Err(e)) => last_error = e.to_string(),
-                    Err(_) => last_error = "no answer in time".into(),
-                }
+                return self.changed(bound, next, last_error);
             }
             Ok(Err(e)) => {
-                last_error = e.to_string();
-                next = Instant::now() + (every / 2).max(Duration::from_millis(20));
+                *last_error = e.to_string();
+                *next = Instant::now() + (every / 2).max(Duration::from_millis(20));
             }
             Err(_) => {
-                last_error = format!("no answer within {:.1}s", bound.as_secs_f64());
-                next = Instant::now();
+                *last_error = format!("no answer within {:.1}s", bound.as_secs_f64());
+                *next = Instant::now();
             }
         }
+        None
+    }
+
+    /// The lock changed since our last known write: one of our own renewals whose answer was
+    /// lost (a retried request whose first attempt succeeded), or another run. Read within
+    /// `bound`: when to renew `next`, the `last_error`, or why the lock is lost.
+    fn changed(
+        &self,
+        bound: Duration,
+        next: &mut Instant,
+        last_error: &mut String,
+    ) -> Option<String> {
+        let (held, store, path, loc) = (&self.held, &self.store, &self.path, &self.loc);
+        let current = self.rt.block_on(async {
+            let read = async {
+                let res = store.get(path).await?;
+                let etag = res.meta.e_tag.clone();
+                let bytes = res.bytes().await?;
+                Ok::<_, object_store::Error>((parse_lock(&String::from_utf8_lossy(&bytes)), etag))
+            };
+            tokio::time::timeout(bound.max(Duration::from_millis(200)), read).await
+        });
+        match current {
+            Ok(Ok((theirs, etag))) => {
+                let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+                if theirs.token == h.record.token && !theirs.released {
+                    tracing::debug!(
+                        seq = theirs.seq,
+                        "a renewal went through although its answer was lost"
+                    );
+                    // Ours: it counts from when that renewal was sent.
+                    let when = h
+                        .sent
+                        .iter()
+                        .find(|(s, _)| *s == theirs.seq)
+                        .map(|(_, t)| *t);
+                    if let Some(t) = when {
+                        h.confirmed = h.confirmed.max(t);
+                    }
+                    h.sent.retain(|(s, _)| *s > theirs.seq);
+                    h.etag = etag;
+                    h.record = theirs;
+                    *next = Instant::now();
+                } else {
+                    drop(h);
+                    return Some(format!(
+                        "the lock on {loc} was {}: this run no longer holds it",
+                        if theirs.released {
+                            "removed (stepwise state unlock --force?)".to_string()
+                        } else {
+                            format!("taken by another run ({})", theirs.holder.describe())
+                        }
+                    ));
+                }
+            }
+            Ok(Err(object_store::Error::NotFound { .. })) => {
+                return Some(format!(
+                    "the lock on {loc} was deleted: this run no longer holds it"
+                ));
+            }
+            Ok(Err(e)) => *last_error = e.to_string(),
+            Err(_) => *last_error = "no answer in time".into(),
+        }
+        None
     }
 }

@@ -83,75 +83,7 @@ impl BlobStore {
                 retry_timeout: Duration::from_secs(30),
                 ..Default::default()
             });
-        let auth;
-        if let Some(text) = std::env::var("AZURE_STORAGE_CONNECTION_STRING")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-        {
-            let cs = ConnectionString::parse(&text);
-            if let Some(a) = &cs.account {
-                if a != &loc.account {
-                    return Err(Kind::Config.error(format!(
-                        "AZURE_STORAGE_CONNECTION_STRING is for account {a}, but the state is in account {} ({})",
-                        loc.account,
-                        loc.url()
-                    )));
-                }
-            }
-            let endpoint = cs.blob_endpoint.clone().unwrap_or_else(|| {
-                format!(
-                    "{}://{}.blob.{}",
-                    cs.protocol.as_deref().unwrap_or("https"),
-                    loc.account,
-                    cs.suffix.as_deref().unwrap_or("core.windows.net")
-                )
-            });
-            builder = builder
-                .with_endpoint(endpoint.clone())
-                .with_allow_http(endpoint.starts_with("http://"));
-            if let Some(key) = &cs.key {
-                builder = builder.with_access_key(key);
-                auth = Auth::SharedKey {
-                    key: key.clone(),
-                    endpoint,
-                };
-            } else if let Some(sas) = &cs.sas {
-                let pairs: Vec<(String, String)> = sas
-                    .trim_start_matches('?')
-                    .split('&')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.to_string(), percent_decode(v)))
-                    .collect();
-                builder = builder.with_sas_authorization(pairs);
-                auth = Auth::Other("a SAS token");
-            } else {
-                return Err(Kind::Config.error(
-                    "AZURE_STORAGE_CONNECTION_STRING has neither AccountKey nor SharedAccessSignature",
-                ));
-            }
-        } else if let Ok(key) = std::env::var("AZURE_STORAGE_ACCOUNT_KEY")
-            .or_else(|_| std::env::var("AZURE_STORAGE_KEY"))
-        {
-            builder = builder.with_access_key(&key);
-            let endpoint = std::env::var("AZURE_STORAGE_BLOB_ENDPOINT")
-                .unwrap_or_else(|_| format!("https://{}.blob.core.windows.net", loc.account));
-            builder = builder
-                .with_endpoint(endpoint.clone())
-                .with_allow_http(endpoint.starts_with("http://"));
-            auth = Auth::SharedKey { key, endpoint };
-        } else if std::env::var("AZURE_STORAGE_SAS_TOKEN").is_ok() {
-            // from_env picked it up
-            auth = Auth::Other("a SAS token");
-        } else if std::env::var("AZURE_FEDERATED_TOKEN_FILE").is_ok() {
-            auth = Auth::Other("workload identity");
-        } else if std::env::var("IDENTITY_ENDPOINT").is_ok()
-            || std::env::var("MSI_ENDPOINT").is_ok()
-        {
-            auth = Auth::Other("managed identity");
-        } else {
-            builder = builder.with_use_azure_cli(true);
-            auth = Auth::Other("the Azure CLI's login");
-        }
+        let (builder, auth) = authenticated(builder, &loc)?;
         let store = builder
             .build()
             .or_fail(Kind::Storage, || format!("cannot open {}", loc.url()))?;
@@ -301,6 +233,83 @@ impl BlobStore {
         self.container_checked.store(true, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// `builder` with the credentials the environment gives for the state at `loc` (a connection
+/// string, an account key, a SAS token, workload or managed identity, else the Azure CLI's
+/// login), and how it authenticates.
+fn authenticated(
+    mut builder: MicrosoftAzureBuilder,
+    loc: &BlobLocation,
+) -> Result<(MicrosoftAzureBuilder, Auth)> {
+    let auth;
+    if let Some(text) = std::env::var("AZURE_STORAGE_CONNECTION_STRING")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+    {
+        let cs = ConnectionString::parse(&text);
+        if let Some(a) = &cs.account {
+            if a != &loc.account {
+                return Err(Kind::Config.error(format!(
+                    "AZURE_STORAGE_CONNECTION_STRING is for account {a}, but the state is in account {} ({})",
+                    loc.account,
+                    loc.url()
+                )));
+            }
+        }
+        let endpoint = cs.blob_endpoint.clone().unwrap_or_else(|| {
+            format!(
+                "{}://{}.blob.{}",
+                cs.protocol.as_deref().unwrap_or("https"),
+                loc.account,
+                cs.suffix.as_deref().unwrap_or("core.windows.net")
+            )
+        });
+        builder = builder
+            .with_endpoint(endpoint.clone())
+            .with_allow_http(endpoint.starts_with("http://"));
+        if let Some(key) = &cs.key {
+            builder = builder.with_access_key(key);
+            auth = Auth::SharedKey {
+                key: key.clone(),
+                endpoint,
+            };
+        } else if let Some(sas) = &cs.sas {
+            let pairs: Vec<(String, String)> = sas
+                .trim_start_matches('?')
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                .collect();
+            builder = builder.with_sas_authorization(pairs);
+            auth = Auth::Other("a SAS token");
+        } else {
+            return Err(Kind::Config.error(
+                "AZURE_STORAGE_CONNECTION_STRING has neither AccountKey nor SharedAccessSignature",
+            ));
+        }
+    } else if let Ok(key) =
+        std::env::var("AZURE_STORAGE_ACCOUNT_KEY").or_else(|_| std::env::var("AZURE_STORAGE_KEY"))
+    {
+        builder = builder.with_access_key(&key);
+        let endpoint = std::env::var("AZURE_STORAGE_BLOB_ENDPOINT")
+            .unwrap_or_else(|_| format!("https://{}.blob.core.windows.net", loc.account));
+        builder = builder
+            .with_endpoint(endpoint.clone())
+            .with_allow_http(endpoint.starts_with("http://"));
+        auth = Auth::SharedKey { key, endpoint };
+    } else if std::env::var("AZURE_STORAGE_SAS_TOKEN").is_ok() {
+        // from_env picked it up
+        auth = Auth::Other("a SAS token");
+    } else if std::env::var("AZURE_FEDERATED_TOKEN_FILE").is_ok() {
+        auth = Auth::Other("workload identity");
+    } else if std::env::var("IDENTITY_ENDPOINT").is_ok() || std::env::var("MSI_ENDPOINT").is_ok() {
+        auth = Auth::Other("managed identity");
+    } else {
+        builder = builder.with_use_azure_cli(true);
+        auth = Auth::Other("the Azure CLI's login");
+    }
+    Ok((builder, auth))
 }
 
 #[cfg(test)]
