@@ -8,7 +8,7 @@ use crate::config::environment;
 use crate::config::NotifyEvent;
 use crate::decide::plan::{self, Decision, PlanOptions};
 use crate::present::summary::{RunMeta, RunSummary};
-use crate::run::executor::{RunReport, Runner};
+use crate::run::executor::{RunOutcome, Runner};
 use crate::state::runs::Target;
 use crate::state::{State, StateStore};
 use crate::util::error::{exit, usage, Failure, Kind};
@@ -96,7 +96,7 @@ pub(crate) fn planned(p: &Project, d: &DeployOptions) -> Result<(State, Vec<Deci
 }
 
 /// Tells the config's webhooks how the deployment ended (never changes the result).
-pub(crate) fn notify(p: &Project, summary: &RunSummary, report: &RunReport, code: i32) {
+pub(crate) fn notify(p: &Project, summary: &RunSummary, report: &RunOutcome, code: i32) {
     if p.config.settings.notify.is_empty() {
         return;
     }
@@ -133,7 +133,7 @@ pub(crate) fn notify(p: &Project, summary: &RunSummary, report: &RunReport, code
 
 /// A deployment's run: what the executor reports, and its id, times, environment and state.
 pub(crate) struct Executed {
-    pub report: RunReport,
+    pub report: RunOutcome,
     pub meta: RunMeta,
 }
 
@@ -370,7 +370,7 @@ pub(crate) fn approved(p: &Project, question: &str) -> Result<bool> {
 }
 
 /// The exit code of a deployment that ran: a lost lock, a signal, a failure, or success.
-pub(crate) fn exit_code(report: &RunReport) -> i32 {
+pub(crate) fn exit_code(report: &RunOutcome) -> i32 {
     match report.interrupted {
         _ if report.lock_lost.is_some() => exit::LOCK_LOST,
         Some(libc::SIGTERM) => exit::SIGTERM,
@@ -385,7 +385,7 @@ pub(crate) fn exit_code(report: &RunReport) -> i32 {
 pub(crate) fn finish(
     p: &Project,
     summary: &mut RunSummary,
-    report: &RunReport,
+    report: &RunOutcome,
     dry_run: bool,
     output: Output,
 ) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use crate::app::project::Project;
 use crate::decide::plan::{Action, Decision};
-use crate::run::executor::{Outcome, RunReport};
+use crate::run::executor::{Outcome, RunOutcome};
 use crate::state::State;
 use crate::util::console::{self, Console};
 
@@ -82,7 +82,7 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
     }
 }
 
-pub(crate) fn print_summary(console: &Console, report: &RunReport, dry_run: bool) {
+pub(crate) fn print_summary(console: &Console, report: &RunOutcome, dry_run: bool) {
     let width = report
         .results
         .iter()

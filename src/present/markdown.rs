@@ -3,11 +3,11 @@
 //! Azure Pipelines summary or a pull-request comment. The caller masks secrets.
 
 use crate::decide::plan::{Action, Decision};
-use crate::run::executor::{Outcome, RunReport};
+use crate::run::executor::{Outcome, RunOutcome};
 use crate::util::console;
 
 /// How a run ended: `succeeded`, `failed`, `interrupted` or `lost its lock`.
-pub fn result_word(report: &RunReport) -> &'static str {
+pub fn result_word(report: &RunOutcome) -> &'static str {
     if report.lock_lost.is_some() {
         "lost its lock"
     } else if report.interrupted.is_some() {
@@ -20,7 +20,7 @@ pub fn result_word(report: &RunReport) -> &'static str {
 }
 
 /// `2 ran, 1 skipped, 1 failed, 0 blocked in 3.4s` (`would run` in a dry run).
-pub fn counts_line(report: &RunReport, dry_run: bool) -> String {
+pub fn counts_line(report: &RunOutcome, dry_run: bool) -> String {
     let c = report.counts();
     let mut line = format!(
         "{} {}, {} skipped, {} failed, {} blocked",
@@ -42,7 +42,7 @@ pub fn counts_line(report: &RunReport, dry_run: bool) -> String {
 
 /// The one-line summary of a deployment: `stepwise deploy failed: 1 ran, ... (exit 1)`.
 /// `label`: what ran (`deploy`, `rollback to RUN`).
-pub fn summary_line(label: &str, report: &RunReport, dry_run: bool, exit_code: i32) -> String {
+pub fn summary_line(label: &str, report: &RunOutcome, dry_run: bool, exit_code: i32) -> String {
     format!(
         "stepwise {label}{} {}: {} (exit {exit_code})",
         if dry_run { " (dry run)" } else { "" },
@@ -64,7 +64,7 @@ fn outcome_cell(o: Outcome, dry_run: bool) -> &'static str {
 }
 
 /// A deployment: heading, table, summary line.
-pub fn run(label: &str, report: &RunReport, dry_run: bool, exit_code: i32) -> String {
+pub fn run(label: &str, report: &RunOutcome, dry_run: bool, exit_code: i32) -> String {
     let mut out = format!(
         "### stepwise {label}{}: {}\n\n",
         if dry_run { " (dry run)" } else { "" },
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn run_table_has_a_row_per_step_and_the_summary() {
-        let report = RunReport {
+        let report = RunOutcome {
             results: vec![
                 result("group", Outcome::Ran, "never ran", 1.25),
                 result("build", Outcome::Failed, "az exited 1: boom | bad", 0.5),

@@ -4,7 +4,7 @@
 
 use crate::decide::plan::Decision;
 use crate::decide::step::StepSet;
-use crate::run::executor::{Counts, RunReport};
+use crate::run::executor::{Counts, RunOutcome};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -125,7 +125,7 @@ impl RunSummary {
     pub fn of_run(
         steps: &StepSet,
         decisions: &[Decision],
-        report: &RunReport,
+        report: &RunOutcome,
         meta: &RunMeta,
         dry_run: bool,
         exit_code: i32,

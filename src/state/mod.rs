@@ -15,6 +15,10 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The `extra` keys of a state written by a rollback: its kind and the run it returned to.
+pub const KIND_KEY: &str = "run_kind";
+pub const TARGET_KEY: &str = "rollback_target";
+
 /// The format version this build writes. Files with a higher major version are refused.
 /// 3.0 added recorded reads (`reads` in a step record); 2.x files load as they are and are
 /// written back as 3.0 (their steps keep their decisions; reads are recorded when each step
@@ -183,6 +187,13 @@ impl State {
         salt
     }
 
+    /// The run this state was written by a rollback to, if a rollback wrote it.
+    pub fn rollback_target(&self) -> Option<&str> {
+        (self.extra.get(KIND_KEY).and_then(|v| v.as_str()) == Some("rollback"))
+            .then(|| self.extra.get(TARGET_KEY).and_then(|v| v.as_str()))
+            .flatten()
+    }
+
     pub fn outputs(&self, step: &str) -> Map<String, Value> {
         self.steps
             .get(step)
@@ -212,7 +223,7 @@ pub const HISTORY_KEEP: usize = 50;
 
 /// A held run lock; released when dropped.
 pub trait Lock: Send {}
-impl Lock for crate::sys::run_lock::LockGuard {}
+impl Lock for crate::sys::run_lock::RunLock {}
 
 /// Where state lives: a local file or a blob. Every implementation writes atomically, keeps
 /// each written version in its history, and never overwrites a version it did not read.
@@ -286,7 +297,7 @@ pub fn describe_versions(mut versions: Vec<(String, State)>) -> Vec<Version> {
                 .unwrap_or("")
                 .to_string(),
             steps_changed: steps_changed(prev.as_ref(), &st),
-            rollback_to: runs::rollback_target(&st).map(str::to_string),
+            rollback_to: st.rollback_target().map(str::to_string),
         });
         prev = Some(st);
     }
@@ -315,26 +326,26 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 /// An exclusive OS lock on a folder, held briefly around a compare-and-swap. A folder is never
 /// removed while a run uses it, unlike a lock file; where folders cannot be locked (some
 /// network file systems) the swap goes on without it.
-struct FolderLock(Option<std::fs::File>);
+struct SwapLock(Option<std::fs::File>);
 
-impl FolderLock {
-    fn take(dir: &Path) -> FolderLock {
+impl SwapLock {
+    fn take(dir: &Path) -> SwapLock {
         use std::os::fd::AsRawFd;
         let Ok(f) = std::fs::File::open(dir) else {
-            return FolderLock(None);
+            return SwapLock(None);
         };
         loop {
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return FolderLock(Some(f));
+                return SwapLock(Some(f));
             }
             if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return FolderLock(None);
+                return SwapLock(None);
             }
         }
     }
 }
 
-impl Drop for FolderLock {
+impl Drop for SwapLock {
     fn drop(&mut self) {
         use std::os::fd::AsRawFd;
         if let Some(f) = &self.0 {
@@ -456,7 +467,7 @@ impl StateStore for LocalStore {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         create_private_dir(dir)?;
-        let _swap = FolderLock::take(dir);
+        let _swap = SwapLock::take(dir);
         let mut version = self.version.lock().unwrap_or_else(|e| e.into_inner());
         // Never read: the state must still be absent.
         let expected = version.unwrap_or(None);

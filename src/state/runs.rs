@@ -4,9 +4,7 @@
 use crate::state::{State, Version};
 use anyhow::Result;
 
-/// The `extra` keys of a state written by a rollback: its kind and the run it returned to.
-pub const KIND_KEY: &str = "run_kind";
-pub const TARGET_KEY: &str = "rollback_target";
+pub use crate::state::{KIND_KEY, TARGET_KEY};
 
 /// One run of the history: its id, when its last version was written, and that version's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,9 +72,7 @@ pub fn target(
 
 /// The run a state was written by a rollback to, if it was.
 pub fn rollback_target(state: &State) -> Option<&str> {
-    (state.extra.get(KIND_KEY).and_then(|v| v.as_str()) == Some("rollback"))
-        .then(|| state.extra.get(TARGET_KEY).and_then(|v| v.as_str()))
-        .flatten()
+    state.rollback_target()
 }
 
 /// Every step of the state is deployed (completed or rolled back): the run that left it

@@ -53,14 +53,14 @@ fn hostname() -> String {
 /// checks every 200 ms that the lock file is still the file this run locked: if it was
 /// removed (`state unlock --force`), the run can no longer prove that it holds the lock and
 /// stops (`process::stop_for_lost_lock`).
-pub struct LockGuard {
+pub struct RunLock {
     _file: std::fs::File,
     /// Dropped to stop the watcher (it wakes at once: a run does not wait for its next check).
     stop: Option<std::sync::mpsc::Sender<()>>,
     watcher: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for LockGuard {
+impl Drop for RunLock {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(w) = self.watcher.take() {
@@ -116,7 +116,7 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
 
 /// Takes the lock of a local state file, waiting up to `timeout` for another run to release
 /// it; then fails with exit 3, naming the holder.
-pub fn acquire_local_within(state_path: &Path, timeout: std::time::Duration) -> Result<LockGuard> {
+pub fn acquire_local_within(state_path: &Path, timeout: std::time::Duration) -> Result<RunLock> {
     let deadline = std::time::Instant::now() + timeout;
     let mut announced = false;
     loop {
@@ -142,7 +142,7 @@ pub fn acquire_local_within(state_path: &Path, timeout: std::time::Duration) -> 
     }
 }
 
-fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
+fn try_acquire_local(state_path: &Path) -> Result<RunLock> {
     use fs4::FileExt;
     use std::os::unix::fs::OpenOptionsExt;
     let path = lock_path(state_path);
@@ -199,7 +199,7 @@ fn try_acquire_local(state_path: &Path) -> Result<LockGuard> {
     let id = identity(&file.metadata()?);
     let (stop, stopped) = std::sync::mpsc::channel();
     let watcher = Some(watch_lock_file(path, id, stopped));
-    Ok(LockGuard {
+    Ok(RunLock {
         _file: file,
         stop: Some(stop),
         watcher,

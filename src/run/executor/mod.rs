@@ -31,7 +31,7 @@ use schedule::{Node, Schedule};
 use tally::{StepRecordUpdate, Tally};
 mod verify;
 
-pub use outcome::{Counts, Outcome, RunReport, StepResult, StepRun};
+pub use outcome::{Counts, Outcome, RunOutcome, StepResult, StepRun};
 pub(crate) use verify::call_verify;
 
 /// Everything shared by the steps of one run.
@@ -68,8 +68,8 @@ pub struct Runner<'a> {
 
 impl Runner<'_> {
     /// The report of a run in which nothing had to run.
-    pub fn nothing_ran(decisions: &[Decision]) -> RunReport {
-        RunReport {
+    pub fn nothing_ran(decisions: &[Decision]) -> RunOutcome {
+        RunOutcome {
             results: decisions.iter().map(StepResult::of_decision).collect(),
             wall: Duration::ZERO,
             interrupted: None,
@@ -81,7 +81,7 @@ impl Runner<'_> {
     /// Runs the steps `decisions` select: schedules them along the `needs` graph, starts each
     /// on a thread of its own when it is ready (at most `jobs` at once), and observes each as it
     /// ends, until nothing runs and nothing can start.
-    pub fn run(&self, decisions: &[Decision], state: State) -> Result<RunReport> {
+    pub fn run(&self, decisions: &[Decision], state: State) -> Result<RunOutcome> {
         // Steps are about to run: a signal is now handled (steps recorded, state saved).
         process::DEFER_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
         let started = Instant::now();

@@ -1,5 +1,5 @@
 //! What a run did: how each step ended (`Outcome`, `StepResult`), when it ran and what it ran
-//! (`StepRun`), and the whole run (`RunReport`), for the summary, `--output json`, the run
+//! (`StepRun`), and the whole run (`RunOutcome`), for the summary, `--output json`, the run
 //! report and notifications.
 
 use crate::decide::plan::{Action, Decision};
@@ -62,7 +62,7 @@ impl StepResult {
     }
 }
 
-pub struct RunReport {
+pub struct RunOutcome {
     pub results: Vec<StepResult>,
     pub wall: Duration,
     /// The signal that interrupted the run.
@@ -95,7 +95,7 @@ pub struct Counts {
     pub pending: usize,
 }
 
-impl RunReport {
+impl RunOutcome {
     pub fn counts(&self) -> Counts {
         let count = |o| self.results.iter().filter(|r| r.outcome == o).count();
         Counts {

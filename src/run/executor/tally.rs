@@ -1,7 +1,7 @@
 //! The bookkeeping of a run: each step's result and what it did (`StepRun`), the decisions
-//! made when a step became ready, and the `RunReport` they make at the end.
+//! made when a step became ready, and the `RunOutcome` they make at the end.
 
-use super::outcome::{Outcome, RunReport, StepResult, StepRun};
+use super::outcome::{Outcome, RunOutcome, StepResult, StepRun};
 use super::schedule::{Node, Schedule};
 use crate::decide::plan::{Action, Decision};
 use crate::decide::step::StepSet;
@@ -111,7 +111,7 @@ impl Tally {
 
     /// The report of the run: steps never started (after a failure or an interrupt) are
     /// blocked, saying why.
-    pub fn report(self, steps: &StepSet) -> RunReport {
+    pub fn report(self, steps: &StepSet) -> RunOutcome {
         let Tally {
             started,
             mut results,
@@ -138,7 +138,7 @@ impl Tally {
                 ));
             }
         }
-        RunReport {
+        RunOutcome {
             results: results
                 .into_iter()
                 .map(|r| r.expect("every step has a result"))
