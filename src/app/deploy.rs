@@ -112,7 +112,13 @@ pub(crate) fn notify(p: &Project, summary: &RunSummary, report: &RunOutcome, cod
         environment: p.env.clone().unwrap_or_else(|| "default".into()),
         exit_code: code,
         summary: markdown::summary_line(&summary.label(), report, false, code),
-        markdown: markdown::run(&summary.label(), report, false, code),
+        markdown: markdown::run(&summary.label(), report, false, code)
+            + summary
+                .cost
+                .as_ref()
+                .map(|c| format!("\nEstimated cost: {}\n", c.describe()))
+                .unwrap_or_default()
+                .as_str(),
         counts: report.counts(),
         steps: report
             .results
@@ -220,14 +226,14 @@ pub(crate) fn refresh_decisions(
 
 /// What kind of run a runner makes: a dry run or not, where its logs go, a rollback's target.
 #[derive(Default)]
-struct RunSetup {
-    dry_run: bool,
-    log_dir: Option<PathBuf>,
-    rollback: Option<std::sync::Arc<Target>>,
+pub(crate) struct RunSetup {
+    pub dry_run: bool,
+    pub log_dir: Option<PathBuf>,
+    pub rollback: Option<std::sync::Arc<Target>>,
 }
 
 /// A runner of this project's steps for `f`.
-fn with_runner<R>(
+pub(crate) fn with_runner<R>(
     p: &Project,
     d: &DeployOptions,
     store: &dyn StateStore,

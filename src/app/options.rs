@@ -22,6 +22,12 @@ pub struct DeployOptions {
     pub strict_secrets: bool,
     /// Resolved with the config (`resolve`): `verify()` runs right after `run()`.
     pub verify_after_run: bool,
+    /// `--allow-over-budget`: deploy although the estimate exceeds `cost.budget_monthly` (or
+    /// prices are unknown).
+    pub allow_over_budget: bool,
+    /// `plan --cost`, or `deployment.show_cost` (resolved): the cost estimate is shown, and
+    /// recorded at a successful deployment.
+    pub show_cost: bool,
 }
 
 impl DeployOptions {
@@ -36,6 +42,7 @@ impl DeployOptions {
         self.strict_secrets = self.strict || s.strict_secrets;
         self.strict |= s.strict;
         self.verify_after_run = !self.no_verify_after_run && s.verify_after_run;
+        self.show_cost |= s.show_cost;
         self
     }
 }

@@ -152,6 +152,10 @@ pub struct DeployArgs {
     /// secret on its command line instead of warning (also `deployment.strict_secrets: true`).
     #[arg(long, global = true)]
     pub strict: bool,
+    /// Deploy although the monthly cost estimate exceeds `cost.budget_monthly`, or prices are
+    /// unknown while a budget is set.
+    #[arg(long, global = true)]
+    pub allow_over_budget: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,7 +163,16 @@ pub enum Command {
     /// Deploy: run every step that is not up to date (the default command).
     Deploy,
     /// Show each step's decision and reason; run nothing.
-    Plan,
+    Plan {
+        /// Also the monthly cost estimate and its change since the last deployment (as
+        /// `deployment.show_cost: true`).
+        #[arg(long)]
+        cost: bool,
+    },
+    /// The monthly cost estimate of the deployment: per step (each step's `fn cost()`, priced
+    /// with the Azure Retail Prices API), the total, and the change since the last successful
+    /// deployment of this environment.
+    Cost,
     /// List the steps with their description and dependencies.
     Steps {
         /// Show which config keys are treated as secret (and why) instead.
@@ -317,6 +330,8 @@ impl From<&DeployArgs> for crate::app::options::DeployOptions {
             strict: d.strict,
             strict_secrets: d.strict,
             verify_after_run: !d.no_verify_after_run,
+            allow_over_budget: d.allow_over_budget,
+            show_cost: false,
         }
     }
 }

@@ -73,6 +73,15 @@ pub fn run(cli: &Cli) -> Result<i32> {
         finish(&p, &mut summary, &report, dry_run, output.into())?;
         return Ok(code);
     }
+    // The cost estimate (`deployment.show_cost`) and the budget, before anything runs.
+    let cost = (d.show_cost || p.config.settings.cost.budget_monthly.is_some())
+        .then(|| crate::app::cost::estimate(&p, d, store.as_ref(), &state));
+    if let Some(doc) = &cost {
+        if d.show_cost {
+            crate::app::cost::print(&p.console, doc);
+        }
+        crate::app::cost::check_budget(&p, d, doc)?;
+    }
     if !dry_run && !auto_approve && !approved(&p, "Run these steps?")? {
         return Ok(exit::STEP_FAILED);
     }
@@ -84,6 +93,20 @@ pub fn run(cli: &Cli) -> Result<i32> {
     }
     let code = exit_code(&report);
     let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
+    if let Some(doc) = &cost {
+        summary.cost = Some(crate::present::summary::CostLine {
+            currency: doc.currency.clone(),
+            monthly_total: doc.monthly_total,
+            delta_monthly: doc.delta_monthly,
+        });
+        // Recorded at a successful deployment: the next estimate's change is against it.
+        if code == exit::OK && !dry_run {
+            if let Err(e) = crate::app::cost::record(store.as_ref(), doc) {
+                p.console
+                    .warn(&format!("the cost estimate was not recorded: {e:#}"));
+            }
+        }
+    }
     finish(&p, &mut summary, &report, dry_run, output.into())?;
     if !dry_run {
         notify(&p, &summary, &report, code);

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod cost;
 pub mod definitions;
 pub mod deploy;
 pub mod diff;
@@ -91,7 +92,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     enter_project_root(&cli)?;
     match &cli.command {
         None | Some(Command::Deploy) => deploy::run(&cli),
-        Some(Command::Plan) => plan::run(&cli),
+        Some(Command::Plan { cost }) => plan::run(&cli, *cost),
+        Some(Command::Cost) => cost::run(&cli),
         Some(Command::Steps { secrets }) => steps::run(&cli, *secrets),
         Some(Command::Check) => check::run(&cli),
         Some(Command::Graph { format }) => graph::run(&cli, *format),
@@ -132,7 +134,8 @@ fn command_name(c: &Option<Command>) -> &'static str {
     use crate::cli::StateCommand as S;
     match c {
         None | Some(Command::Deploy) => "deploy",
-        Some(Command::Plan) => "plan",
+        Some(Command::Plan { .. }) => "plan",
+        Some(Command::Cost) => "cost",
         Some(Command::Steps { .. }) => "steps",
         Some(Command::Check) => "check",
         Some(Command::Watch { .. }) => "watch",
@@ -165,6 +168,7 @@ const JSON_COMMANDS: &[&str] = &[
     "plan",
     "steps",
     "check",
+    "cost",
     "graph",
     "report",
     "rollback",
@@ -175,7 +179,7 @@ const JSON_COMMANDS: &[&str] = &[
     "schema",
 ];
 /// Commands that print Markdown with `--output markdown`.
-const MARKDOWN_COMMANDS: &[&str] = &["deploy", "plan", "rollback", "diff"];
+const MARKDOWN_COMMANDS: &[&str] = &["deploy", "plan", "rollback", "cost", "diff"];
 
 /// `--output` a command cannot do is refused (exit 2), never ignored.
 fn check_output(cli: &Cli) -> Result<()> {

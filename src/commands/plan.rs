@@ -1,19 +1,40 @@
 //! `stepwise plan`: what a deployment would run, and why; the plan as printed before a run.
 
 use crate::app::deploy::planned;
-use crate::app::project::Project;
+use crate::app::project::{Project, StateTarget};
 use crate::app::show::{print_gone, print_not_checked, print_plan};
 use crate::cli::{Cli, OutputFormat};
 use crate::decide::plan::{self, Decision};
 use crate::util::console::{self};
 use anyhow::Result;
 
-pub fn run(cli: &Cli) -> Result<i32> {
+pub fn run(cli: &Cli, cost: bool) -> Result<i32> {
     let p = Project::load(&cli.load_options(), true)?;
     let (state, decisions) = planned(&p, &p.deploy)?;
     let refresh = p.deploy.refresh;
     // The code the deployment would end with, if every step that runs succeeds.
-    let code = plan::expected_exit(&decisions);
+    let mut code = plan::expected_exit(&decisions);
+    // The estimate (`--cost`, `deployment.show_cost`), and the budget a deployment checks.
+    let show_cost = cost || p.deploy.show_cost;
+    let estimate = (show_cost || p.config.settings.cost.budget_monthly.is_some())
+        .then(|| -> Result<_> {
+            let store = p.store()?;
+            Ok(crate::app::cost::estimate(
+                &p,
+                &p.deploy,
+                store.as_ref(),
+                &state,
+            ))
+        })
+        .transpose()?;
+    if let Some(doc) = &estimate {
+        if let Err(e) = crate::app::cost::check_budget(&p, &p.deploy, doc) {
+            p.console
+                .warn(&format!("a deployment would be refused: {e}"));
+            code = code.max(crate::util::error::exit::STEP_FAILED);
+        }
+    }
+    let estimate = estimate.filter(|_| show_cost);
     if cli.global.output == OutputFormat::Json {
         let gone: Vec<serde_json::Value> = plan::gone(&p.steps, &state)
             .into_iter()
@@ -25,6 +46,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             "state": p.state_location,
             "steps": decisions.iter().map(decision_json).collect::<Vec<_>>(),
             "gone": gone,
+            "cost": estimate,
             "exit_code": code,
         });
         console::print_json(&doc);
@@ -35,11 +57,17 @@ pub fn run(cli: &Cli) -> Result<i32> {
         print_not_checked(&p, &decisions);
     }
     print_gone(&p.console, &p, &state);
+    if let Some(doc) = &estimate {
+        crate::app::cost::print(&p.console, doc);
+    }
     if cli.global.output == OutputFormat::Markdown {
         print!(
             "{}",
             p.masker.mask(&crate::present::markdown::plan(&decisions))
         );
+        if let Some(doc) = &estimate {
+            print!("\n{}", p.masker.mask(&crate::app::cost::markdown(doc)));
+        }
     }
     Ok(code)
 }

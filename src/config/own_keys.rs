@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The sections whose keys stepwise checks.
-pub const SECTIONS: &[&str] = &["deployment", "advanced", "state", "docker"];
+pub const SECTIONS: &[&str] = &["deployment", "advanced", "state", "docker", "cost"];
 
 /// A key under one of stepwise's sections that stepwise does not read, where it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,8 @@ pub struct Settings {
     pub advanced: AdvancedSettings,
     pub state: StateSettings,
     pub docker: DockerSettings,
+    /// Cost estimates: where prices come from, their currency, a monthly budget.
+    pub cost: CostSettings,
     /// Webhooks told when a deployment finishes (Slack, Microsoft Teams or a generic JSON
     /// POST).
     pub notify: Vec<NotifySettings>,
@@ -57,6 +59,9 @@ pub struct DeploymentSettings {
     pub secret_keys: Vec<String>,
     /// Config keys that are not secret although their name looks so (same syntax).
     pub not_secret_keys: Vec<String>,
+    /// Show the monthly cost estimate (and its change) in every plan, and record it at each
+    /// successful deployment (as `plan --cost`).
+    pub show_cost: bool,
 }
 
 impl Default for DeploymentSettings {
@@ -73,6 +78,7 @@ impl Default for DeploymentSettings {
             strict_secrets: false,
             secret_keys: Vec::new(),
             not_secret_keys: Vec::new(),
+            show_cost: false,
         }
     }
 }
@@ -120,6 +126,32 @@ pub struct StateSettings {
     #[serde(deserialize_with = "state_path")]
     #[schemars(length(min = 1))]
     pub path: Option<String>,
+}
+
+/// Cost estimates (`stepwise cost`, `plan --cost`): the steps' `fn cost()` priced with the
+/// Azure Retail Prices API.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct CostSettings {
+    /// The Retail Prices API (default `https://prices.azure.com/api/retail/prices`): a mirror
+    /// or a test server can stand in.
+    pub prices_url: String,
+    /// The currency of prices and estimates (default USD).
+    pub currency: String,
+    /// A deployment whose monthly estimate exceeds this is refused before any command runs
+    /// (unless --allow-over-budget).
+    #[schemars(range(min = 0))]
+    pub budget_monthly: Option<f64>,
+}
+
+impl Default for CostSettings {
+    fn default() -> Self {
+        CostSettings {
+            prices_url: "https://prices.azure.com/api/retail/prices".into(),
+            currency: "USD".into(),
+            budget_monthly: None,
+        }
+    }
 }
 
 /// `docker_build` settings (the steps may keep their own keys here too).

@@ -37,6 +37,8 @@ pub struct Step {
     /// The script defines `fn rollback(target)`: returns what the step deployed to an
     /// earlier run's outputs (`stepwise rollback`).
     pub has_rollback: bool,
+    /// The script defines `fn cost()`: the monthly cost of what the step deploys.
+    pub has_cost: bool,
 }
 
 /// The declaration map, as read from the script.
@@ -273,6 +275,9 @@ pub fn parse_step(
         .iter_functions()
         .any(|f| f.name == "verify" && f.params.is_empty());
     let has_rollback = has_rollback(&ast, &file)?;
+    let has_cost = ast
+        .iter_functions()
+        .any(|f| f.name == "cost" && f.params.is_empty());
     Ok(Step {
         name,
         order,
@@ -286,6 +291,7 @@ pub fn parse_step(
         script_digest: sha256_hex(text.as_bytes()),
         has_verify,
         has_rollback,
+        has_cost,
         ast: Arc::new(ast),
     })
 }

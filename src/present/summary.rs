@@ -47,6 +47,28 @@ pub struct RunSummary {
     /// A rollback's target run (`command: "rollback"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_target: Option<String>,
+    /// The monthly cost estimate of the deployment (with `deployment.show_cost` or a budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostLine>,
+}
+
+/// A deployment's monthly cost estimate and its change since the last one recorded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CostLine {
+    pub currency: String,
+    pub monthly_total: f64,
+    pub delta_monthly: Option<f64>,
+}
+
+impl CostLine {
+    /// `412.50 USD/month (+130.00 since the last deployment)`.
+    pub fn describe(&self) -> String {
+        let delta = match self.delta_monthly {
+            Some(d) => format!(" ({d:+.2} since the last deployment)"),
+            None => String::new(),
+        };
+        format!("{:.2} {}/month{delta}", self.monthly_total, self.currency)
+    }
 }
 
 /// One step of a run, in file order.
@@ -168,6 +190,7 @@ impl RunSummary {
                 "deploy".into()
             },
             rollback_target: meta.rollback_target.clone(),
+            cost: None,
             run_id: meta.run_id.clone(),
             env: meta.env.clone(),
             state: meta.state.clone(),

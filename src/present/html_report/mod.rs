@@ -142,6 +142,9 @@ fn header(out: &mut String, run: &RunSummary, plan: bool, result: &str) {
     };
     fact("By", esc(&who));
     fact("stepwise", esc(&run.version));
+    if let Some(c) = &run.cost {
+        fact("Estimated cost", esc(&c.describe()));
+    }
     if plan {
         let n = |d: &str| run.steps.iter().filter(|s| s.decision == d).count();
         fact(

@@ -430,6 +430,7 @@ impl Runner<'_> {
             commands: Default::default(),
             warnings: Default::default(),
             rollback: self.rollback.clone(),
+            cost: None,
         })
     }
 

@@ -68,7 +68,28 @@ pub struct StepContext {
     pub warnings: Mutex<Vec<String>>,
     /// In `stepwise rollback`: the run rolled back to (for `target_outputs(step)`).
     pub rollback: Option<Arc<crate::state::runs::Target>>,
+    /// While the step's `fn cost()` runs: the price source (`price()`), and the reasons of
+    /// prices not found. Set only for a cost estimate.
+    pub cost: Option<CostContext>,
 }
+
+/// What `fn cost()` sees: prices, and what it could not price.
+pub struct CostContext {
+    pub prices: Arc<crate::sys::prices::Prices>,
+    pub misses: Mutex<Vec<String>>,
+}
+
+/// What `fn cost()` may call: reads only (no commands, no outputs, no files).
+const COST_ALLOWED: &[&str] = &[
+    "read_config",
+    "outputs",
+    "previous_outputs",
+    "price",
+    "log",
+    "warn",
+    "is_dry_run",
+    "env",
+];
 
 /// See [`StepContext::read_cache`]: one slot per argv; a slot is locked while its command
 /// runs, so concurrent checks wait for the first one's answer instead of asking again.
@@ -219,9 +240,17 @@ pub fn with_context<R>(ctx: Arc<StepContext>, f: impl FnOnce() -> R) -> R {
 }
 
 pub(super) fn current(func: &str) -> HostResult<Arc<StepContext>> {
-    CURRENT
+    let ctx = CURRENT
         .with(|c| c.borrow().clone())
-        .ok_or_else(|| err(format!("{func}() can only be called while a step's run() executes, not at the top level of a script or the prelude")))
+        .ok_or_else(|| err(format!("{func}() can only be called while a step's run() executes, not at the top level of a script or the prelude")))?;
+    if ctx.cost.is_some() && !COST_ALLOWED.contains(&func) {
+        return Err(err(format!(
+            "step `{}`: fn cost() is read-only: {func}() is refused (it may call {})",
+            ctx.step,
+            COST_ALLOWED.join(", ")
+        )));
+    }
+    Ok(ctx)
 }
 
 pub(super) fn err(msg: impl Into<String>) -> Box<EvalAltResult> {

@@ -14,12 +14,15 @@ mod context;
 mod data;
 mod docker;
 mod guard;
+mod price;
 mod programs;
 mod secret;
 
 pub use command::show_command;
 use context::{current, def, display, HostResult};
-pub use context::{json_to_dynamic, print_line, with_context, Declared, ReadCache, StepContext};
+pub use context::{
+    json_to_dynamic, print_line, with_context, CostContext, Declared, ReadCache, StepContext,
+};
 pub use data::OutputsView;
 pub use guard::ARGV_SECRET_EXCEPTIONS;
 pub use programs::{is_read_verb, READ_VERBS};
@@ -201,6 +204,16 @@ fn register_data(engine: &mut Engine) {
          empty map when it had none). The step's own are its `target` parameter.",
     )
     .register_into_engine(engine, target_outputs);
+    def(
+        "price",
+        &["query: map", "?"],
+        "In `fn cost()` only: the consumption price matching `#{ service, product, sku, meter,\n\
+         region, unit }` (the Azure Retail Prices API's serviceName, productName, skuName,\n\
+         meterName, armRegionName and unitOfMeasure) as `#{ unit_price, unit, currency, product,\n\
+         sku, meter }`, or `()` when none matches or prices cannot be had (the reason is\n\
+         reported with the estimate). Several distinct matches are an error naming them.",
+    )
+    .register_into_engine(engine, price::price);
     def(
         "is_forced",
         &["bool"],
