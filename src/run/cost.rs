@@ -123,6 +123,17 @@ fn items_of(step: &str, v: Dynamic, missed: &[String]) -> (StepCost, Vec<Unknown
     } else {
         vec![v]
     };
+    // Items without an amount, in order: paired with the prices not found, in order, when
+    // there are as many (one price per item, the usual shape); else each gets them all.
+    let unpriced = list
+        .iter()
+        .filter(|e| {
+            (*e).clone()
+                .try_cast::<rhai::Map>()
+                .is_some_and(|m| m.get("monthly").is_none_or(|x| x.is_unit()))
+        })
+        .count();
+    let mut nth_unpriced = 0;
     for entry in list {
         let Some(m) = entry.clone().try_cast::<rhai::Map>() else {
             unknown.push(Unknown {
@@ -156,10 +167,11 @@ fn items_of(step: &str, v: Dynamic, missed: &[String]) -> (StepCost, Vec<Unknown
                 step: step.into(),
                 what,
                 reason: text("reason").unwrap_or_else(|| {
-                    if missed.is_empty() {
-                        "no monthly amount".into()
-                    } else {
-                        missed.join("; ")
+                    nth_unpriced += 1;
+                    match missed.len() {
+                        0 => "no monthly amount".into(),
+                        n if n == unpriced => missed[nth_unpriced - 1].clone(),
+                        _ => missed.join("; "),
                     }
                 }),
             }),

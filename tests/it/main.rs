@@ -9,6 +9,7 @@ mod blob;
 mod browser;
 mod ci_recipes;
 mod core;
+mod cost;
 mod decided_at_start;
 mod docker_context;
 mod draftgenie;

@@ -369,3 +369,36 @@ fn rollback(target) { az(["update", target.image]); }
         "no rollback heading"
     );
 }
+
+#[test]
+fn a_deployment_with_a_cost_estimate_notifies_its_total_and_change() {
+    let server = Server::start(vec![Answer::Status(200)]);
+    let p = Project::new();
+    let config = |monthly: &str| {
+        format!(
+            "monthly: {monthly}\ndeployment:\n  show_cost: true\nnotify:\n  - url: {}\n    format: json\n",
+            server.url("/hook")
+        )
+    };
+    let step = r#"let step = #{ config: ["monthly"] };
+fn run() { az(["a"]); }
+fn cost() { [#{ what: "a thing", monthly: read_config("monthly") }] }
+"#;
+    p.config(&config("12.5")).step("01_a.rhai", step);
+    p.deploy(&[]).assert_code(0);
+    p.config(&config("20.0"));
+    p.deploy(&[]).assert_code(0);
+    let sent = server.to("/hook");
+    assert_eq!(sent.len(), 2);
+    let first = &sent[0].body;
+    assert_eq!(first["report"]["cost"]["monthly_total"], 12.5);
+    let second = &sent[1].body;
+    assert_eq!(second["report"]["cost"]["delta_monthly"], 7.5);
+    assert!(
+        second["markdown"]
+            .as_str()
+            .unwrap()
+            .contains("Estimated cost: 20.00 USD/month (+7.50 since the last deployment)"),
+        "{second}"
+    );
+}
