@@ -616,7 +616,7 @@ fn markdown_output_of_an_error_is_markdown_too() {
     p.run(&["steps", "--output", "markdown"])
         .assert_code(2)
         .assert_contains(
-            "`steps` has no --output markdown; it is for: deploy, plan, rollback, diff",
+            "`steps` has no --output markdown; it is for: deploy, plan, rollback, cost, diff",
         );
 }
 
