@@ -168,6 +168,21 @@ pub enum Command {
         /// `deployment.show_cost: true`).
         #[arg(long)]
         cost: bool,
+        /// Exit 0 when nothing would run, 2 when something would, 1 when a step would be
+        /// blocked, the deployment refused, or the plan failed (Terraform's
+        /// -detailed-exitcode), so that a pipeline can tell "nothing to do" from "changes".
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// The outputs of the last deployment of this environment: every step's, one step's
+    /// (STEP), or one value (STEP.KEY); `--raw` prints one value alone (for scripts), `--output
+    /// json` all of them as JSON.
+    Output {
+        #[arg(value_name = "STEP[.KEY]")]
+        which: Option<String>,
+        /// Print the value alone (a string without quotes), like `terraform output -raw`.
+        #[arg(short, long)]
+        raw: bool,
     },
     /// The monthly cost estimate of the deployment: per step (each step's `fn cost()`, priced
     /// with the Azure Retail Prices API), the total, and the change since the last successful

@@ -11,6 +11,7 @@ pub mod env;
 pub mod graph;
 pub mod init;
 pub mod man;
+pub mod output;
 pub mod plan;
 pub mod report;
 pub mod rollback;
@@ -92,7 +93,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     enter_project_root(&cli)?;
     match &cli.command {
         None | Some(Command::Deploy) => deploy::run(&cli),
-        Some(Command::Plan { cost }) => plan::run(&cli, *cost),
+        Some(Command::Plan {
+            cost,
+            detailed_exitcode,
+        }) => plan::run_detailed(&cli, *cost, *detailed_exitcode),
+        Some(Command::Output { which, raw }) => output::run(&cli, which.as_deref(), *raw),
         Some(Command::Cost) => cost::run(&cli),
         Some(Command::Steps { secrets }) => steps::run(&cli, *secrets),
         Some(Command::Check) => check::run(&cli),
@@ -136,6 +141,7 @@ fn command_name(c: &Option<Command>) -> &'static str {
         None | Some(Command::Deploy) => "deploy",
         Some(Command::Plan { .. }) => "plan",
         Some(Command::Cost) => "cost",
+        Some(Command::Output { .. }) => "output",
         Some(Command::Steps { .. }) => "steps",
         Some(Command::Check) => "check",
         Some(Command::Watch { .. }) => "watch",
@@ -170,6 +176,7 @@ const JSON_COMMANDS: &[&str] = &[
     "check",
     "cost",
     "graph",
+    "output",
     "report",
     "rollback",
     "state show",

@@ -8,12 +8,36 @@ use crate::decide::plan::{self, Decision};
 use crate::util::console::{self};
 use anyhow::Result;
 
-pub fn run(cli: &Cli, cost: bool) -> Result<i32> {
+/// `plan`, and with `--detailed-exitcode` its code as a pipeline reads it: 0 nothing would
+/// run, 2 something would, 1 blocked, refused or failed.
+pub fn run_detailed(cli: &Cli, cost: bool, detailed: bool) -> Result<i32> {
+    if !detailed {
+        return plan(cli, cost).map(|(code, _)| code);
+    }
+    match plan(cli, cost) {
+        Ok((code, _)) if code != crate::util::error::exit::OK => Ok(1),
+        Ok((_, true)) => Ok(2),
+        Ok((code, false)) => Ok(code),
+        Err(e) => Err(crate::util::error::Failure::caused_by(
+            crate::util::error::Kind::Refused,
+            "plan --detailed-exitcode: no plan (exit 1)",
+            e,
+        )
+        .into()),
+    }
+}
+
+/// Prints the plan; returns the code the deployment would end with if every step that runs
+/// succeeds, and whether it would run anything.
+fn plan(cli: &Cli, cost: bool) -> Result<(i32, bool)> {
     let p = Project::load(&cli.load_options(), true)?;
     let (state, decisions) = planned(&p, &p.deploy)?;
     let refresh = p.deploy.refresh;
     // The code the deployment would end with, if every step that runs succeeds.
     let mut code = plan::expected_exit(&decisions);
+    let would_run = decisions
+        .iter()
+        .any(|d| matches!(d.action, plan::Action::Run | plan::Action::Maybe));
     // The estimate (`--cost`, `deployment.show_cost`), and the budget a deployment checks.
     let show_cost = cost || p.deploy.show_cost;
     let estimate = (show_cost || p.config.settings.cost.budget_monthly.is_some())
@@ -50,7 +74,7 @@ pub fn run(cli: &Cli, cost: bool) -> Result<i32> {
             "exit_code": code,
         });
         console::print_json(&doc);
-        return Ok(code);
+        return Ok((code, would_run));
     }
     print_plan(&p.console, &decisions);
     if refresh {
@@ -69,7 +93,7 @@ pub fn run(cli: &Cli, cost: bool) -> Result<i32> {
             print!("\n{}", p.masker.mask(&crate::app::cost::markdown(doc)));
         }
     }
-    Ok(code)
+    Ok((code, would_run))
 }
 
 fn decision_json(d: &Decision) -> serde_json::Value {

@@ -8,6 +8,7 @@ mod support;
 mod blob;
 mod browser;
 mod ci_recipes;
+mod command_line;
 mod core;
 mod cost;
 mod decided_at_start;
