@@ -386,7 +386,7 @@ pub(crate) fn exit_code(report: &RunOutcome) -> i32 {
     }
 }
 
-/// After a deployment: the report (not for a dry run; its path on the console), then the
+/// After a deployment: the report (not for a dry run, nor when nothing ran; its path on the console), then the
 /// `--output json` / `--output markdown` document on stdout.
 pub(crate) fn finish(
     p: &Project,
@@ -395,7 +395,11 @@ pub(crate) fn finish(
     dry_run: bool,
     output: Output,
 ) -> Result<()> {
-    let path = if dry_run {
+    // A run in which every step was up to date writes no report: the reports folder keeps
+    // (and `report latest` names) runs that did something.
+    let nothing = summary.exit_code == crate::util::error::exit::OK
+        && summary.steps.iter().all(|s| s.result == "skipped");
+    let path = if dry_run || nothing {
         None
     } else {
         write_report(p, summary)

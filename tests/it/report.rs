@@ -546,3 +546,25 @@ fn each_watch_cycle_that_runs_steps_leaves_a_report() {
         "{html}"
     );
 }
+
+#[test]
+fn a_deployment_with_nothing_to_do_writes_no_report_and_latest_stays_the_last_real_run() {
+    let p = Project::new();
+    p.config("x: 1\nadvanced:\n  retry_delay: 0\n")
+        .step("01_a.rhai", &step(r#"config: ["x"]"#, r#"az(["a"]);"#));
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    let real = p.report_of(&r);
+    let count = || std::fs::read_dir(real.parent().unwrap()).unwrap().count();
+    let before = count();
+    for _ in 0..3 {
+        p.deploy(&[])
+            .assert_code(0)
+            .assert_contains("Nothing to do.")
+            .assert_not_contains("Report:");
+    }
+    assert_eq!(count(), before, "no-op runs wrote reports");
+    let latest = p.run(&["report"]);
+    latest.assert_code(0);
+    assert_eq!(p.path().join(latest.stdout.trim()), real);
+}
