@@ -1524,7 +1524,7 @@ fn the_example_dev_and_prod_overlays_deploy_side_by_side_with_their_own_names() 
         .assert_contains("--confirm-env prod");
 }
 
-/// The keys the fake az hands out (`fake_key` in tests/fixtures/bin/az).
+/// The keys the fake az hands out (`fake_key` in tests/fixtures/bin/fake_az.py).
 fn fake_key(parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};
     let digest = hex::encode(Sha256::digest(

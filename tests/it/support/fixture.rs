@@ -10,7 +10,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// A hash of what a fixture is made from: each path given (a file, or a folder's files with
-/// their relative names and contents, in name order) and each extra string.
+/// their relative names and contents, in name order; Python's `__pycache__` left out) and each
+/// extra string.
 pub fn key(paths: &[&Path], extra: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in paths {
@@ -19,6 +20,8 @@ pub fn key(paths: &[&Path], extra: &[&str]) -> String {
         } else {
             vec![p.to_path_buf()]
         };
+        // Python's cache of compiled fakes appears once they have run.
+        files.retain(|f| !f.components().any(|c| c.as_os_str() == "__pycache__"));
         files.sort();
         for f in files {
             let rel = f.strip_prefix(p).unwrap_or(&f);
