@@ -56,9 +56,9 @@ pub fn binary_identity() -> String {
 /// The folder `fixtures/NAME-KEY` under the test target's temporary folder, built by
 /// `build(folder)` if no process has built it yet. Processes that need it at the same time wait
 /// for the one building it (an exclusive `flock`); the folder appears complete or not at all
-/// (built under another name, then renamed). A build that panics leaves nothing behind, and
-/// the next process tries again. Folders of the same NAME with another key (older inputs) are
-/// removed when a new one is built.
+/// (built under another name, then renamed). A build that panics leaves no finished folder, and
+/// the next process tries again. Folders of the same NAME with another key (older inputs), and
+/// what a panicked build left, are removed when a new one is built.
 pub fn built_once(name: &str, key: &str, build: impl FnOnce(&Path)) -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
     std::fs::create_dir_all(&root).unwrap();
@@ -81,9 +81,11 @@ pub fn built_once(name: &str, key: &str, build: impl FnOnce(&Path)) -> PathBuf {
     if done.is_dir() {
         return done;
     }
+    // Older builds, and what a build that panicked left (under the lock no other is under way).
     for e in std::fs::read_dir(&root).unwrap().flatten() {
         let n = e.file_name().to_string_lossy().to_string();
-        if n.starts_with(&format!("{name}-")) && e.path().is_dir() {
+        let ours = n.starts_with(&format!("{name}-")) || n.starts_with(&format!(".{name}-"));
+        if ours && e.path().is_dir() {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
