@@ -7,7 +7,7 @@
 use crate::support;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use support::{copy_dir, replace, repo, wait_for, Project, Run, Running};
+use support::{copy_dir, fixture, replace, repo, wait_for, Project, Run, Running};
 
 const GEMINI: &str = "gem-TEST-secret-4711abc";
 const JWT: &str = "jwt-TEST-secret-0815xyz";
@@ -76,6 +76,48 @@ fn draftgenie() -> Project {
     );
     p.config(&cfg);
     p
+}
+
+/// `draftgenie()` after its first deployment (`deploy --auto-approve`), and that deployment's
+/// run: for the tests about what comes after it. The deployment is made once per set of
+/// inputs (the checkout's files, the fakes, the stepwise binary) and shared by the test
+/// processes (support::fixture); each test gets its own copy of the project folder, the fake's
+/// resource model (`azure.json`) and the fakes' call logs included. Only the tests about a
+/// first deployment deploy from nothing. With the state on blob storage, each test deploys
+/// its own.
+fn deployed() -> (Project, Run) {
+    let p = draftgenie();
+    if std::env::var("STEPWISE_TEST_STATE_BACKEND").as_deref() == Ok("blob") {
+        let r = p.deploy(&[]);
+        return (p, r);
+    }
+    let key = fixture::key(
+        &[p.path(), &support::fixtures_bin()],
+        &[&fixture::binary_identity()],
+    );
+    let dir = fixture::built_once("draftgenie-deployed", &key, |out| {
+        let d = draftgenie();
+        let r = d.deploy(&[]);
+        r.assert_code(0);
+        // Nothing the copies get may name the folder it was made in: the state, the model
+        // and the logs hold relative paths only (and temporary files that are gone).
+        let here = d.path().display().to_string();
+        let naming = fixture::files_naming(d.path(), &here);
+        assert!(naming.is_empty(), "files naming {here}: {naming:?}");
+        fixture::copy_tree(d.path(), &out.join("project"));
+        let run = serde_json::json!({"code": r.code, "stdout": r.stdout, "stderr": r.stderr});
+        std::fs::write(out.join("run.json"), run.to_string()).unwrap();
+    });
+    fixture::copy_tree(&dir.join("project"), p.path());
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let text = |k: &str| run[k].as_str().unwrap().to_string();
+    let r = Run {
+        code: run["code"].as_i64().unwrap() as i32,
+        stdout: text("stdout"),
+        stderr: text("stderr"),
+    };
+    (p, r)
 }
 
 /// The fake az's resource model.
@@ -388,8 +430,8 @@ fn first_deployment_creates_everything_then_nothing_runs_and_a_forced_one_create
 
 #[test]
 fn changing_postgresql_sku_reruns_create_databases_only_and_resizes_the_server() {
-    let p = draftgenie();
-    p.deploy(&[]).assert_code(0);
+    let (p, first) = deployed();
+    first.assert_code(0);
     let cfg = replace(
         &p.read("config.yaml"),
         "sku: Standard_B1ms",
@@ -464,8 +506,8 @@ fn changing_postgresql_sku_reruns_create_databases_only_and_resizes_the_server()
 
 #[test]
 fn changing_a_service_source_file_rebuilds_its_image_and_rolls_out() {
-    let p = draftgenie();
-    p.deploy(&[]).assert_code(0);
+    let (p, first) = deployed();
+    first.assert_code(0);
 
     // Files the build context excludes (.dockerignore) change nothing.
     p.file(
@@ -551,8 +593,8 @@ fn changing_a_service_source_file_rebuilds_its_image_and_rolls_out() {
 
 #[test]
 fn an_edited_dockerfile_updates_only_its_app_and_every_declaration_is_what_the_step_reads() {
-    let p = draftgenie();
-    p.deploy(&[]).assert_code(0);
+    let (p, first) = deployed();
+    first.assert_code(0);
     // `check`: no step reads what it does not declare...
     p.run(&["check"])
         .assert_code(0)
@@ -686,8 +728,8 @@ fn a_failure_in_create_databases_resumes_at_create_databases() {
 
 #[test]
 fn secrets_never_reach_the_state_the_logs_or_the_output() {
-    let mut p = draftgenie();
-    let mut runs = vec![p.deploy(&[])];
+    let (mut p, first) = deployed();
+    let mut runs = vec![first];
     runs[0].assert_code(0);
     // A failure whose message carries secrets (the fake az echoes the command line).
     p.env("FAKE_AZ_FAIL_ON", "containerapp secret set");
@@ -1118,8 +1160,8 @@ fn secs_of_day(t: &str) -> f64 {
 #[test]
 fn in_watch_verify_deployment_waits_for_the_roll_out_though_configure_environment_variables_is_skipped(
 ) {
-    let p = draftgenie();
-    p.deploy(&[]).assert_code(0);
+    let (p, first) = deployed();
+    first.assert_code(0);
     // Rolling out an app takes a while: every `containerapp update` sleeps, then answers.
     p.file(
         "az-rules.json",
@@ -1189,8 +1231,8 @@ fn behind_our_back(p: &Project, change: impl FnOnce(&mut Value)) {
 
 #[test]
 fn refresh_names_exactly_the_drift_repairs_it_and_then_finds_nothing() {
-    let p = draftgenie();
-    p.deploy(&[]).assert_code(0);
+    let (p, first) = deployed();
+    first.assert_code(0);
     // Unchanged: a refresh checks every step with a handful of reads.
     p.clear_calls();
     p.run(&["plan", "--refresh"])
@@ -1308,8 +1350,8 @@ fn an_identity_answered_without_a_principal_id_fails_create_container_registry_c
 /// last (`properties.startTime`), whatever order `execution list` answers in.
 #[test]
 fn run_migrations_verify_judges_the_execution_that_started_last_in_any_list_order() {
-    let mut p = draftgenie();
-    p.deploy(&[]).assert_code(0);
+    let (mut p, first) = deployed();
+    first.assert_code(0);
     // A second execution of each migration job.
     p.deploy(&["--force-step", "run_migrations"]).assert_code(0);
     let set_status = |p: &Project, which: usize, status: &str| {
@@ -1482,7 +1524,7 @@ fn the_example_dev_and_prod_overlays_deploy_side_by_side_with_their_own_names() 
         .assert_contains("--confirm-env prod");
 }
 
-/// The keys the fake az hands out (`fake_key` in tests/fixtures/bin/az).
+/// The keys the fake az hands out (`fake_key` in tests/fixtures/bin/fake_az.py).
 fn fake_key(parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};
     let digest = hex::encode(Sha256::digest(
@@ -1504,8 +1546,7 @@ fn is_command(argv: &[String], w: &[&str]) -> bool {
 /// files that are gone when the run ends.
 #[test]
 fn no_secret_on_any_command_line_of_a_full_deployment() {
-    let p = draftgenie();
-    let r = p.deploy(&[]);
+    let (p, r) = deployed();
     r.assert_code(0);
     assert_ran(&r, &STEPS);
     // The example config refuses secrets on command lines: the run above proves none was
@@ -1695,8 +1736,8 @@ fn no_secret_on_any_command_line_of_a_full_deployment() {
 /// checks the result (and catches a leftover plain secret).
 #[test]
 fn an_existing_deployment_upgrades_in_place_to_the_identity_and_key_vault_references() {
-    let p = draftgenie();
-    p.deploy(&[]).assert_code(0);
+    let (p, first) = deployed();
+    first.assert_code(0);
     support::draftgenie_as_before_the_identity(&p.path().join("azure.json"));
     p.clear_calls();
     // New step scripts re-run every step that uses them; --force-all does the same here.

@@ -30,6 +30,39 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
     }
+    /// A source of its own for one of several threads (derived from this one: a printed seed
+    /// still replays every thread's draws).
+    fn split(&mut self) -> Rng {
+        self.below(u64::MAX);
+        Rng(self.0.rotate_left(29) | 1)
+    }
+}
+
+/// Runs `work(i, rng)` for each worker `i` in `0..workers` at the same time, each on a thread
+/// with a random source of its own, for trials that share nothing (each in its own folder or
+/// state location): they mostly wait on processes and timers, so they overlap well. A panic
+/// of any worker is the test's panic, with its message.
+fn in_parallel(workers: usize, rng: &mut Rng, work: impl Fn(usize, &mut Rng) + Sync) {
+    let rngs: Vec<Rng> = (0..workers).map(|_| rng.split()).collect();
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = rngs
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| scope.spawn(move || work(i, &mut r)))
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        for r in results {
+            if let Err(panic) = r {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
+/// How many trials of `n` worker `i` of `workers` runs (all of them together: `n`).
+fn share(n: usize, workers: usize, i: usize) -> usize {
+    n / workers + usize::from(i < n % workers)
 }
 
 const STEPS: &[(&str, &str)] = &[
@@ -119,23 +152,36 @@ fn crash_once(p: &Project, delay: Duration, blob: bool, lock_wait: &str) {
     }
 }
 
+/// Trials of the SIGKILL tests that run at the same time (each worker with a project and a
+/// state of its own; the trial counts are the same). On blob state one at a time: its runs
+/// hold a lock of 1 s lifetime that must be renewed within 0.5 s, which runs alongside each
+/// other (2 or 4 workers) missed on the loaded 2 cores, losing their lock (exit 4).
+const CRASH_WORKERS: usize = 4;
+const BLOB_CRASH_WORKERS: usize = 1;
+
 #[test]
 fn sigkill_at_random_points_of_200_local_deployments_loses_nothing() {
-    let mut p = project("0.02");
-    p.local_state();
-    // How long a whole deployment takes, to spread the kills over it.
-    let t0 = Instant::now();
-    p.deploy(&[]).assert_code(0);
-    let full = t0.elapsed().as_millis() as u64 + 20;
     let mut rng = Rng::new();
     let n = 200;
-    let mut with_partial_state = 0;
-    for _ in 0..n {
-        let _ = std::fs::remove_file(p.path().join(".stepwise/state.json"));
-        crash_once(&p, Duration::from_millis(rng.below(full)), false, "0s");
-        with_partial_state += 1;
-    }
-    eprintln!("crash test (local): {n} deployments killed with SIGKILL at random points over {full} ms; all recovered ({with_partial_state})");
+    let crashed = std::sync::atomic::AtomicUsize::new(0);
+    in_parallel(CRASH_WORKERS, &mut rng, |w, rng| {
+        let mut p = project("0.02");
+        p.local_state();
+        // How long a whole deployment takes (with the other workers running), to spread the
+        // kills over it.
+        let t0 = Instant::now();
+        p.deploy(&[]).assert_code(0);
+        let full = t0.elapsed().as_millis() as u64 + 20;
+        for _ in 0..share(n, CRASH_WORKERS, w) {
+            let _ = std::fs::remove_file(p.path().join(".stepwise/state.json"));
+            crash_once(&p, Duration::from_millis(rng.below(full)), false, "0s");
+            crashed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        eprintln!("crash test (local), worker {w}: kills at random points over {full} ms");
+    });
+    let crashed = crashed.into_inner();
+    assert_eq!(crashed, n);
+    eprintln!("crash test (local): {crashed} deployments killed with SIGKILL at random points ({CRASH_WORKERS} at a time); all recovered");
 }
 
 #[test]
@@ -143,27 +189,34 @@ fn sigkill_at_random_points_of_50_blob_deployments_loses_nothing() {
     let az = Azurite::start();
     let mut rng = Rng::new();
     let n = 50;
-    let mut full = 0;
-    for i in 0..n {
-        let mut p = project("0.02");
-        p.on_blob(&az, &az.new_location());
-        p.env("STEPWISE_LOCK_LIFETIME", "1");
-        if i == 0 {
-            let t0 = Instant::now();
-            p.deploy(&[]).assert_code(0);
-            full = t0.elapsed().as_millis() as u64 + 50;
-            p.run(&["state", "reset"]).assert_code(0);
+    let crashed = std::sync::atomic::AtomicUsize::new(0);
+    in_parallel(BLOB_CRASH_WORKERS, &mut rng, |w, rng| {
+        let mut full = 0;
+        for i in 0..share(n, BLOB_CRASH_WORKERS, w) {
+            let mut p = project("0.02");
+            p.on_blob(&az, &az.new_location());
+            p.env("STEPWISE_LOCK_LIFETIME", "1");
+            if i == 0 {
+                let t0 = Instant::now();
+                p.deploy(&[]).assert_code(0);
+                full = t0.elapsed().as_millis() as u64 + 50;
+                p.run(&["state", "reset"]).assert_code(0);
+            }
+            // a killed run's lock expires within its 1 s lifetime: the next run waits for it
+            crash_once(&p, Duration::from_millis(rng.below(full)), true, "15s");
+            crashed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        // a killed run's lock expires within its 1 s lifetime: the next run waits for it
-        crash_once(&p, Duration::from_millis(rng.below(full)), true, "15s");
-    }
-    eprintln!("crash test (blob): {n} deployments killed with SIGKILL at random points over {full} ms; all recovered");
+        eprintln!("crash test (blob), worker {w}: kills at random points over {full} ms");
+    });
+    let crashed = crashed.into_inner();
+    assert_eq!(crashed, n);
+    eprintln!("crash test (blob): {crashed} deployments killed with SIGKILL at random points ({BLOB_CRASH_WORKERS} at a time); all recovered");
 }
 
 /// SIGTERM or SIGINT at random points of a run with many quick steps (so that many land
 /// during a state write): the run stops with the documented code, state parses, no temporary
 /// file is left, everything marked completed completed.
-fn cancel_many(sig: i32, expected: i32) {
+fn cancel_many(sig: i32, expected: i32, rng: &mut Rng) {
     let mut p = Project::new();
     p.local_state();
     support::shell_az(
@@ -181,7 +234,6 @@ fn cancel_many(sig: i32, expected: i32) {
     let t0 = Instant::now();
     p.deploy(&[]).assert_code(0);
     let full = t0.elapsed().as_millis() as u64;
-    let mut rng = Rng::new();
     let (mut stopped, mut finished) = (0, 0);
     for _ in 0..30 {
         let _ = std::fs::remove_file(p.path().join(".stepwise/state.json"));
@@ -217,8 +269,12 @@ fn cancel_many(sig: i32, expected: i32) {
 
 #[test]
 fn sigterm_and_sigint_during_steps_and_state_writes_keep_state_whole() {
-    cancel_many(libc::SIGTERM, 143);
-    cancel_many(libc::SIGINT, 130);
+    // The two signals' 30 runs each at the same time, each in a project of its own.
+    let mut rng = Rng::new();
+    in_parallel(2, &mut rng, |w, rng| match w {
+        0 => cancel_many(libc::SIGTERM, 143, rng),
+        _ => cancel_many(libc::SIGINT, 130, rng),
+    });
 }
 
 /// 20 pairs of simultaneous runs on one state: exactly one of each pair runs its step.
@@ -390,9 +446,10 @@ fn runs_cut_off_from_storage_at_random_points_stop_before_the_next_run_starts() 
     let az = Azurite::start();
     let mut rng = Rng::new();
     let n = 5;
-    for _ in 0..n {
+    // The five trials at the same time: each has its project, state location and proxy.
+    in_parallel(n, &mut rng, |_, rng| {
         let cut = Duration::from_millis(100 + rng.below(1400));
         support::cut_off_run_stops_before_the_next_run_starts(&az, cut);
-    }
-    eprintln!("lost-lock test (blob): {n} runs cut off from storage at random points; each stopped its command before the next run started");
+    });
+    eprintln!("lost-lock test (blob): {n} runs cut off from storage at random points (at the same time); each stopped its command before the next run started");
 }

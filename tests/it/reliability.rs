@@ -566,61 +566,23 @@ fn cases() -> Vec<Case> {
 fn malformed_inputs_give_located_errors_documented_codes_and_change_nothing() {
     let cases = cases();
     assert!(cases.len() >= 40, "{} cases", cases.len());
-    let mut failures = Vec::new();
-    for case in &cases {
-        let p = deployed();
-        (case.setup)(&p);
-        let before = snapshot(&p);
-        let state_before: serde_json::Value =
-            serde_json::from_str(&p.read(".stepwise/state.json")).unwrap_or(json!(null));
-        p.clear_calls();
-        let r = p.run(case.args);
-        let all = r.all();
-        let mut problems = Vec::new();
-        if r.code != case.code {
-            problems.push(format!("exit {} (expected {})", r.code, case.code));
-        }
-        for s in case.says {
-            if !all.contains(s) {
-                problems.push(format!("does not say {s:?}"));
-            }
-        }
-        if case.code == 2 {
-            // Refused before anything ran: every file as it was, no az call.
-            let after = snapshot(&p);
-            if after != before {
-                let changed: Vec<&String> = after
-                    .keys()
-                    .chain(before.keys())
-                    .filter(|k| after.get(*k) != before.get(*k))
-                    .collect();
-                problems.push(format!("files changed: {changed:?}"));
-            }
-            if !p.az_calls().is_empty() {
-                problems.push("az was called".into());
-            }
-        } else {
-            // A step failed: it is recorded failed with the message; nothing else changed.
-            let state_after: serde_json::Value =
-                serde_json::from_str(&p.read(".stepwise/state.json")).unwrap();
-            if state_after["steps"]["c"]["status"] != "failed" {
-                problems.push("step c not recorded failed".into());
-            }
-            for s in ["a", "b"] {
-                if state_after["steps"][s] != state_before["steps"][s] {
-                    problems.push(format!("record of {s} changed"));
+    // Each case has a project of its own: four at a time (they mostly wait on processes).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(case) = cases.get(i) else { break };
+                if let Some(failure) = check_case(case) {
+                    failures.lock().unwrap().push((i, failure));
                 }
-            }
+            });
         }
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{}: {}\n--- output\n{}",
-                case.name,
-                problems.join("; "),
-                all
-            ));
-        }
-    }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
+    let failures: Vec<String> = failures.into_iter().map(|(_, f)| f).collect();
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n\n{}",
@@ -628,6 +590,62 @@ fn malformed_inputs_give_located_errors_documented_codes_and_change_nothing() {
         cases.len(),
         failures.join("\n\n")
     );
+}
+
+/// Runs one case on a deployed project of its own: what is wrong with its outcome, if anything.
+fn check_case(case: &Case) -> Option<String> {
+    let p = deployed();
+    (case.setup)(&p);
+    let before = snapshot(&p);
+    let state_before: serde_json::Value =
+        serde_json::from_str(&p.read(".stepwise/state.json")).unwrap_or(json!(null));
+    p.clear_calls();
+    let r = p.run(case.args);
+    let all = r.all();
+    let mut problems = Vec::new();
+    if r.code != case.code {
+        problems.push(format!("exit {} (expected {})", r.code, case.code));
+    }
+    for s in case.says {
+        if !all.contains(s) {
+            problems.push(format!("does not say {s:?}"));
+        }
+    }
+    if case.code == 2 {
+        // Refused before anything ran: every file as it was, no az call.
+        let after = snapshot(&p);
+        if after != before {
+            let changed: Vec<&String> = after
+                .keys()
+                .chain(before.keys())
+                .filter(|k| after.get(*k) != before.get(*k))
+                .collect();
+            problems.push(format!("files changed: {changed:?}"));
+        }
+        if !p.az_calls().is_empty() {
+            problems.push("az was called".into());
+        }
+    } else {
+        // A step failed: it is recorded failed with the message; nothing else changed.
+        let state_after: serde_json::Value =
+            serde_json::from_str(&p.read(".stepwise/state.json")).unwrap();
+        if state_after["steps"]["c"]["status"] != "failed" {
+            problems.push("step c not recorded failed".into());
+        }
+        for s in ["a", "b"] {
+            if state_after["steps"][s] != state_before["steps"][s] {
+                problems.push(format!("record of {s} changed"));
+            }
+        }
+    }
+    (!problems.is_empty()).then(|| {
+        format!(
+            "{}: {}\n--- output\n{}",
+            case.name,
+            problems.join("; "),
+            all
+        )
+    })
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! fake `az`/`docker` first on PATH; runs the real binary and reads what it left.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
