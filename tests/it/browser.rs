@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::{copy_dir, replace, repo, step, Project};
+use support::{repo, step, Project};
 
 /// The Chromium binary, or `None` when the tests are to be skipped (loudly).
 fn chromium() -> Option<PathBuf> {
@@ -523,30 +523,13 @@ fn a_report_with_failed_blocked_and_skipped_steps_renders_in_chromium() {
     assert_eq!(m["edges"].as_array().unwrap().len(), 4);
 }
 
-/// The DraftGenie deployment (steps, prelude, example app, example config with test secrets)
-/// against the stateful fake az, as in tests/it/draftgenie.rs.
+/// The DraftGenie deployment (example config with test secrets) against the stateful fake az.
 fn draftgenie() -> Project {
-    let mut p = Project::new();
-    copy_dir(&repo().join("steps"), &p.path().join("steps"));
-    copy_dir(&repo().join("examples"), &p.path().join("examples"));
-    std::fs::copy(repo().join("prelude.rhai"), p.path().join("prelude.rhai")).unwrap();
-    let mut cfg = std::fs::read_to_string(repo().join("config.example.yaml")).unwrap();
-    cfg = replace(&cfg, "retry_delay: 5 ", "retry_delay: 0 ");
-    cfg = replace(
-        &cfg,
-        "gemini_api_key: ''",
-        "gemini_api_key: 'gem-BR-secret-1234'",
-    );
-    cfg = replace(&cfg, "jwt_secret: ''", "jwt_secret: 'jwt-BR-secret-5678'");
-    cfg = replace(
-        &cfg,
-        "rabbitmq_password: ''",
-        "rabbitmq_password: 'rab-BR-secret-9012'",
-    );
-    p.config(&cfg);
-    let azure = p.path().join("azure.json").display().to_string();
-    p.env("FAKE_AZ_STATE", &azure);
-    p
+    support::draftgenie_project(&[
+        ("gemini_api_key", "gem-BR-secret-1234"),
+        ("jwt_secret", "jwt-BR-secret-5678"),
+        ("rabbitmq_password", "rab-BR-secret-9012"),
+    ])
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use support::{copy_dir, replace, repo, Project};
+use support::{replace, repo, Project};
 
 /// Every field the Retail Prices API documents for an item.
 const ITEM_FIELDS: &[&str] = &[
@@ -174,32 +174,13 @@ fn page(catalogue: &[Value], port: u16, query: &str) -> Value {
 
 /// The DraftGenie project (the example config with test secrets) priced by `server`.
 fn draftgenie(server: &PriceServer) -> Project {
-    let p = Project::new();
-    copy_dir(&repo().join("steps"), &p.path().join("steps"));
-    copy_dir(&repo().join("examples"), &p.path().join("examples"));
-    std::fs::copy(repo().join("prelude.rhai"), p.path().join("prelude.rhai")).unwrap();
-    let mut cfg = std::fs::read_to_string(repo().join("config.example.yaml")).unwrap();
-    cfg = replace(&cfg, "retry_delay: 5 ", "retry_delay: 0 ");
-    cfg = replace(
-        &cfg,
-        "gemini_api_key: ''",
-        "gemini_api_key: 'gem-cost-test-1'",
-    );
-    cfg = replace(
-        &cfg,
-        "jwt_secret: ''",
-        "jwt_secret: 'jwt-cost-test-secret-1'",
-    );
-    cfg = replace(
-        &cfg,
-        "rabbitmq_password: ''",
-        "rabbitmq_password: 'rabbit-cost-test-1'",
-    );
-    cfg.push_str(&format!("\ncost:\n  prices_url: {}\n", server.url()));
+    let p = support::draftgenie_project(&[
+        ("gemini_api_key", "gem-cost-test-1"),
+        ("jwt_secret", "jwt-cost-test-secret-1"),
+        ("rabbitmq_password", "rabbit-cost-test-1"),
+    ]);
+    let cfg = p.read("config.yaml") + format!("\ncost:\n  prices_url: {}\n", server.url()).as_str();
     p.config(&cfg);
-    let azure = p.path().join("azure.json").display().to_string();
-    let mut p = p;
-    p.env("FAKE_AZ_STATE", &azure);
     p
 }
 

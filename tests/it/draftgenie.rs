@@ -7,7 +7,7 @@
 use crate::support;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use support::{copy_dir, fixture, replace, repo, wait_for, Project, Run, Running};
+use support::{fixture, replace, repo, wait_for, Project, Run, Running};
 
 const GEMINI: &str = "gem-TEST-secret-4711abc";
 const JWT: &str = "jwt-TEST-secret-0815xyz";
@@ -39,43 +39,18 @@ const APP_NAMES: [&str; 5] = [
     "evaluation-service",
 ];
 
-/// A checkout of the deployment: steps, prelude, example app and config.example.yaml as it
-/// is in the repository. The fakes are on PATH; the fake az keeps its resources in
-/// `azure.json` inside the project.
+/// A checkout of the deployment (`support::draftgenie_checkout`).
 fn checkout() -> Project {
-    let mut p = Project::new();
-    copy_dir(&repo().join("steps"), &p.path().join("steps"));
-    copy_dir(&repo().join("examples"), &p.path().join("examples"));
-    std::fs::copy(repo().join("prelude.rhai"), p.path().join("prelude.rhai")).unwrap();
-    std::fs::copy(
-        repo().join("config.example.yaml"),
-        p.path().join("config.example.yaml"),
-    )
-    .unwrap();
-    std::fs::remove_file(p.path().join("config.yaml")).unwrap();
-    let azure = p.path().join("azure.json").display().to_string();
-    p.env("FAKE_AZ_STATE", &azure);
-    p
+    support::draftgenie_checkout()
 }
 
 /// A checkout with `config.yaml`: the example config with test secrets and no retry delay.
 fn draftgenie() -> Project {
-    let p = checkout();
-    let mut cfg = p.read("config.example.yaml");
-    cfg = replace(&cfg, "retry_delay: 5 ", "retry_delay: 0 ");
-    cfg = replace(
-        &cfg,
-        "gemini_api_key: ''",
-        &format!("gemini_api_key: '{GEMINI}'"),
-    );
-    cfg = replace(&cfg, "jwt_secret: ''", &format!("jwt_secret: '{JWT}'"));
-    cfg = replace(
-        &cfg,
-        "rabbitmq_password: ''",
-        &format!("rabbitmq_password: '{RABBIT}'"),
-    );
-    p.config(&cfg);
-    p
+    support::draftgenie_project(&[
+        ("gemini_api_key", GEMINI),
+        ("jwt_secret", JWT),
+        ("rabbitmq_password", RABBIT),
+    ])
 }
 
 /// `draftgenie()` after its first deployment (`deploy --auto-approve`), and that deployment's

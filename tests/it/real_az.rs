@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{copy_dir, draftgenie_as_before_the_identity, replace, repo, Project};
+use support::{draftgenie_as_before_the_identity, replace, repo};
 
 /// The real Azure CLI, or a failure that says how to get it.
 fn real_az() -> PathBuf {
@@ -47,16 +47,8 @@ fn real_az() -> PathBuf {
 
 /// Records the az commands of the DraftGenie steps in three deployments.
 fn record_commands() -> Vec<Vec<String>> {
-    let mut p = Project::new();
-    copy_dir(&repo().join("steps"), &p.path().join("steps"));
-    copy_dir(&repo().join("examples"), &p.path().join("examples"));
-    std::fs::copy(repo().join("prelude.rhai"), p.path().join("prelude.rhai")).unwrap();
-    let mut cfg = std::fs::read_to_string(repo().join("config.example.yaml")).unwrap();
-    cfg = replace(&cfg, "retry_delay: 5 ", "retry_delay: 0 ");
-    cfg = replace(&cfg, "gemini_api_key: ''", "gemini_api_key: 'gem-test-1'");
-    p.config(&cfg);
+    let p = support::draftgenie_project(&[("gemini_api_key", "gem-test-1")]);
     let azure = p.path().join("azure.json");
-    p.env("FAKE_AZ_STATE", &azure.display().to_string());
 
     // 1. First deployment: everything is created.
     p.deploy(&[]).assert_code(0);

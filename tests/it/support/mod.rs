@@ -935,6 +935,38 @@ pub fn az_calls_with_files(p: &Project) -> Vec<(Vec<String>, NamedFiles)> {
         .collect()
 }
 
+/// A checkout of the DraftGenie deployment: steps, prelude, example app and
+/// config.example.yaml as they are in the repository (no config.yaml). The fakes are on PATH;
+/// the fake az keeps its resources in `azure.json` inside the project.
+pub fn draftgenie_checkout() -> Project {
+    let mut p = Project::new();
+    copy_dir(&repo().join("steps"), &p.path().join("steps"));
+    copy_dir(&repo().join("examples"), &p.path().join("examples"));
+    std::fs::copy(repo().join("prelude.rhai"), p.path().join("prelude.rhai")).unwrap();
+    std::fs::copy(
+        repo().join("config.example.yaml"),
+        p.path().join("config.example.yaml"),
+    )
+    .unwrap();
+    std::fs::remove_file(p.path().join("config.yaml")).unwrap();
+    let azure = p.path().join("azure.json").display().to_string();
+    p.env("FAKE_AZ_STATE", &azure);
+    p
+}
+
+/// A DraftGenie checkout with `config.yaml`: the example config without retry delay, with
+/// each `(secrets key, value)` given filled in (the others stay empty: generated or absent).
+pub fn draftgenie_project(secrets: &[(&str, &str)]) -> Project {
+    let p = draftgenie_checkout();
+    let mut cfg = p.read("config.example.yaml");
+    cfg = replace(&cfg, "retry_delay: 5 ", "retry_delay: 0 ");
+    for (key, value) in secrets {
+        cfg = replace(&cfg, &format!("{key}: ''"), &format!("{key}: '{value}'"));
+    }
+    p.config(&cfg);
+    p
+}
+
 /// Turns the fake az's model (`azure.json`) of a DraftGenie deployment into one made by the
 /// steps before the managed identity: apps and jobs pull with the registry's admin password and
 /// hold plain secrets, no identity exists, the registry's admin user is on, the vault grants
