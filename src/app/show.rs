@@ -135,4 +135,25 @@ pub(crate) fn print_summary(console: &Console, report: &RunOutcome, dry_run: boo
         },
         console::duration(report.wall)
     ));
+    print_warnings(console, report);
+}
+
+/// The run's warnings under its summary, each with its step: said once while the step ran,
+/// said again where people look last.
+fn print_warnings(console: &Console, report: &RunOutcome) {
+    let warnings = report.warnings();
+    if warnings.is_empty() {
+        return;
+    }
+    console.line(&console.paint(
+        console::YELLOW,
+        &format!(
+            "{} warning{}:",
+            warnings.len(),
+            if warnings.len() == 1 { "" } else { "s" }
+        ),
+    ));
+    for (step, w) in warnings {
+        console.line(&format!("  {step}: {w}"));
+    }
 }

@@ -88,6 +88,13 @@ pub fn run(label: &str, report: &RunOutcome, dry_run: bool, exit_code: i32) -> S
         "\n**{}**\n",
         cell(&summary_line(label, report, dry_run, exit_code))
     ));
+    let warnings = report.warnings();
+    if !warnings.is_empty() {
+        out.push_str(&format!("\n**{} warning(s):**\n\n", warnings.len()));
+        for (step, w) in warnings {
+            out.push_str(&format!("- `{step}`: {}\n", cell(&w)));
+        }
+    }
     out
 }
 

@@ -47,9 +47,19 @@ pub struct RunSummary {
     /// A rollback's target run (`command: "rollback"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_target: Option<String>,
+    /// Every warning of the run, in the steps' order (each step's are also in its entry).
+    #[serde(default)]
+    pub warnings: Vec<RunWarning>,
     /// The monthly cost estimate of the deployment (with `deployment.show_cost` or a budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostLine>,
+}
+
+/// A warning a step gave.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunWarning {
+    pub step: String,
+    pub message: String,
 }
 
 /// A deployment's monthly cost estimate and its change since the last one recorded.
@@ -190,6 +200,11 @@ impl RunSummary {
                 "deploy".into()
             },
             rollback_target: meta.rollback_target.clone(),
+            warnings: report
+                .warnings()
+                .into_iter()
+                .map(|(step, message)| RunWarning { step, message })
+                .collect(),
             cost: None,
             run_id: meta.run_id.clone(),
             env: meta.env.clone(),

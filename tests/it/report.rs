@@ -568,3 +568,55 @@ fn a_deployment_with_nothing_to_do_writes_no_report_and_latest_stays_the_last_re
     latest.assert_code(0);
     assert_eq!(p.path().join(latest.stdout.trim()), real);
 }
+
+#[test]
+fn warnings_reach_the_summary_the_json_the_markdown_and_the_report_header() {
+    let p = Project::new();
+    p.config("advanced:\n  retry_delay: 0\n")
+        .step(
+            "01_a.rhai",
+            &step(
+                "",
+                r#"warn("No Gemini API key: the draft service answers 503"); az(["a"]);"#,
+            ),
+        )
+        .step(
+            "02_b.rhai",
+            &step(r#"needs: ["a"]"#, r#"warn("quota at 80%");"#),
+        );
+    let r = p.deploy(&[]);
+    r.assert_code(0);
+    // The console summary ends with them, each with its step.
+    let tail = r
+        .stdout
+        .rsplit("STEP")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(tail.contains("2 warnings:"), "{}", r.all());
+    assert!(tail.contains("  a: No Gemini API key: the draft service answers 503"));
+    assert!(tail.contains("  b: quota at 80%"));
+    // The report: a warnings section before the timeline.
+    let html = std::fs::read_to_string(p.report_of(&r)).unwrap();
+    let section = html
+        .find("<section id=\"warnings\"><h2>Warnings (2)</h2>")
+        .expect("warnings section");
+    assert!(section < html.find("id=\"timeline\"").unwrap());
+    assert!(html.contains("<a href=\"#step-a\">a</a>: No Gemini API key"));
+    // JSON and Markdown (what notifications carry).
+    p.config("advanced:\n  retry_delay: 1\n");
+    let r = p.run(&["--auto-approve", "--force-all", "--output", "json"]);
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        doc["warnings"],
+        serde_json::json!([
+            {"step": "a", "message": "No Gemini API key: the draft service answers 503"},
+            {"step": "b", "message": "quota at 80%"}
+        ])
+    );
+    let r = p.run(&["--auto-approve", "--force-all", "--output", "markdown"]);
+    r.assert_code(0)
+        .assert_contains("**2 warning(s):**")
+        .assert_contains("- `a`: No Gemini API key: the draft service answers 503");
+}

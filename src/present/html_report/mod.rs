@@ -71,6 +71,7 @@ pub fn render(run: &RunSummary, history: &[RunSummary]) -> String {
     ));
     header(&mut out, run, plan, result);
     out.push_str("<main>\n");
+    warnings(&mut out, run);
     if !plan {
         out.push_str("<section id=\"timeline\"><h2>Timeline</h2>\n");
         out.push_str(&charts::timeline(run, &critical));
@@ -100,6 +101,26 @@ pub fn render(run: &RunSummary, history: &[RunSummary]) -> String {
         esc(&run.version)
     ));
     out
+}
+
+/// The run's warnings, first thing on the page: each with its step.
+fn warnings(out: &mut String, run: &RunSummary) {
+    if run.warnings.is_empty() {
+        return;
+    }
+    out.push_str(&format!(
+        "<section id=\"warnings\"><h2>Warnings ({})</h2>\n<ul>\n",
+        run.warnings.len()
+    ));
+    for w in &run.warnings {
+        out.push_str(&format!(
+            "<li><a href=\"#step-{}\">{}</a>: {}</li>\n",
+            esc(&w.step),
+            esc(&w.step),
+            esc(&w.message)
+        ));
+    }
+    out.push_str("</ul></section>\n");
 }
 
 fn header(out: &mut String, run: &RunSummary, plan: bool, result: &str) {

@@ -96,6 +96,15 @@ pub struct Counts {
 }
 
 impl RunOutcome {
+    /// Every warning the steps gave in this run, `(step, message)`, in the steps' order.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        self.results
+            .iter()
+            .filter_map(|r| self.runs.get(&r.step).map(|run| (&r.step, run)))
+            .flat_map(|(step, run)| run.warnings.iter().map(|w| (step.clone(), w.clone())))
+            .collect()
+    }
+
     pub fn counts(&self) -> Counts {
         let count = |o| self.results.iter().filter(|r| r.outcome == o).count();
         Counts {
