@@ -1,6 +1,7 @@
 //! The command line (clap). Every flag of the original tool works at the top level.
 
 use super::step_names::step_name_completer;
+use super::value_names::{env_name_completer, run_id_completer};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -46,12 +47,12 @@ pub struct GlobalArgs {
     pub lock_timeout: std::time::Duration,
     /// The environment: reads `config.NAME.yaml` merged over the config and keeps its own
     /// state (also `STEPWISE_ENV`; without it: the default environment).
-    #[arg(long = "env", global = true, value_name = "NAME")]
+    #[arg(long = "env", global = true, value_name = "NAME", add = env_name_completer())]
     pub env: Option<String>,
     /// Confirms `--reset-state`, `--force-all`, `state reset`, `state rollback` or `state
     /// push|pull --force` on a protected environment without a terminal: must name the
     /// environment.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", add = env_name_completer())]
     pub confirm_env: Option<String>,
     /// `json`: one JSON document on stdout instead of the human output; `markdown` (deploy,
     /// plan, diff): a Markdown table and summary on stdout (e.g. for `$GITHUB_STEP_SUMMARY`), the
@@ -217,7 +218,7 @@ pub enum Command {
     /// as a report, running nothing.
     Report {
         /// A run id (the report's file name without `.html`) or `latest` (the default).
-        #[arg(value_name = "RUN_ID|latest", conflicts_with = "plan")]
+        #[arg(value_name = "RUN_ID|latest", conflicts_with = "plan", add = run_id_completer())]
         run: Option<String>,
         /// Open the report with the platform's opener (xdg-open, open).
         #[arg(long)]
@@ -249,8 +250,10 @@ pub enum Command {
     /// What promoting one environment to another would change: config keys and steps.
     Diff {
         /// The environment promoted from (e.g. staging).
+        #[arg(add = env_name_completer())]
         from: String,
         /// The environment promoted to (e.g. prod).
+        #[arg(add = env_name_completer())]
         to: String,
     },
     /// Create a new project in DIR: config.yaml, steps/01_hello.rhai, prelude.rhai and a

@@ -5,5 +5,6 @@
 mod args;
 pub(crate) mod completion;
 mod step_names;
+mod value_names;
 
 pub use args::*;

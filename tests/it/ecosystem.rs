@@ -878,3 +878,39 @@ fn a_misspelt_step_or_environment_name_gets_a_suggestion() {
         .assert_code(2)
         .assert_contains("needs unknown step `netwrk`; did you mean `network`?");
 }
+
+#[test]
+fn bash_completes_environment_names_and_run_ids() {
+    let p = three_named_steps();
+    p.file("config.dev.yaml", "x: 1\n")
+        .file("config.prod.yaml", "x: 2\n")
+        .file("config.example.yaml", "x: 0\n");
+    assert_eq!(bash_complete(&p, "stepwise --env "), ["dev", "prod"]);
+    assert_eq!(bash_complete(&p, "stepwise plan --env p"), ["prod"]);
+    assert_eq!(bash_complete(&p, "stepwise diff d"), ["dev"]);
+    assert_eq!(
+        bash_complete(&p, "stepwise --confirm-env "),
+        ["dev", "prod"]
+    );
+    // Run ids of the kept reports, newest first, after `latest`.
+    let first = p.deploy(&[]);
+    first.assert_code(0);
+    p.run(&["report", "--plan"]).assert_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = p.deploy(&["--force-all"]);
+    second.assert_code(0);
+    let id = |r: &support::Run| {
+        p.report_of(r)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    // (An empty word is offered the flags too.)
+    let ids: Vec<String> = bash_complete(&p, "stepwise report ")
+        .into_iter()
+        .filter(|w| !w.starts_with('-'))
+        .collect();
+    assert_eq!(ids, ["latest".to_string(), id(&second), id(&first)]);
+    assert_eq!(bash_complete(&p, "stepwise report lat"), ["latest"]);
+}
