@@ -294,7 +294,7 @@ pub(crate) fn execute_as(
     dry_run: bool,
     rollback: Option<std::sync::Arc<Target>>,
 ) -> Result<Executed> {
-    use crate::state::runs::{KIND_KEY, TARGET_KEY};
+    use crate::state::{KIND_KEY, TARGET_KEY};
     use serde_json::Value;
     let run_id = run_id();
     let started_at = crate::util::clock::now();
@@ -334,6 +334,41 @@ pub(crate) fn execute_as(
     let mut meta = run_meta(p, run_id, started_at, crate::util::clock::now());
     meta.rollback_target = target;
     Ok(Executed { report, meta })
+}
+
+/// After the steps ran: the console summary (and the dry-run line), the exit code, and the run
+/// summary the report, the `--output` document and notifications are made from.
+pub(crate) fn summarize(
+    p: &Project,
+    decisions: &[Decision],
+    executed: &Executed,
+    dry_run: bool,
+) -> (i32, RunSummary) {
+    let Executed { report, meta } = executed;
+    crate::app::show::print_summary(&p.console, report, dry_run);
+    if dry_run {
+        p.console
+            .line("Dry run: no command ran and no state was written.");
+    }
+    let code = exit_code(report);
+    let summary = RunSummary::of_run(&p.steps, decisions, report, meta, dry_run, code);
+    (code, summary)
+}
+
+/// The report and the `--output` document (`finish`), then the notifications (not for a dry
+/// run).
+pub(crate) fn publish(
+    p: &Project,
+    summary: &mut RunSummary,
+    report: &RunOutcome,
+    dry_run: bool,
+    output: Output,
+) -> Result<()> {
+    finish(p, summary, report, dry_run, output)?;
+    if !dry_run {
+        notify(p, summary, report, summary.exit_code);
+    }
+    Ok(())
 }
 
 /// A new run id: the time to the second, the process, and (from a process's second run on,

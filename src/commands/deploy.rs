@@ -1,8 +1,8 @@
 //! `stepwise` / `stepwise deploy`: plan, lock, approval, run the steps, summary.
 
 use crate::app::deploy::{
-    approved, decide, execute, exit_code, finish, notify, plan_options, refresh_decisions, run_id,
-    run_meta, Executed,
+    approved, decide, execute, finish, plan_options, publish, refresh_decisions, run_id, run_meta,
+    summarize,
 };
 use crate::app::project::{Project, StateTarget};
 use crate::app::show::{print_gone, print_not_checked, print_plan, print_summary};
@@ -85,14 +85,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
     if !dry_run && !auto_approve && !approved(&p, "Run these steps?")? {
         return Ok(exit::STEP_FAILED);
     }
-    let Executed { report, meta } = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
-    print_summary(&p.console, &report, dry_run);
-    if dry_run {
-        p.console
-            .line("Dry run: no command ran and no state was written.");
-    }
-    let code = exit_code(&report);
-    let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
+    let executed = execute(&p, d, store.as_ref(), &decisions, state, dry_run)?;
+    let (code, mut summary) = summarize(&p, &decisions, &executed, dry_run);
+    let report = &executed.report;
     if let Some(doc) = &cost {
         summary.cost = Some(crate::present::summary::CostLine {
             currency: doc.currency.clone(),
@@ -107,10 +102,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             }
         }
     }
-    finish(&p, &mut summary, &report, dry_run, output.into())?;
-    if !dry_run {
-        notify(&p, &summary, &report, code);
-    }
+    publish(&p, &mut summary, report, dry_run, output.into())?;
     Ok(code)
 }
 

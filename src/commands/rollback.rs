@@ -1,12 +1,10 @@
 //! `stepwise rollback [RUN_ID]`: plan, lock, approval, each step's `fn rollback(target)`,
 //! summary, report, notifications (`app::rollback`).
 
-use crate::app::deploy::{approved, execute_as, exit_code, finish, notify, Executed};
+use crate::app::deploy::{approved, execute_as, publish, summarize};
 use crate::app::project::{Project, StateTarget};
 use crate::app::rollback::{plan, plan_json, print_plan, RollbackOptions};
-use crate::app::show::print_summary;
 use crate::cli::{Cli, OutputFormat};
-use crate::present::summary::RunSummary;
 use crate::util::error::exit;
 use anyhow::Result;
 
@@ -41,23 +39,14 @@ pub fn run(cli: &Cli, o: RollbackOptions) -> Result<i32> {
     }
     let decisions = plan.decisions.clone();
     let target = Some(plan.target.clone());
-    let Executed { report, meta } =
-        execute_as(&p, d, store.as_ref(), &decisions, state, dry_run, target)?;
-    print_summary(&p.console, &report, dry_run);
-    if dry_run {
-        p.console
-            .line("Dry run: no command ran and no state was written.");
-    }
-    let code = exit_code(&report);
-    let mut summary = RunSummary::of_run(&p.steps, &decisions, &report, &meta, dry_run, code);
+    let executed = execute_as(&p, d, store.as_ref(), &decisions, state, dry_run, target)?;
+    let (code, mut summary) = summarize(&p, &decisions, &executed, dry_run);
+    let report = &executed.report;
     // Each step's part in the rollback (rollback, unchanged, cannot roll back, new).
     for (s, d) in summary.steps.iter_mut().zip(&plan.steps) {
         s.decision = d.action.as_str().to_string();
     }
-    finish(&p, &mut summary, &report, dry_run, cli.global.output.into())?;
-    if !dry_run {
-        notify(&p, &summary, &report, code);
-    }
+    publish(&p, &mut summary, report, dry_run, cli.global.output.into())?;
     Ok(code)
 }
 

@@ -601,32 +601,20 @@ pub fn changes(record: &crate::state::StepRecord, fp: &Fingerprint) -> Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::step::{parse_step, Prelude};
 
     /// Steps `(name, needs)` in this order, and a state in which each `(reader, read)` pair
     /// recorded a read of an output of `read`.
     fn project(steps: &[(&str, &[&str])], reads: &[(&str, &str)]) -> (StepSet, State) {
-        let engine = crate::decide::script::sandbox();
-        let set = StepSet {
-            steps: steps
-                .iter()
-                .enumerate()
-                .map(|(k, (name, needs))| {
-                    let needs: Vec<String> = needs.iter().map(|n| format!("\"{n}\"")).collect();
-                    let text = format!(
-                        "let step = #{{ needs: [{}] }};\nfn run() {{ }}\n",
-                        needs.join(", ")
-                    );
-                    let file = format!("steps/{k:02}_{name}.rhai");
-                    parse_step(&engine, &file, k as u32, name.to_string(), &text).unwrap()
-                })
-                .collect(),
-            prelude: Prelude {
-                file: "prelude.rhai".into(),
-                digest: String::new(),
-                module: None,
-            },
-        };
+        let decls: Vec<(&str, String)> = steps
+            .iter()
+            .map(|(name, needs)| {
+                let needs: Vec<String> = needs.iter().map(|n| format!("\"{n}\"")).collect();
+                (*name, format!("needs: [{}]", needs.join(", ")))
+            })
+            .collect();
+        let scripts: Vec<(&str, &str, &str)> =
+            decls.iter().map(|(n, d)| (*n, d.as_str(), "")).collect();
+        let set = StepSet::of_scripts(&scripts);
         let mut state = State::default();
         for (name, _) in steps {
             let outputs: serde_json::Map<String, serde_json::Value> = reads

@@ -89,32 +89,21 @@ pub fn plan(steps: &StepSet, current: &State, target: &State, run: &str) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::step::{parse_step, Prelude};
     use serde_json::json;
 
     fn steps(defs: &[(&str, bool)]) -> StepSet {
-        let engine = crate::decide::script::sandbox();
-        StepSet {
-            steps: defs
-                .iter()
-                .enumerate()
-                .map(|(k, (name, rollback))| {
-                    let extra = if *rollback {
-                        "fn rollback(target) { }\n"
-                    } else {
-                        ""
-                    };
-                    let text = format!("let step = #{{}};\nfn run() {{ }}\n{extra}");
-                    let file = format!("steps/{k:02}_{name}.rhai");
-                    parse_step(&engine, &file, k as u32, name.to_string(), &text).unwrap()
-                })
-                .collect(),
-            prelude: Prelude {
-                file: "prelude.rhai".into(),
-                digest: String::new(),
-                module: None,
-            },
-        }
+        let scripts: Vec<(&str, &str, &str)> = defs
+            .iter()
+            .map(|(name, rollback)| {
+                let more = if *rollback {
+                    "fn rollback(target) { }"
+                } else {
+                    ""
+                };
+                (*name, "", more)
+            })
+            .collect();
+        StepSet::of_scripts(&scripts)
     }
 
     fn state(records: serde_json::Value) -> State {

@@ -71,6 +71,32 @@ pub struct StepSet {
     pub prelude: Prelude,
 }
 
+#[cfg(test)]
+impl StepSet {
+    /// For unit tests: steps `(name, declaration map body, more script)` in this order (files
+    /// `steps/NN_name.rhai`, each with an empty `run()`), no prelude.
+    pub(crate) fn of_scripts(scripts: &[(&str, &str, &str)]) -> StepSet {
+        let engine = crate::decide::script::sandbox();
+        let steps = scripts
+            .iter()
+            .enumerate()
+            .map(|(k, (name, decl, more))| {
+                let text = format!("let step = #{{ {decl} }};\nfn run() {{ }}\n{more}");
+                let file = format!("steps/{k:02}_{name}.rhai");
+                parse_step(&engine, &file, k as u32, name.to_string(), &text).expect("step parses")
+            })
+            .collect();
+        StepSet {
+            steps,
+            prelude: Prelude {
+                file: "prelude.rhai".into(),
+                digest: String::new(),
+                module: None,
+            },
+        }
+    }
+}
+
 impl StepSet {
     pub fn index(&self, name: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.name == name)

@@ -69,17 +69,12 @@ pub fn estimate(runner: &Runner, state: &State, prices: Arc<Prices>) -> Estimate
             continue;
         }
         let mut ctx = runner.context(i, false, state.clone(), "", None, true);
-        let misses = match Arc::get_mut(&mut ctx) {
-            Some(c) => {
-                c.cost = Some(CostContext {
-                    prices: prices.clone(),
-                    misses: Mutex::new(Vec::new()),
-                });
-                true
-            }
-            None => false,
-        };
-        debug_assert!(misses);
+        Arc::get_mut(&mut ctx)
+            .expect("a context just made has one owner")
+            .cost = Some(CostContext {
+            prices: prices.clone(),
+            misses: Mutex::new(Vec::new()),
+        });
         let result = host::with_context(ctx.clone(), || {
             script::call_fn(runner.engine, &step.ast, "cost")
         });

@@ -4,8 +4,6 @@
 use crate::state::{State, Version};
 use anyhow::Result;
 
-pub use crate::state::{KIND_KEY, TARGET_KEY};
-
 /// One run of the history: its id, when its last version was written, and that version's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
@@ -70,11 +68,6 @@ pub fn target(
     }))
 }
 
-/// The run a state was written by a rollback to, if it was.
-pub fn rollback_target(state: &State) -> Option<&str> {
-    state.rollback_target()
-}
-
 /// Every step of the state is deployed (completed or rolled back): the run that left it
 /// succeeded.
 pub fn succeeded(state: &State) -> bool {
@@ -89,7 +82,7 @@ pub fn outputs_differ(a: &State, b: &State) -> bool {
 
 /// Why a run is not a rollback target, or `None` when it is one.
 fn unfit(state: &State, current: &State) -> Option<&'static str> {
-    if rollback_target(state).is_some() {
+    if state.rollback_target().is_some() {
         Some("a rollback")
     } else if !succeeded(state) {
         Some("did not succeed")
@@ -228,7 +221,7 @@ mod tests {
             json!({}),
             json!({ "run_kind": "rollback", "rollback_target": "r1" }),
         );
-        assert_eq!(rollback_target(&s), Some("r1"));
-        assert_eq!(rollback_target(&State::default()), None);
+        assert_eq!(s.rollback_target(), Some("r1"));
+        assert_eq!(State::default().rollback_target(), None);
     }
 }

@@ -376,20 +376,8 @@ fn hold_with_a_skewed_clock(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     use object_store::ObjectStoreExt;
-    let container = loc.split('/').nth(3).unwrap().to_string();
     let lock = format!("{}.lock", loc.splitn(5, '/').nth(4).unwrap());
-    let store = object_store::azure::MicrosoftAzureBuilder::new()
-        .with_account("devstoreaccount1")
-        .with_access_key(support::AZURITE_KEY)
-        .with_endpoint(format!("http://127.0.0.1:{}/devstoreaccount1", az.port))
-        .with_allow_http(true)
-        .with_container_name(container)
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let RawBlobs { store, rt } = RawBlobs::new(az, loc);
     let write = move |seq: u64| {
         let behind = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         let fmt = |t: time::OffsetDateTime| {

@@ -724,19 +724,9 @@ fn a_read_only_state_folder_gives_a_clear_error_and_keeps_the_previous_state() {
     let before = p.read(".stepwise/state.json");
     p.config("x: 2\nadvanced:\n  retry_delay: 0\n");
     let dir = p.path().join(".stepwise");
-    let ok = std::process::Command::new("chattr")
-        .arg("+i")
-        .arg(&dir)
-        .status();
-    assert!(
-        ok.is_ok_and(|s| s.success()),
-        "chattr +i is needed for this test (e2fsprogs)"
-    );
+    let immutable = support::Immutable::set(&dir);
     let r = p.deploy(&[]);
-    let _ = std::process::Command::new("chattr")
-        .arg("-i")
-        .arg(&dir)
-        .status();
+    drop(immutable);
     r.assert_code(1)
         .assert_contains("step `a` ran but its result could not be recorded")
         .assert_contains("cannot write state .stepwise/state.json (the previous state is intact)");

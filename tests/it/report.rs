@@ -431,20 +431,10 @@ fn a_report_that_cannot_be_written_is_a_warning_and_the_deployment_is_recorded()
         .step("01_a.rhai", &step(r#"config: ["x"]"#, r#"az(["a"]);"#));
     p.deploy(&[]).assert_code(0);
     let dir = p.path().join(".stepwise/reports");
-    let ok = std::process::Command::new("chattr")
-        .arg("+i")
-        .arg(&dir)
-        .status();
-    assert!(
-        ok.is_ok_and(|s| s.success()),
-        "chattr +i is needed for this test (e2fsprogs)"
-    );
+    let immutable = support::Immutable::set(&dir);
     p.config("x: 2\nadvanced:\n  retry_delay: 0\n");
     let r = p.deploy(&[]);
-    let _ = std::process::Command::new("chattr")
-        .arg("-i")
-        .arg(&dir)
-        .status();
+    drop(immutable);
     r.assert_code(0)
         .assert_contains("warning: the run report was not written")
         .assert_contains("the deployment and its state are not affected")

@@ -1003,3 +1003,23 @@ pub fn draftgenie_as_before_the_identity(azure: &Path) {
     model["roleAssignments"] = serde_json::json!([]);
     std::fs::write(azure, model.to_string()).unwrap();
 }
+
+/// A folder made immutable (`chattr +i`: not even root writes into it) until dropped.
+pub struct Immutable(PathBuf);
+
+impl Immutable {
+    pub fn set(dir: &Path) -> Immutable {
+        let ok = Command::new("chattr").arg("+i").arg(dir).status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "chattr +i is needed for this test (e2fsprogs)"
+        );
+        Immutable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
