@@ -4,8 +4,7 @@
 //! The completion scripts call `STEPWISE_COMPLETE=SHELL stepwise -- WORDS...`; [`complete_env`]
 //! answers such a call before anything else runs and exits.
 
-use super::args::Cli;
-use clap::CommandFactory;
+use super::args::command;
 use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Zsh};
 use clap_complete::Shell;
 use std::path::PathBuf;
@@ -16,7 +15,7 @@ pub const VAR: &str = "STEPWISE_COMPLETE";
 /// Answers a completion request (`STEPWISE_COMPLETE=SHELL stepwise -- WORDS`) and exits; does
 /// nothing otherwise. Called first thing in `main`.
 pub fn complete_env() {
-    clap_complete::CompleteEnv::with_factory(Cli::command)
+    clap_complete::CompleteEnv::with_factory(command)
         .var(VAR)
         .complete();
 }
@@ -30,7 +29,7 @@ pub fn write_script(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     if static_script {
-        let mut cmd = Cli::command();
+        let mut cmd = command();
         clap_complete::generate(shell, &mut cmd, "stepwise", out);
         return Ok(());
     }

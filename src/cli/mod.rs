@@ -4,6 +4,7 @@
 
 mod args;
 pub(crate) mod completion;
+pub mod examples;
 mod step_names;
 mod value_names;
 

@@ -289,3 +289,63 @@ fn row_json(r: &Row) -> Value {
         "error": r.error,
     })
 }
+
+/// `env new NAME`: writes `config.NAME.yaml` from the keys the example overlays set
+/// differently, all commented out; never overwrites.
+pub fn new(cli: &Cli, name: &str) -> Result<i32> {
+    environment::check("env new", name)?;
+    let config = &cli.global.config;
+    let path = environment::overlay_path(config, name);
+    if path.exists() {
+        return Err(crate::util::error::Kind::Conflict.error(format!(
+            "{} exists: left alone (edit it, or remove it to start again)",
+            path.display()
+        )));
+    }
+    let mut examples = Vec::new();
+    for (env, file) in environment::example_overlays(config) {
+        let text = std::fs::read_to_string(&file)?;
+        let value = serde_norway::from_str(&text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            crate::util::error::Kind::Config.error(format!("{}{at}: {e}", file.display()))
+        })?;
+        examples.push((env, value));
+    }
+    let base = config.file_name().unwrap_or_default().to_string_lossy();
+    let (text, keys) = crate::config::new_overlay::text(name, &base, &examples);
+    write_new(&path, &text)?;
+    let from: Vec<&str> = examples.iter().map(|(n, _)| n.as_str()).collect();
+    println!(
+        "wrote {} ({} keys to fill in, from the example overlays: {})",
+        path.display(),
+        keys,
+        if from.is_empty() {
+            "none found".to_string()
+        } else {
+            from.join(", ")
+        }
+    );
+    println!("next: edit it, then `stepwise --env {name} plan`");
+    Ok(exit::OK)
+}
+
+/// Writes a file that must not exist yet (a race with another writer is refused too).
+fn write_new(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            crate::util::error::Failure::caused_by(
+                crate::util::error::Kind::Conflict,
+                format!("cannot create {}", path.display()),
+                e,
+            )
+        })?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}

@@ -92,27 +92,29 @@ pub fn run(cli: Cli) -> Result<i32> {
     check_output(&cli)?;
     enter_project_root(&cli)?;
     match &cli.command {
-        None | Some(Command::Deploy) => deploy::run(&cli),
+        None | Some(Command::Deploy(_)) => deploy::run(&cli),
         Some(Command::Plan {
             cost,
             detailed_exitcode,
+            ..
         }) => plan::run_detailed(&cli, *cost, *detailed_exitcode),
-        Some(Command::Output { which, raw }) => output::run(&cli, which.as_deref(), *raw),
-        Some(Command::Cost) => cost::run(&cli),
-        Some(Command::Steps { secrets }) => steps::run(&cli, *secrets),
-        Some(Command::Check) => check::run(&cli),
-        Some(Command::Graph { format }) => graph::run(&cli, *format),
-        Some(Command::Watch { debounce, poll }) => watch::run(
+        Some(Command::Output { which, raw, .. }) => output::run(&cli, which.as_deref(), *raw),
+        Some(Command::Cost(_)) => cost::run(&cli),
+        Some(Command::Steps { secrets, .. }) => steps::run(&cli, *secrets),
+        Some(Command::Check(_)) => check::run(&cli),
+        Some(Command::Graph { format, .. }) => graph::run(&cli, *format),
+        Some(Command::Watch { debounce, poll, .. }) => watch::run(
             &cli,
             std::time::Duration::from_millis(*debounce),
             poll.map(std::time::Duration::from_millis),
         ),
-        Some(Command::Report { run, open, plan }) => {
-            report::run(&cli, run.as_deref(), *open, *plan)
-        }
+        Some(Command::Report {
+            run, open, plan, ..
+        }) => report::run(&cli, run.as_deref(), *open, *plan),
         Some(Command::Rollback {
             run,
             all_or_nothing,
+            ..
         }) => rollback::run(
             &cli,
             crate::app::rollback::RollbackOptions {
@@ -121,16 +123,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         ),
         Some(Command::State(sc)) => state::run(&cli, sc),
-        Some(Command::Env(EnvCommand::List)) => env::list(&cli),
-        Some(Command::Diff { from, to }) => diff::run(&cli, from, to),
+        Some(Command::Env(EnvCommand::List(_))) => env::list(&cli),
+        Some(Command::Env(EnvCommand::New { name, .. })) => env::new(&cli, name),
+        Some(Command::Diff { from, to, .. }) => diff::run(&cli, from, to),
         Some(Command::Init { dir }) => init::run(dir),
         Some(Command::Completions {
             shell,
             static_script,
         }) => completions::run(*shell, *static_script),
         Some(Command::Man { dir }) => man::run(dir),
-        Some(Command::Definitions { dir }) => definitions::run(&cli, dir),
-        Some(Command::Schema) => schema::run(&cli),
+        Some(Command::Definitions { dir, .. }) => definitions::run(&cli, dir),
+        Some(Command::Schema(_)) => schema::run(&cli),
     }
 }
 
@@ -138,12 +141,12 @@ pub fn run(cli: Cli) -> Result<i32> {
 fn command_name(c: &Option<Command>) -> &'static str {
     use crate::cli::StateCommand as S;
     match c {
-        None | Some(Command::Deploy) => "deploy",
+        None | Some(Command::Deploy(_)) => "deploy",
         Some(Command::Plan { .. }) => "plan",
-        Some(Command::Cost) => "cost",
+        Some(Command::Cost(_)) => "cost",
         Some(Command::Output { .. }) => "output",
         Some(Command::Steps { .. }) => "steps",
-        Some(Command::Check) => "check",
+        Some(Command::Check(_)) => "check",
         Some(Command::Watch { .. }) => "watch",
         Some(Command::Graph { .. }) => "graph",
         Some(Command::Report { .. }) => "report",
@@ -153,18 +156,19 @@ fn command_name(c: &Option<Command>) -> &'static str {
             S::Reset { .. } => "state reset",
             S::ImportLegacy { .. } => "state import-legacy",
             S::Unlock { .. } => "state unlock",
-            S::History => "state history",
+            S::History(_) => "state history",
             S::Rollback { .. } => "state rollback",
             S::Push { .. } => "state push",
             S::Pull { .. } => "state pull",
         },
-        Some(Command::Env(EnvCommand::List)) => "env list",
+        Some(Command::Env(EnvCommand::List(_))) => "env list",
+        Some(Command::Env(EnvCommand::New { .. })) => "env new",
         Some(Command::Diff { .. }) => "diff",
         Some(Command::Init { .. }) => "init",
         Some(Command::Completions { .. }) => "completions",
         Some(Command::Man { .. }) => "man",
         Some(Command::Definitions { .. }) => "definitions",
-        Some(Command::Schema) => "schema",
+        Some(Command::Schema(_)) => "schema",
     }
 }
 
@@ -202,7 +206,7 @@ fn check_output(cli: &Cli) -> Result<()> {
             supported.join(", ")
         )));
     }
-    if let Some(Command::Steps { secrets: true }) = &cli.command {
+    if let Some(Command::Steps { secrets: true, .. }) = &cli.command {
         return Err(usage(format!(
             "`steps --secrets` has no --output {format} (it names secret keys for people; `steps --output json` lists each step's config keys)"
         )));

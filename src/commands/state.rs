@@ -13,14 +13,16 @@ use std::time::Duration;
 pub fn run(cli: &Cli, sc: &StateCommand) -> Result<i32> {
     let lock_timeout = cli.global.lock_timeout;
     match sc {
-        StateCommand::Show { step } => show(cli, step.as_deref()),
-        StateCommand::Reset { names: steps } => reset(cli, steps, lock_timeout),
-        StateCommand::ImportLegacy { file } => import_legacy(cli, file),
-        StateCommand::Unlock { force } => unlock(cli, *force),
-        StateCommand::History => history(cli),
-        StateCommand::Rollback { version } => rollback(cli, version, lock_timeout),
-        StateCommand::Push { destination, force } => push(cli, destination, *force),
-        StateCommand::Pull { source, force } => pull(cli, source, *force),
+        StateCommand::Show { step, .. } => show(cli, step.as_deref()),
+        StateCommand::Reset { names: steps, .. } => reset(cli, steps, lock_timeout),
+        StateCommand::ImportLegacy { file, .. } => import_legacy(cli, file),
+        StateCommand::Unlock { force, .. } => unlock(cli, *force),
+        StateCommand::History(_) => history(cli),
+        StateCommand::Rollback { version, .. } => rollback(cli, version, lock_timeout),
+        StateCommand::Push {
+            destination, force, ..
+        } => push(cli, destination, *force),
+        StateCommand::Pull { source, force, .. } => pull(cli, source, *force),
     }
 }
 

@@ -121,6 +121,32 @@ pub fn overlays(config: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
+/// The example overlays next to `config` (`config.dev.example.yaml`, ...), sorted, with the
+/// environment each is an example of: what `env new` takes its keys from.
+pub fn example_overlays(config: &Path) -> Vec<(String, PathBuf)> {
+    let (dir, stem, ext) = split(config);
+    let ext = ext.strip_prefix(".example").unwrap_or(&ext).to_string();
+    let read_dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir.as_path()
+    };
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(read_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let env = name
+                .strip_prefix(&format!("{stem}."))?
+                .strip_suffix(&format!(".example{ext}"))?;
+            (is_valid(env) && e.path().is_file()).then(|| (env.to_string(), dir.join(&name)))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The folder of an environment's local files (logs): `.stepwise/` for the default
 /// environment, `.stepwise/envs/NAME/` otherwise. The hash cache stays in `.stepwise/`.
 pub fn local_dir(env: Option<&str>) -> PathBuf {

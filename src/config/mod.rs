@@ -2,6 +2,7 @@
 //! JSON for fingerprints, the settings stepwise itself reads, and which values are secret.
 
 pub(crate) mod environment;
+pub(crate) mod new_overlay;
 pub(crate) mod overlay;
 pub(crate) mod own_keys;
 pub(crate) mod settings;

@@ -28,6 +28,23 @@ pub mod exit {
     pub const SIGINT: i32 = 130;
     /// Interrupted by SIGTERM.
     pub const SIGTERM: i32 = 143;
+
+    /// Every exit code with its meaning, for `--help`, the man pages' EXIT STATUS and the
+    /// README's table (a test checks the README lists each).
+    pub const TABLE: &[(i32, &str)] = &[
+        (OK, "success, or nothing to do"),
+        (STEP_FAILED, "a step failed or was blocked; approval refused or impossible; `plan`: a step would be blocked; `check`: undeclared reads"),
+        (USAGE, "bad usage, config, script or state, found before any step ran"),
+        (LOCKED, "the state is locked by another run (the holder is printed)"),
+        (LOCK_LOST, "the run lost its state lock while it ran; it started no further step"),
+        (STORAGE, "the state storage could not be reached or refused access; nothing ran"),
+        (INTERNAL, "internal error (a bug: please report it); the state holds every step that ended"),
+        (SIGINT, "interrupted by SIGINT (Ctrl+C); running steps recorded `interrupted`"),
+        (SIGTERM, "interrupted by SIGTERM"),
+    ];
+    /// `plan --detailed-exitcode` instead: 0 nothing would run, 2 something would run, 1 a
+    /// step would be blocked, the deployment refused, or no plan could be made.
+    pub const DETAILED_PLAN: &str = "plan --detailed-exitcode: 0 nothing would run, 2 something would run, 1 a step would be blocked, the deployment refused, or no plan could be made";
 }
 
 /// What kind of failure ended a command. [`Kind::exit_code`] is the one place that maps

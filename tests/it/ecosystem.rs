@@ -326,9 +326,40 @@ fn man_pages_render_without_warnings() {
         assert!(text.contains("stepwise"), "{page}: {text}");
         if page == "stepwise.1" {
             assert!(
-                text.contains("--force-step <NAME>") && text.contains("Exit"),
+                text.contains("--force-step <NAME>") && text.contains("EXIT STATUS"),
                 "{text}"
             );
+        }
+        // Each page shows how the command is used and every exit code.
+        let section = |name: &str| {
+            let start = text
+                .find(&format!("\n{name}\n"))
+                .unwrap_or_else(|| panic!("{page} has no {name} section:\n{text}"));
+            let rest = &text[start + name.len() + 2..];
+            let end = rest
+                .find("\n\n\n")
+                .or_else(|| rest.find("\nVERSION"))
+                .unwrap_or(rest.len());
+            rest[..end].to_string()
+        };
+        let examples = section("EXAMPLES");
+        assert!(
+            examples
+                .lines()
+                .any(|l| l.trim_start().starts_with("stepwise")),
+            "{page}: {examples}"
+        );
+        let codes = section("EXIT STATUS");
+        for code in ["0", "1", "2", "3", "4", "5", "70", "130", "143"] {
+            assert!(
+                codes
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(code)),
+                "{page}: exit code {code} missing from EXIT STATUS:\n{codes}"
+            );
+        }
+        if page == "stepwise-plan.1" {
+            assert!(codes.contains("--detailed-exitcode"), "{codes}");
         }
     }
 }
