@@ -3,7 +3,6 @@
 //! command line in them is accepted by stepwise's own argument parser.
 
 use crate::support;
-use clap::Parser;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +10,8 @@ use support::repo;
 
 const GITHUB: &str = "ci/github-actions.yml";
 const AZURE: &str = "ci/azure-pipelines.yml";
+const RELEASE: &str = "ci/release.yml";
+const SETUP: &str = "ci/setup-stepwise/action.yml";
 
 fn load(rel: &str) -> (String, Value) {
     let text = std::fs::read_to_string(repo().join(rel)).unwrap();
@@ -178,7 +179,7 @@ fn the_github_workflow_has_the_promised_shape() {
         (
             "plan",
             plan,
-            "stepwise plan --output markdown >> \"$GITHUB_STEP_SUMMARY\"",
+            "stepwise plan --detailed-exitcode --output markdown",
         ),
         ("deploy", deploy, "--auto-approve"),
     ] {
@@ -199,12 +200,45 @@ fn the_github_workflow_has_the_promised_shape() {
             login["with"].get("creds").is_none(),
             "{name}: no stored credential"
         );
+        let uses =
+            |s: &Value, prefix: &str| s["uses"].as_str().is_some_and(|u| u.starts_with(prefix));
         assert!(
-            steps.iter().any(|s| s["uses"]
+            steps
+                .iter()
+                .any(|s| uses(s, "actions/cache/restore@")
+                    && s["with"]["path"] == ".stepwise/hashcache"),
+            "{name}: .stepwise/hashcache not restored"
+        );
+        // Saved also when the job failed, under a key of its own per attempt.
+        assert!(
+            steps.iter().any(|s| uses(s, "actions/cache/save@")
+                && s["with"]["path"] == ".stepwise/hashcache"
+                && s["if"] == "always()"
+                && s["with"]["key"].as_str().unwrap().contains("run_attempt")),
+            "{name}: .stepwise/hashcache not saved after a failure"
+        );
+        // The reports are kept whatever happened.
+        assert!(
+            steps.iter().any(|s| uses(s, "actions/upload-artifact@")
+                && s["if"] == "always()"
+                && s["with"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .contains(".stepwise/reports/")),
+            "{name}: the reports are not uploaded always"
+        );
+        // The binary comes from a release through the setup action, not from compiling.
+        assert!(
+            steps
+                .iter()
+                .any(|s| uses(s, "stepwise-dev/stepwise/ci/setup-stepwise@")),
+            "{name}: stepwise not installed with the setup action"
+        );
+        assert!(
+            !steps.iter().any(|s| s["run"]
                 .as_str()
-                .is_some_and(|u| u.starts_with("actions/cache@"))
-                && s["with"]["path"] == ".stepwise/hashcache"),
-            "{name}: .stepwise/hashcache not cached"
+                .is_some_and(|r| r.contains("cargo install"))),
+            "{name}: compiles stepwise"
         );
         assert!(
             steps
@@ -213,6 +247,32 @@ fn the_github_workflow_has_the_promised_shape() {
             "{name}: no step runs {command}"
         );
     }
+}
+
+#[test]
+fn the_github_plan_is_one_pull_request_comment_updated_in_place() {
+    let (_, doc) = load(GITHUB);
+    let plan = &doc["jobs"]["plan"];
+    assert_eq!(plan["permissions"]["pull-requests"], "write");
+    let steps = steps_of(plan);
+    let comment = steps
+        .iter()
+        .find(|s| s["run"].as_str().is_some_and(|r| r.contains("gh api")))
+        .expect("a step comments the plan");
+    let run = comment["run"].as_str().unwrap();
+    // Found again by its marker and edited (PATCH), created only when there is none.
+    assert!(
+        run.contains("<!-- stepwise-plan -->") && run.contains("-X PATCH"),
+        "{run}"
+    );
+    assert!(run.contains("issues/$PR/comments"), "{run}");
+    // The plan's exit code 2 (changes) does not fail the job; 1 does.
+    let plan_step = steps.iter().find(|s| s["id"] == "plan").unwrap();
+    let script = plan_step["run"].as_str().unwrap();
+    assert!(
+        script.contains("--detailed-exitcode") && script.contains("-eq 1"),
+        "{script}"
+    );
 }
 
 #[test]
@@ -253,6 +313,16 @@ fn the_azure_pipeline_has_the_promised_shape() {
             .unwrap()
             .contains("task.uploadsummary"));
     }
+    // Reports kept whatever happened; installed from a release, not compiled.
+    let text = std::fs::read_to_string(repo().join(AZURE)).unwrap();
+    assert!(
+        text.contains("publish: .stepwise/reports"),
+        "reports not published"
+    );
+    assert!(
+        text.contains("install.sh") && !text.contains("cargo install"),
+        "{text}"
+    );
     let stages = doc["stages"].as_array().unwrap();
     assert!(stages[0]["condition"]
         .as_str()
@@ -306,6 +376,7 @@ fn actionlint_passes_the_github_workflow() {
     let broken = dir.path().join("broken.yml");
     let (yaml, _) = load(GITHUB);
     std::fs::write(&good, &yaml).unwrap();
+    std::fs::write(dir.path().join("release.yml"), load(RELEASE).0).unwrap();
     // The check is real: a mistake in a copy of the workflow is found.
     std::fs::write(
         &broken,
@@ -317,14 +388,14 @@ fn actionlint_passes_the_github_workflow() {
     )
     .unwrap();
     let text = actionlint(dir.path());
-    assert!(text.contains("Checking 2 workflow file(s)"), "{text}");
+    assert!(text.contains("Checking 3 workflow file(s)"), "{text}");
     assert!(
         text.contains("broken.yml:") && text.contains("no_such_thing"),
         "the broken copy passed:\n{text}"
     );
     assert!(
-        !text.contains("workflow.yml:"),
-        "actionlint on {GITHUB}:\n{text}"
+        !text.contains("workflow.yml:") && !text.contains("release.yml:"),
+        "actionlint on {GITHUB} and {RELEASE}:\n{text}"
     );
 }
 
@@ -394,11 +465,11 @@ fn shellcheck_passes_every_script_of_the_recipes() {
         .unwrap_or_else(|| tool("STEPWISE_TEST_SHELLCHECK", ".tools/py-venv/bin/shellcheck"));
     let dir = tempfile::tempdir().unwrap();
     let mut n = 0;
-    for rel in [GITHUB, AZURE] {
+    for rel in [GITHUB, AZURE, RELEASE, SETUP] {
         let (_, doc) = load(rel);
         let mut found = Vec::new();
         scripts(&doc, &mut found);
-        assert!(found.len() >= 3, "{rel}: {found:?}");
+        assert!(!found.is_empty(), "{rel}: {found:?}");
         for s in found {
             n += 1;
             let file = dir.path().join(format!("script{n}.sh"));
@@ -418,5 +489,18 @@ fn shellcheck_passes_every_script_of_the_recipes() {
                 String::from_utf8_lossy(&out.stdout)
             );
         }
+    }
+    // The install script and the packaging script are POSIX sh (`curl ... | sh`).
+    for rel in ["install.sh", "ci/package.sh"] {
+        let out = Command::new(&shellcheck)
+            .args(["-s", "sh"])
+            .arg(repo().join(rel))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "shellcheck on {rel}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }

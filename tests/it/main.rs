@@ -25,6 +25,7 @@ mod parallel;
 mod plan_deploy;
 mod reads;
 mod real_az;
+mod release;
 mod reliability;
 mod report;
 mod rollback;
