@@ -483,6 +483,56 @@ fn a_renewal_whose_answer_was_lost_is_recognised_as_the_runs_own() {
 }
 
 #[test]
+fn a_run_that_ends_while_a_renewal_answer_is_lost_still_releases_its_lock() {
+    let az = Azurite::start();
+    let loc = az.new_location();
+    let p = support::fenced_project(&az, &loc, "3");
+    // The step's command waits for the file GO: the run ends exactly when the test says.
+    support::shell_az(
+        &p,
+        r#"echo "$TAG start $(date +%s.%N)" >> "$SPANS"
+while [ ! -f "$GO" ]; do sleep 0.02; done
+echo '{}'
+"#,
+    );
+    let go = p.path().join("go");
+    let proxy = support::Proxy::start(az.port);
+    p.run(&["state", "show"]).assert_code(0);
+    let mut a = support::start_holder(
+        &p,
+        "0",
+        &[
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                &proxy.connection_string(),
+            ),
+            ("GO", go.to_str().unwrap()),
+        ],
+    );
+    // A renewal lands but its answer is lost; while A still waits for it, its step ends and
+    // the run releases the lock, conditional on the version before that renewal.
+    proxy.set(support::ProxyMode::LoseNextLockWriteAnswer);
+    assert!(wait_for(Duration::from_secs(5), || proxy
+        .lost_answers
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 1));
+    std::fs::write(&go, "").unwrap();
+    let out = a.0.take().unwrap().wait_with_output().unwrap();
+    let a_err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "A:\n{a_err}");
+    // The lock is free at once: the next run does not wait for it to expire.
+    let b = p
+        .command(&["--auto-approve", "--force-all"])
+        .env("TAG", "B")
+        .env("GO", go.to_str().unwrap())
+        .output()
+        .unwrap();
+    let b_err = String::from_utf8_lossy(&b.stderr);
+    assert_eq!(b.status.code(), Some(0), "B:\n{b_err}");
+    assert!(!b_err.contains("took over"), "{b_err}");
+}
+
+#[test]
 fn state_unlock_removes_a_lock_only_if_it_is_still_the_one_it_inspected() {
     let az = Azurite::start();
     let loc = az.new_location();
