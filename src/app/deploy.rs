@@ -74,7 +74,28 @@ pub(crate) fn decide(
         &p.read_context(salt),
     )?;
     check_only(p, &decisions, &opts.only)?;
+    let mut decisions = decisions;
+    images_to_rebuild(p, state, &mut decisions, salt);
     Ok((decisions, opts))
+}
+
+/// For each step that would run and built images before: which of them would be rebuilt.
+fn images_to_rebuild(p: &Project, state: &State, decisions: &mut [Decision], salt: Option<&str>) {
+    use crate::decide::plan::Action;
+    let fp = p.fingerprinter(salt);
+    for d in decisions
+        .iter_mut()
+        .filter(|d| matches!(d.action, Action::Run | Action::Maybe | Action::Pending))
+    {
+        let sources = state
+            .steps
+            .get(&d.step)
+            .and_then(|r| r.extra.get(crate::decide::images::SOURCES_KEY))
+            .and_then(|v| v.as_object());
+        if let Some(sources) = sources {
+            d.images = crate::decide::images::check(&fp, sources, d.forced);
+        }
+    }
 }
 
 /// `--refresh`: which skipped steps have no `verify()` and were therefore not checked.

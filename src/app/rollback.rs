@@ -80,6 +80,7 @@ pub fn plan(
             drift: Vec::new(),
             up_to_date: true,
             warnings: Vec::new(),
+            images: Vec::new(),
         })
         .collect();
     let plan = RollbackPlan {

@@ -58,6 +58,9 @@ pub(crate) fn print_plan(console: &Console, decisions: &[Decision]) {
             d.step,
             d.reasons.join("; ")
         ));
+        for image in &d.images {
+            console.line(&format!("  {:7} {:width$}  {}", "", "", image.line()));
+        }
     }
     let count = |a| decisions.iter().filter(|d| d.action == a).count();
     console.line(&format!(

@@ -105,6 +105,9 @@ fn decision_json(d: &Decision) -> serde_json::Value {
         "refreshed": d.refreshed,
         "drift": d.drift,
         "warnings": d.warnings,
+        "images": d.images.iter().map(|i| serde_json::json!({
+            "tag": i.tag, "rebuild": i.rebuild, "why": i.why,
+        })).collect::<Vec<_>>(),
         "dependency_hash": d.fingerprint.combined,
     })
 }

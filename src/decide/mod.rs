@@ -3,6 +3,7 @@
 
 pub mod fingerprint;
 pub(crate) mod hashcache;
+pub(crate) mod images;
 pub(crate) mod plan;
 pub(crate) mod rollback;
 pub(crate) mod script;

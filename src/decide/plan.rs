@@ -57,6 +57,9 @@ pub struct Decision {
     pub up_to_date: bool,
     /// What the user must hear about this decision (a cyclic read: [`CyclicRead::warning`]).
     pub warnings: Vec<String>,
+    /// A `docker_build` step that would run: which of the images it built last time would be
+    /// rebuilt (filled in by the application layer, which hashes their files).
+    pub images: Vec<super::images::ImagePlan>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -119,6 +122,7 @@ pub fn decide(
                 drift: Vec::new(),
                 up_to_date: false,
                 warnings: Vec::new(),
+                images: Vec::new(),
             }
         })
         .collect();

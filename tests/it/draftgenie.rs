@@ -497,6 +497,40 @@ fn changing_a_service_source_file_rebuilds_its_image_and_rolls_out() {
     let src = "examples/draftgenie/services/speaker-service/src/index.js";
     let text = p.read(src) + "\n// a change\n";
     p.file(src, &text);
+    // The plan names the one image that would be rebuilt, and the four that would not.
+    let plan = p.run(&["plan"]);
+    plan.assert_code(0).assert_contains(
+        "image draftgenieacr.azurecr.io/speaker-service:latest would be rebuilt: its Dockerfile examples/draftgenie/docker/Dockerfile.speaker-service or the files it copies from examples/draftgenie changed",
+    );
+    assert_eq!(
+        plan.stdout.matches("would be rebuilt").count(),
+        1,
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        plan.stdout
+            .matches("Dockerfile and copied files unchanged")
+            .count(),
+        4,
+        "{}",
+        plan.stdout
+    );
+    let doc: Value = serde_json::from_str(&p.run(&["plan", "--output", "json"]).stdout).unwrap();
+    let build = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "build_and_push_images")
+        .unwrap();
+    let rebuilt: Vec<&str> = build["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["rebuild"] == true)
+        .map(|i| i["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(rebuilt, ["draftgenieacr.azurecr.io/speaker-service:latest"]);
     p.clear_calls();
     let r = p.deploy(&[]);
     r.assert_code(0);

@@ -403,6 +403,7 @@ impl Runner<'_> {
                 .cloned()
                 .unwrap_or_default(),
             images: Mutex::new(Default::default()),
+            image_sources: Mutex::new(Default::default()),
             hash_cache: self.hash_cache.clone(),
             declared: host::Declared {
                 at: format!("{}:{}", step.file, step.decl_line),
@@ -679,6 +680,7 @@ mod tests {
             drift: Vec::new(),
             up_to_date: false,
             warnings: Vec::new(),
+            images: Vec::new(),
         }
     }
 

@@ -86,17 +86,22 @@ pub(super) fn step_record(
     }
     // Images built successfully are recorded whatever the outcome, so that a retry
     // rebuilds only what is missing.
-    let built = ctx.images.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if !built.is_empty() {
-        let mut images = rec
-            .extra
-            .get("images")
-            .and_then(|v| v.as_object())
-            .cloned()
-            .unwrap_or_default();
-        images.extend(built);
-        rec.extra
-            .insert("images".into(), serde_json::Value::Object(images));
+    for (key, built) in [
+        ("images", &ctx.images),
+        (crate::decide::images::SOURCES_KEY, &ctx.image_sources),
+    ] {
+        let built = built.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if !built.is_empty() {
+            let mut images = rec
+                .extra
+                .get(key)
+                .and_then(|v| v.as_object())
+                .cloned()
+                .unwrap_or_default();
+            images.extend(built);
+            rec.extra
+                .insert(key.into(), serde_json::Value::Object(images));
+        }
     }
     rec
 }

@@ -40,6 +40,9 @@ pub struct StepContext {
     pub previous_images: Map<String, Value>,
     /// Image tag → fingerprint of images built (or found up to date) in this run.
     pub images: Mutex<Map<String, Value>>,
+    /// Image tag → what it is made of (`decide::images::source`), for the plan to tell which
+    /// images a deployment would rebuild.
+    pub image_sources: Mutex<Map<String, Value>>,
     /// The local hash cache, shared with fingerprinting.
     pub hash_cache: Option<Arc<crate::decide::hashcache::HashCache>>,
     /// What the step declares (config keys, env vars) and the steps it needs, directly or
@@ -111,6 +114,19 @@ pub struct Declared {
 }
 
 impl StepContext {
+    /// Records an image built (or found up to date) in this run: its fingerprint and what it
+    /// is made of.
+    pub fn built(&self, tag: &str, fingerprint: String, source: Value) {
+        self.images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tag.to_string(), Value::String(fingerprint));
+        self.image_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tag.to_string(), source);
+    }
+
     pub(super) fn is_verifying(&self) -> bool {
         self.verifying.load(std::sync::atomic::Ordering::SeqCst)
     }

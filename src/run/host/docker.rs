@@ -5,7 +5,6 @@
 use super::command::{failure, run_command, Expect};
 use super::context::{current, display, err, HostResult, StepContext};
 use rhai::{Array, Dynamic, Map as RMap};
-use serde_json::Value;
 use std::sync::Mutex;
 
 fn map_str(m: &RMap, key: &str, required: bool) -> HostResult<Option<String>> {
@@ -104,7 +103,7 @@ impl BuildSpec {
     /// What the image is made of: the Dockerfile, the build context exactly as Docker sends it
     /// (its `.dockerignore` or `<Dockerfile>.dockerignore`, with Docker's rules), build
     /// arguments, tag, platform and whether it is pushed.
-    fn fingerprint(&self, ctx: &StepContext) -> Result<String, String> {
+    fn fingerprint(&self, ctx: &StepContext) -> Result<(String, String), String> {
         use sha2::{Digest, Sha256};
         let fp = crate::decide::fingerprint::Fingerprinter {
             root: std::path::Path::new("."),
@@ -115,23 +114,10 @@ impl BuildSpec {
             secret_salt: None,
             memo: Default::default(),
         };
-        let dockerfile = fp
-            .file_digest(std::path::Path::new(&self.dockerfile))
-            .map_err(|e| {
-                format!(
-                    "docker_build(): cannot read Dockerfile {}: {e}",
-                    self.dockerfile
-                )
-            })?;
-        let text = std::fs::read_to_string(&self.dockerfile).unwrap_or_default();
-        let sources = crate::util::dockerfile::context_sources(&text);
-        let context = fp
-            .context_digest(
-                std::path::Path::new(&self.context),
-                Some(std::path::Path::new(&self.dockerfile)),
-                sources.as_deref(),
-            )
-            .map_err(|e| format!("docker_build(): build context {}: {e}", self.context))?;
+        let (dockerfile, context) =
+            crate::decide::images::parts(&fp, &self.dockerfile, &self.context)
+                .map_err(|e| format!("docker_build(): {e}"))?;
+        let files = crate::decide::images::files_digest(&dockerfile, &context);
         let mut h = Sha256::new();
         for part in [
             dockerfile.as_str(),
@@ -155,18 +141,19 @@ impl BuildSpec {
             .iter()
             .any(|(k, v)| ctx.masker.is_secret_value(v) || ctx.masker.is_secret_value(k))
         {
-            return Ok(crate::util::digest::secret_digest(
-                &ctx.secret_salt,
-                &digest,
+            return Ok((
+                crate::util::digest::secret_digest(&ctx.secret_salt, &digest),
+                files,
             ));
         }
-        Ok(digest)
+        Ok((digest, files))
     }
 }
 
 /// Builds (and pushes) one image unless the last successful build had the same fingerprint.
 fn build_one(ctx: &StepContext, spec: &BuildSpec) -> HostResult<String> {
-    let fingerprint = spec.fingerprint(ctx).map_err(err)?;
+    let (fingerprint, files) = spec.fingerprint(ctx).map_err(err)?;
+    let source = crate::decide::images::source(&spec.dockerfile, &spec.context, &files);
     let previous = ctx
         .previous_images
         .get(&spec.tag)
@@ -177,10 +164,7 @@ fn build_one(ctx: &StepContext, spec: &BuildSpec) -> HostResult<String> {
             "image {} is up to date (Dockerfile, context, build args, tag and platform unchanged): not rebuilt",
             spec.tag
         ));
-        ctx.images
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(spec.tag.clone(), Value::String(fingerprint));
+        ctx.built(&spec.tag, fingerprint, source);
         return Ok(spec.tag.clone());
     }
     let argv = spec.argv();
@@ -204,10 +188,7 @@ fn build_one(ctx: &StepContext, spec: &BuildSpec) -> HostResult<String> {
         }
     }
     if !ctx.dry_run {
-        ctx.images
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(spec.tag.clone(), Value::String(fingerprint));
+        ctx.built(&spec.tag, fingerprint, source);
     }
     Ok(spec.tag.clone())
 }
