@@ -16,7 +16,9 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub struct Cli {
     pub global: GlobalArgs,
-    pub deploy: DeployArgs,
+    /// The deployment flags (defaults where the command does not take them), before the
+    /// config's `deployment.*` defaults are merged in (`DeployOptions::resolve`, at load).
+    pub deploy: crate::app::options::DeployOptions,
     pub command: Option<Command>,
 }
 
@@ -36,25 +38,6 @@ pub struct GlobalArgs {
     pub paths_given: bool,
 }
 
-/// The deployment flags, resolved (defaults where a command does not take them).
-#[derive(Debug, Clone)]
-pub struct DeployArgs {
-    pub force_step: Vec<String>,
-    pub with_dependents: bool,
-    pub force_all: bool,
-    pub reset_state: bool,
-    pub dry_run: bool,
-    pub resume: bool,
-    pub auto_approve: bool,
-    pub jobs: usize,
-    pub keep_going: bool,
-    pub only: Vec<String>,
-    pub refresh: bool,
-    pub no_verify_after_run: bool,
-    pub strict: bool,
-    pub allow_over_budget: bool,
-}
-
 /// The parser's view: every group on the bare command (the deploy), each subcommand with
 /// the groups it takes.
 #[derive(Parser, Debug)]
@@ -65,17 +48,7 @@ pub struct DeployArgs {
 )]
 struct Line {
     #[command(flatten)]
-    project: ProjectArgs,
-    #[command(flatten)]
-    output: OutputArgs,
-    #[command(flatten)]
-    select: SelectArgs,
-    #[command(flatten)]
-    run: RunArgs,
-    #[command(flatten)]
-    lock: LockArgs,
-    #[command(flatten)]
-    budget: BudgetArgs,
+    scope: DeployScope,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -615,7 +588,7 @@ impl Cli {
                 output: output.output,
                 paths_given,
             },
-            deploy: DeployArgs {
+            deploy: crate::app::options::DeployOptions {
                 force_step: select.force_step,
                 with_dependents: select.with_dependents,
                 force_all: select.force_all,
@@ -629,7 +602,10 @@ impl Cli {
                 refresh: select.refresh,
                 no_verify_after_run: run.no_verify_after_run,
                 strict: run.strict,
+                strict_secrets: run.strict,
+                verify_after_run: !run.no_verify_after_run,
                 allow_over_budget: budget.allow_over_budget,
+                show_cost: false,
             },
             command: line.command,
         })
@@ -643,30 +619,6 @@ impl GlobalArgs {
             .parent()
             .map(|d| d.join("prelude.rhai"))
             .unwrap_or_else(|| PathBuf::from("prelude.rhai"))
-    }
-}
-
-impl From<&DeployArgs> for crate::app::options::DeployOptions {
-    fn from(d: &DeployArgs) -> Self {
-        Self {
-            force_step: d.force_step.clone(),
-            with_dependents: d.with_dependents,
-            force_all: d.force_all,
-            reset_state: d.reset_state,
-            dry_run: d.dry_run,
-            resume: d.resume,
-            auto_approve: d.auto_approve,
-            jobs: d.jobs,
-            keep_going: d.keep_going,
-            only: d.only.clone(),
-            refresh: d.refresh,
-            no_verify_after_run: d.no_verify_after_run,
-            strict: d.strict,
-            strict_secrets: d.strict,
-            verify_after_run: !d.no_verify_after_run,
-            allow_over_budget: d.allow_over_budget,
-            show_cost: false,
-        }
     }
 }
 
@@ -694,7 +646,7 @@ impl Cli {
             output: g.output.into(),
             confirm_env: g.confirm_env.clone(),
             lock_timeout: g.lock_timeout,
-            deploy: (&self.deploy).into(),
+            deploy: self.deploy.clone(),
         }
     }
 }

@@ -5,8 +5,6 @@
 
 use crate::support;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use support::{replace, repo, Project};
@@ -45,48 +43,32 @@ struct PriceServer {
 
 impl PriceServer {
     fn start() -> PriceServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        use support::http::response;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let down = Arc::new(AtomicBool::new(false));
         let catalogue = catalogue();
         let (s, d) = (seen.clone(), down.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut line = String::new();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                if d.load(Ordering::SeqCst) {
-                    let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                    continue;
-                }
-                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let query = target
-                    .split_once('?')
-                    .map(|x| x.1)
-                    .unwrap_or("")
-                    .to_string();
-                s.lock().unwrap().push(query.clone());
-                let body = page(&catalogue, port, &query).to_string();
-                let _ = stream.write_all(
-                    format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                    .as_bytes(),
-                );
+        let port = Arc::new(std::sync::OnceLock::<u16>::new());
+        let p = port.clone();
+        let bound = support::http::serve(move |_, target| {
+            if d.load(Ordering::SeqCst) {
+                return response("503 Service Unavailable", "text/plain", b"");
             }
+            let query = target
+                .split_once('?')
+                .map(|x| x.1)
+                .unwrap_or("")
+                .to_string();
+            s.lock().unwrap().push(query.clone());
+            let body = page(&catalogue, *p.get().unwrap(), &query).to_string();
+            response("200 OK", "application/json", body.as_bytes())
         });
-        PriceServer { port, seen, down }
+        port.set(bound).unwrap();
+        PriceServer {
+            port: bound,
+            seen,
+            down,
+        }
     }
 
     fn url(&self) -> String {

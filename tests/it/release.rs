@@ -5,8 +5,6 @@
 
 use crate::support::{self, repo};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -21,42 +19,22 @@ struct Releases {
 
 impl Releases {
     fn serve(dir: PathBuf, tag: &'static str) -> Releases {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        use support::http::response;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                s.lock().unwrap().push(path.clone());
-                let latest = "/releases/latest/download/";
-                let pinned = format!("/releases/download/{tag}/");
-                let answer = if let Some(file) = path.strip_prefix(latest) {
-                    format!("HTTP/1.1 302 Found\r\nlocation: {pinned}{file}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").into_bytes()
-                } else if let Some(body) = path
-                    .strip_prefix(&pinned)
-                    .filter(|f| !f.contains('/') && !f.is_empty())
-                    .and_then(|f| std::fs::read(dir.join(f)).ok())
-                {
-                    let mut a = format!("HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).into_bytes();
-                    a.extend(body);
-                    a
-                } else {
-                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nNot Found".to_vec()
-                };
-                let _ = stream.write_all(&answer);
+        let port = support::http::serve(move |_, path| {
+            s.lock().unwrap().push(path.to_string());
+            let pinned = format!("/releases/download/{tag}/");
+            if let Some(file) = path.strip_prefix("/releases/latest/download/") {
+                return format!("HTTP/1.1 302 Found\r\nlocation: {pinned}{file}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").into_bytes();
+            }
+            match path
+                .strip_prefix(&pinned)
+                .filter(|f| !f.contains('/') && !f.is_empty())
+                .and_then(|f| std::fs::read(dir.join(f)).ok())
+            {
+                Some(body) => response("200 OK", "application/octet-stream", &body),
+                None => response("404 Not Found", "text/plain", b"Not Found"),
             }
         });
         Releases { port, seen }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod http;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
