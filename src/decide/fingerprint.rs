@@ -473,9 +473,14 @@ impl Fingerprinter<'_> {
             }
             v
         };
+        // kept with the directory's listing, for an unchanged file: no lookup by path
+        let content = || match f.cached {
+            Some(d) => Ok(d),
+            None => self.content_digest(rel, &f.meta.stamp),
+        };
         Ok(match f.kind {
-            Kind::File => Piece::Content(self.content_digest(rel, &f.meta.stamp)?),
-            Kind::DockerFile => Piece::ContentMode(self.content_digest(rel, &f.meta.stamp)?, mode),
+            Kind::File => Piece::Content(content()?),
+            Kind::DockerFile => Piece::ContentMode(content()?, mode),
             Kind::FollowedLink => {
                 let content = self.content_digest(rel, &f.meta.stamp)?;
                 let target = std::fs::read_link(self.root.join(rel))?;

@@ -176,7 +176,24 @@ pub struct Listing {
     names: Vec<u8>,
     /// Each entry's offset in `names` and type.
     entries: Vec<(u32, EntryType)>,
+    /// Per entry, the stamp and digest its file had when last hashed (a regular file's
+    /// content digest taken with the directory's root-relative path joined with its name;
+    /// [`SMUDGED`] otherwise), so that an unchanged file is found by its index, not its path.
+    /// Empty for a listing taken in this run (filled when the cache is saved).
+    slots: Vec<Slot>,
 }
+
+/// A file's stamp and digest, kept with its directory's listing.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub stamp: Stamp,
+    pub digest: Digest,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    stamp: SMUDGED,
+    digest: [0; 32],
+};
 
 /// An entry's type as the directory listed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,8 +237,31 @@ impl Listing {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+    /// The kept stamp and digest of entry `i`, if any.
+    pub fn slot(&self, i: usize) -> Option<&Slot> {
+        self.slots.get(i).filter(|s| s.stamp != SMUDGED)
+    }
+    /// Sorts the entries by name, a directory's as if followed by `/`: the order in which
+    /// the walk lists them.
+    pub fn sort(&mut self) {
+        let names = &self.names;
+        let key = |&(at, kind): &(u32, EntryType)| {
+            let rest = &names[at as usize..];
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            (&rest[..end], kind == EntryType::Dir)
+        };
+        self.entries.sort_by(|a, b| {
+            let ((a, a_dir), (b, b_dir)) = (key(a), key(b));
+            let slash: &[u8] = b"/";
+            a.iter()
+                .chain(if a_dir { slash } else { &[] })
+                .cmp(b.iter().chain(if b_dir { slash } else { &[] }))
+        });
+        self.slots.clear();
+    }
     fn valid(&self) -> bool {
-        self.names.last().is_none_or(|&b| b == 0)
+        (self.slots.is_empty() || self.slots.len() == self.entries.len())
+            && self.names.last().is_none_or(|&b| b == 0)
             && self
                 .entries
                 .iter()
@@ -232,6 +272,8 @@ impl Listing {
 #[derive(Debug)]
 struct DirRecord {
     stamp: Stamp,
+    /// The directory's path relative to the root (the slots' digests cover it).
+    base: Box<[u8]>,
     listing: std::sync::Arc<Listing>,
     seen: AtomicBool,
     /// Listed in this run, at this moment (ns): not kept if the directory changed too close
@@ -263,10 +305,16 @@ impl HashCache {
 
     /// The listing of directory `dir` (as walked) if its stamp still matches one kept in the
     /// cache (or one taken earlier in this run, outside the racy window).
-    pub fn listing(&self, dir: &Path, stamp: &Stamp) -> Option<std::sync::Arc<Listing>> {
+    pub fn listing(
+        &self,
+        dir: &Path,
+        base: &Path,
+        stamp: &Stamp,
+    ) -> Option<std::sync::Arc<Listing>> {
         let dirs = self.dirs.read().unwrap_or_else(|e| e.into_inner());
         let d = dirs.get(dir.as_os_str().as_bytes())?;
         if d.stamp != *stamp
+            || *d.base != *base.as_os_str().as_bytes()
             || d.listed_ns
                 .is_some_and(|at| d.stamp.racy(at, self.racy_window_ns))
         {
@@ -281,6 +329,7 @@ impl HashCache {
     pub fn put_listing(
         &self,
         dir: &Path,
+        base: &Path,
         stamp: Stamp,
         listing: std::sync::Arc<Listing>,
         listed_ns: i128,
@@ -290,6 +339,7 @@ impl HashCache {
             dir.as_os_str().as_bytes().into(),
             DirRecord {
                 stamp,
+                base: base.as_os_str().as_bytes().into(),
                 listing,
                 seen: AtomicBool::new(true),
                 listed_ns: Some(listed_ns),
@@ -392,14 +442,24 @@ impl HashCache {
             let len = r.u32()? as usize;
             let path: Box<[u8]> = r.take(len)?.into();
             let len = r.u32()? as usize;
+            let base: Box<[u8]> = r.take(len)?.into();
+            let len = r.u32()? as usize;
             let names = r.take(len)?.to_vec();
             let count = r.u32()? as usize;
             let mut entries = Vec::with_capacity(count.min(1 << 20));
+            let mut slots = Vec::with_capacity(count.min(1 << 20));
             for _ in 0..count {
                 let at = r.u32()?;
                 entries.push((at, EntryType::from_u8(r.take(1)?[0])?));
+                let stamp = r.stamp()?;
+                let digest: Digest = r.take(32)?.try_into().ok()?;
+                slots.push(Slot { stamp, digest });
             }
-            let listing = Listing { names, entries };
+            let listing = Listing {
+                names,
+                entries,
+                slots,
+            };
             if !listing.valid() {
                 return None;
             }
@@ -407,6 +467,7 @@ impl HashCache {
                 path,
                 DirRecord {
                     stamp,
+                    base,
                     listing: std::sync::Arc::new(listing),
                     seen: AtomicBool::new(false),
                     listed_ns: None,
@@ -474,36 +535,56 @@ impl HashCache {
             .filter(|d| !d.seen.load(Ordering::Relaxed))
             .count();
         let dirs_changed = self.dirs_listed.load(Ordering::Relaxed) + dirs_dropped;
+        let files = entries.len() + dirs.values().map(|d| d.listing.len()).sum::<usize>();
         let worth = !self.loaded
-            || changed * 50 > entries.len()
+            || changed * 50 > files
             || dirs_changed * 50 > dirs.len()
             || self.dirty_bytes.load(Ordering::Relaxed) > 4 << 20;
         if changed + dirs_changed == 0 || !worth {
             return;
         }
-        let kept: Vec<(&Box<[u8]>, &Entry)> = entries.iter().filter(|(_, e)| seen(e)).collect();
-        let mut out = Vec::with_capacity(64 + kept.len() * 140);
+        // The listings first: they take their files' digests, which are then not kept by path.
+        let mut listings = Vec::new();
+        let mut absorbed = std::collections::HashSet::new();
+        self.encode_dirs(&dirs, &entries, &mut listings, &mut absorbed);
+        let kept: Vec<(&Box<[u8]>, &Entry)> = entries
+            .iter()
+            .filter(|(rel, e)| seen(e) && !absorbed.contains(&rel[..]))
+            .collect();
+        let mut out = Vec::with_capacity(64 + kept.len() * 140 + listings.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(kept.len() as u64).to_le_bytes());
         for (rel, e) in kept {
-            let s = match e.hashed_ns {
-                Some(at) if e.stamp.racy(at, self.racy_window_ns) => SMUDGED,
-                _ => e.stamp,
-            };
-            put_stamp(&mut out, &s);
+            put_stamp(&mut out, &self.saved_stamp(e));
             out.extend_from_slice(&e.digest);
             out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
             out.extend_from_slice(rel);
         }
-        self.encode_dirs(&dirs, &mut out);
+        out.extend_from_slice(&listings);
         // An optimisation only: atomic (never half-read), but not worth an fsync.
         let _ = crate::util::fs::write_replace(&self.path, &out, false);
     }
 
+    /// The stamp an entry is saved with: smudged if hashed in this run from a file modified
+    /// within the racy window of that moment.
+    fn saved_stamp(&self, e: &Entry) -> Stamp {
+        match e.hashed_ns {
+            Some(at) if e.stamp.racy(at, self.racy_window_ns) => SMUDGED,
+            _ => e.stamp,
+        }
+    }
+
     /// The listings worth keeping: seen in this run, taken outside the racy window, of a
     /// directory on a file system that updates a directory's mtime when an entry is added
-    /// (checked on the cache's own file system; others are not kept).
-    fn encode_dirs(&self, dirs: &Dirs, out: &mut Vec<u8>) {
+    /// (checked on the cache's own file system; others are not kept). Each file's slot is
+    /// its digest of this run (by path: then `absorbed`), else the one it was loaded with.
+    fn encode_dirs<'e>(
+        &self,
+        dirs: &Dirs,
+        entries: &'e Entries,
+        out: &mut Vec<u8>,
+        absorbed: &mut std::collections::HashSet<&'e [u8]>,
+    ) {
         let mut probed_dev = None;
         let kept: Vec<(&Box<[u8]>, &DirRecord)> = dirs
             .iter()
@@ -519,14 +600,29 @@ impl HashCache {
         out.extend_from_slice(&(kept.len() as u64).to_le_bytes());
         for (path, d) in kept {
             put_stamp(out, &d.stamp);
-            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
-            out.extend_from_slice(path);
-            out.extend_from_slice(&(d.listing.names.len() as u32).to_le_bytes());
-            out.extend_from_slice(&d.listing.names);
+            for bytes in [&path[..], &d.base[..], &d.listing.names[..]] {
+                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
+            let base = Path::new(OsStr::from_bytes(&d.base));
             out.extend_from_slice(&(d.listing.entries.len() as u32).to_le_bytes());
-            for &(at, kind) in &d.listing.entries {
-                out.extend_from_slice(&at.to_le_bytes());
+            for (i, (name, kind)) in d.listing.iter().enumerate() {
+                let mut slot = d.listing.slots.get(i).copied().unwrap_or(EMPTY_SLOT);
+                if kind == EntryType::File {
+                    let rel = base.join(OsStr::from_bytes(name.to_bytes()));
+                    let found = entries.get_key_value(rel.as_os_str().as_bytes());
+                    if let Some((key, e)) = found.filter(|(_, e)| e.seen.load(Ordering::Relaxed)) {
+                        slot = Slot {
+                            stamp: self.saved_stamp(e),
+                            digest: e.digest,
+                        };
+                        absorbed.insert(&key[..]);
+                    }
+                }
+                out.extend_from_slice(&d.listing.entries[i].0.to_le_bytes());
                 out.push(kind as u8);
+                put_stamp(out, &slot.stamp);
+                out.extend_from_slice(&slot.digest);
             }
         }
     }

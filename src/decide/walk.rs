@@ -66,6 +66,9 @@ pub struct WalkedFile {
     pub rel: PathBuf,
     pub meta: Meta,
     pub kind: Kind,
+    /// Its content digest as the hash cache kept it with the directory's listing, when the
+    /// file's stamp still matches (a regular file only).
+    pub cached: Option<crate::decide::hashcache::Digest>,
 }
 
 /// What a walk keeps of an entry's stat: its stamp (for the hash cache) and its mode.
@@ -143,8 +146,54 @@ struct WalkCtx<'a> {
     cache: Option<&'a HashCache>,
     exclude: &'a [PathBuf],
     opts: &'a WalkOptions,
-    out: &'a Mutex<Vec<WalkedFile>>,
+    /// What each walked directory holds, in walk order ([`Dir::node`]).
+    nodes: &'a Mutex<Vec<Option<Vec<Item>>>>,
     error: &'a Mutex<Option<String>>,
+}
+
+/// One item of a walked directory: an entry, or the place of a subdirectory's entries.
+enum Item {
+    Entry(WalkedFile),
+    /// The node of a subdirectory and its name: its entries come where `NAME/` sorts.
+    Sub(usize, Box<[u8]>),
+}
+
+impl Item {
+    /// Its name in its directory, and whether `/` follows it (a subdirectory's entries).
+    fn key(&self) -> (&[u8], bool) {
+        match self {
+            Item::Entry(f) => {
+                let b = f.rel.as_os_str().as_bytes();
+                let at = b.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
+                (&b[at..], false)
+            }
+            Item::Sub(_, name) => (name, true),
+        }
+    }
+}
+
+/// The order of two items of one directory such that the walk's list, each directory's
+/// items in turn with a subdirectory's in its place, is sorted by path bytes: an entry sorts
+/// by its name, a subdirectory's entries by the name followed by `/`.
+fn item_order(a: &Item, b: &Item) -> std::cmp::Ordering {
+    let ((a, a_dir), (b, b_dir)) = (a.key(), b.key());
+    let n = a.len().min(b.len());
+    a[..n].cmp(&b[..n]).then_with(|| {
+        let slash: &[u8] = b"/";
+        let rest =
+            |s: &[u8], dir: bool| -> Vec<u8> { [&s[n..], if dir { slash } else { &[] }].concat() };
+        rest(a, a_dir).cmp(&rest(b, b_dir))
+    })
+}
+
+/// The entries of node `at` and the nodes below it, in order.
+fn flatten(nodes: &mut [Option<Vec<Item>>], at: usize, out: &mut Vec<WalkedFile>) {
+    for item in nodes[at].take().unwrap_or_default() {
+        match item {
+            Item::Entry(f) => out.push(f),
+            Item::Sub(sub, _) => flatten(nodes, sub, out),
+        }
+    }
 }
 
 /// A directory to walk.
@@ -158,6 +207,8 @@ struct Dir {
     /// The real paths of the folders in which the followed directory links on the way here
     /// were found: a link whose target is one of them, or above one, is a loop.
     links: Arc<Vec<PathBuf>>,
+    /// Where its items go in [`WalkCtx::nodes`].
+    node: usize,
 }
 
 /// One entry of a walked directory that the walk's rules keep.
@@ -188,14 +239,14 @@ pub(crate) fn walk(
     opts: &WalkOptions,
     cache: Option<&HashCache>,
 ) -> Result<Vec<WalkedFile>> {
-    let out: Mutex<Vec<WalkedFile>> = Mutex::new(Vec::new());
+    let nodes: Mutex<Vec<Option<Vec<Item>>>> = Mutex::new(vec![None]);
     let error: Mutex<Option<String>> = Mutex::new(None);
     let ctx = WalkCtx {
         root,
         cache,
         exclude,
         opts,
-        out: &out,
+        nodes: &nodes,
         error: &error,
     };
     let start = Dir {
@@ -203,19 +254,17 @@ pub(crate) fn walk(
         rel: String::new(),
         gitignores: Arc::new(Vec::new()),
         links: Arc::new(Vec::new()),
+        node: 0,
     };
     rayon::scope(|s| walk_dir(s, &ctx, start));
     if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(ErrorKind::Script.error(e));
     }
-    let mut files = out.into_inner().unwrap_or_else(|p| p.into_inner());
-    // By bytes: deterministic, and much cheaper than `Path`'s component-wise order.
-    files.sort_unstable_by(|a, b| {
-        a.rel
-            .as_os_str()
-            .as_bytes()
-            .cmp(b.rel.as_os_str().as_bytes())
-    });
+    // Sorted by path bytes (deterministic, and much cheaper than `Path`'s component-wise
+    // order): each directory's items were sorted, subdirectories in their place.
+    let mut nodes = nodes.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut files = Vec::new();
+    flatten(&mut nodes, 0, &mut files);
     Ok(files)
 }
 
@@ -234,12 +283,13 @@ fn ignored(matchers: &[ignore::gitignore::Gitignore], path: &Path, is_dir: bool)
 /// Walks `dir`: what it holds goes to the walk's list, its subdirectories are walked as tasks
 /// of their own; the first error stops the walk of this directory and is the walk's error.
 fn walk_dir<'s>(scope: &rayon::Scope<'s>, ctx: &'s WalkCtx<'s>, dir: Dir) {
+    let node = dir.node;
     match dir_entries(scope, ctx, dir) {
-        Ok(found) => ctx
-            .out
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(found),
+        Ok(mut found) => {
+            // Listings are kept sorted: this is one pass over them.
+            found.sort_by(item_order);
+            ctx.nodes.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(found);
+        }
         Err(e) => {
             let mut slot = ctx.error.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert(e);
@@ -252,18 +302,22 @@ fn dir_entries<'s>(
     scope: &rayon::Scope<'s>,
     ctx: &'s WalkCtx<'s>,
     dir: Dir,
-) -> Result<Vec<WalkedFile>, String> {
+) -> Result<Vec<Item>, String> {
     let cannot = |e: std::io::Error| format!("cannot walk {}: {e}", dir.path.display());
     let fd = std::fs::File::open(&dir.path).map_err(cannot)?;
-    let listing = list(ctx.cache, &dir.path, &fd).map_err(cannot)?;
+    // Entries' paths relative to the root: this directory's, joined with each name.
+    let base_rel = dir
+        .path
+        .strip_prefix(ctx.root)
+        .unwrap_or(&dir.path)
+        .to_path_buf();
+    let listing = list(ctx.cache, &dir.path, &base_rel, &fd).map_err(cannot)?;
     let dir = Dir {
         gitignores: gitignores(ctx.opts, &dir, &listing)?,
         ..dir
     };
-    // Entries' paths relative to the root: this directory's, joined with each name.
-    let base_rel = dir.path.strip_prefix(ctx.root).unwrap_or(&dir.path);
-    let mut found = Vec::new();
-    for (name, kind) in listing.iter() {
+    let mut found = Vec::with_capacity(listing.len());
+    for (i, (name, kind)) in listing.iter().enumerate() {
         let Some(entry) = kept(ctx, &dir, name, kind)? else {
             continue;
         };
@@ -274,18 +328,21 @@ fn dir_entries<'s>(
         match kind {
             EntryType::Dir => {
                 if ctx.opts.dirs && !entry.walk_only {
-                    found.push(WalkedFile {
+                    found.push(Item::Entry(WalkedFile {
                         rel: base_rel.join(entry.os_name()),
                         meta: stat(false)?,
                         kind: Kind::Dir,
-                    });
+                        cached: None,
+                    }));
                 }
                 let sub = Dir {
                     path: dir.path.join(entry.os_name()),
                     rel: entry.rel_str,
                     gitignores: dir.gitignores.clone(),
                     links: dir.links.clone(),
+                    node: new_node(ctx),
                 };
+                found.push(Item::Sub(sub.node, name.to_bytes().into()));
                 scope.spawn(move |s| walk_dir(s, ctx, sub));
             }
             EntryType::Symlink if ctx.opts.follow_links => {
@@ -299,12 +356,19 @@ fn dir_entries<'s>(
                 } else {
                     Kind::File
                 };
-                found.push(WalkedFile {
+                // relative to the open directory: no lookup of the whole path
+                let meta = stat(false)?;
+                // the digest kept with the listing, if the file's stamp still matches
+                let cached = listing
+                    .slot(i)
+                    .filter(|s| kind != Kind::Link && s.stamp == meta.stamp)
+                    .map(|s| s.digest);
+                found.push(Item::Entry(WalkedFile {
                     rel: base_rel.join(entry.os_name()),
-                    // relative to the open directory: no lookup of the whole path
-                    meta: stat(false)?,
+                    meta,
                     kind,
-                });
+                    cached,
+                }));
             }
             _ => {}
         }
@@ -312,18 +376,27 @@ fn dir_entries<'s>(
     Ok(found)
 }
 
-/// The names and types in the directory at `path` (open as `fd`): kept by the hash cache
-/// while the directory's stamp is unchanged, else read (and given to the cache).
+/// A new node for a directory's items.
+fn new_node(ctx: &WalkCtx) -> usize {
+    let mut nodes = ctx.nodes.lock().unwrap_or_else(|p| p.into_inner());
+    nodes.push(None);
+    nodes.len() - 1
+}
+
+/// The names and types in the directory at `path` (open as `fd`; `base_rel`: its path
+/// relative to the root): kept by the hash cache while the directory's stamp is unchanged,
+/// else read (and given to the cache).
 fn list(
     cache: Option<&HashCache>,
     path: &Path,
+    base_rel: &Path,
     fd: &std::fs::File,
 ) -> std::io::Result<Arc<Listing>> {
     let Some(cache) = cache else {
         return read_listing(path).map(Arc::new);
     };
     let stamp = stat_at(fd, c"", false)?.stamp;
-    if let Some(listing) = cache.listing(path, &stamp) {
+    if let Some(listing) = cache.listing(path, base_rel, &stamp) {
         return Ok(listing);
     }
     // The moment first, then the stamp, then the names: an entry added after the stamp was
@@ -331,7 +404,7 @@ fn list(
     let listed_at = cache.hashed_at();
     let stamp = stat_at(fd, c"", false)?.stamp;
     let listing = Arc::new(read_listing(path)?);
-    cache.put_listing(path, stamp, listing.clone(), listed_at);
+    cache.put_listing(path, base_rel, stamp, listing.clone(), listed_at);
     Ok(listing)
 }
 
@@ -352,6 +425,7 @@ fn read_listing(path: &Path) -> std::io::Result<Listing> {
         };
         listing.push(&e.file_name(), kind);
     }
+    listing.sort();
     Ok(listing)
 }
 
@@ -447,7 +521,7 @@ fn follow_link<'s>(
     dir: &Dir,
     fd: &std::fs::File,
     entry: Entry,
-    found: &mut Vec<WalkedFile>,
+    found: &mut Vec<Item>,
 ) -> Result<(), String> {
     let path = dir.path.join(entry.os_name());
     let rel = || path.strip_prefix(ctx.root).unwrap_or(&path).to_path_buf();
@@ -479,22 +553,24 @@ fn follow_link<'s>(
         if is_loop {
             if !entry.walk_only {
                 match stat_at(fd, entry.name, false) {
-                    Ok(meta) => found.push(WalkedFile {
+                    Ok(meta) => found.push(Item::Entry(WalkedFile {
                         rel: rel(),
                         meta,
                         kind: Kind::Link,
-                    }),
+                        cached: None,
+                    })),
                     Err(err) => return Err(format!("{}: {err}", path.display())),
                 }
             }
             return Ok(());
         }
         if ctx.opts.dirs && !entry.walk_only {
-            found.push(WalkedFile {
+            found.push(Item::Entry(WalkedFile {
                 rel: rel(),
                 meta: target,
                 kind: Kind::Dir,
-            });
+                cached: None,
+            }));
         }
         let mut links = (*dir.links).clone();
         links.extend(here);
@@ -503,14 +579,67 @@ fn follow_link<'s>(
             rel: entry.rel_str,
             gitignores: dir.gitignores.clone(),
             links: Arc::new(links),
+            node: new_node(ctx),
         };
+        found.push(Item::Sub(sub.node, entry.name.to_bytes().into()));
         scope.spawn(move |s| walk_dir(s, ctx, sub));
     } else if target.is_file() && !entry.walk_only {
-        found.push(WalkedFile {
+        found.push(Item::Entry(WalkedFile {
             rel: rel(),
             meta: target,
             kind: Kind::FollowedLink,
-        });
+            cached: None,
+        }));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk's list is sorted by path bytes, with or without listings from the cache,
+    /// whatever names sort around a folder's `/` (`a-b` and `a.b` before `a/x`, `a0` after).
+    #[test]
+    fn the_list_is_sorted_by_path_bytes_with_cached_listings_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "a/x", "a/y/z", "a-b", "a.b", "a0", "ab/c", "b", "a/y-", "a/y.q/r",
+        ] {
+            let p = root.join("ctx").join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, f).unwrap();
+        }
+        std::fs::create_dir_all(root.join("ctx/a/empty")).unwrap();
+        let cache_path = root.join("cache");
+        let mut names = Vec::new();
+        for round in 0..3 {
+            let mut cache = HashCache::load(&cache_path);
+            cache.racy_window_ns = -1_000_000_000_000;
+            let opts = WalkOptions::docker(
+                crate::util::dockerignore::Matcher::for_context(&root.join("ctx"), None).unwrap(),
+                true,
+            );
+            let files = walk(root, &[], &root.join("ctx"), &opts, Some(&cache)).unwrap();
+            let got: Vec<Vec<u8>> = files
+                .iter()
+                .map(|f| f.rel.as_os_str().as_bytes().to_vec())
+                .collect();
+            let mut sorted = got.clone();
+            sorted.sort();
+            assert_eq!(got, sorted, "round {round}");
+            assert!(got.contains(&b"ctx/a/empty".to_vec()));
+            if round > 0 {
+                assert_eq!(
+                    cache.dirs_read(),
+                    0,
+                    "round {round}: listings from the cache"
+                );
+                assert_eq!(got, names);
+            }
+            names = got;
+            cache.save();
+        }
+    }
 }
