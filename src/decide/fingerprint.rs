@@ -427,15 +427,23 @@ impl Fingerprinter<'_> {
 
     /// Digest over each entry's piece (which covers its relative path).
     fn hash_list(&self, files: &[WalkedFile]) -> Result<String> {
-        let pieces: Vec<Piece> = files
-            .par_iter()
-            .map(|f| {
-                self.piece(f).or_fail(ErrorKind::Script, || {
-                    format!("cannot read {}", f.rel.display())
-                })
-            })
-            .collect::<Result<_>>()?;
         let mut h = Sha256::new();
+        // In chunks: the pieces of a large tree are never all in memory at once.
+        for chunk in files.chunks(4096) {
+            let pieces: Vec<Piece> = chunk
+                .par_iter()
+                .map(|f| {
+                    self.piece(f).or_fail(ErrorKind::Script, || {
+                        format!("cannot read {}", f.rel.display())
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Self::hash_pieces(&mut h, pieces);
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    fn hash_pieces(h: &mut Sha256, pieces: Vec<Piece>) {
         for p in pieces {
             match p {
                 Piece::Content(d) => {
@@ -454,7 +462,6 @@ impl Fingerprinter<'_> {
                 }
             }
         }
-        Ok(hex::encode(h.finalize()))
     }
 
     /// What an entry contributes: a file its relative path and content (through the cache),

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::RwLock;
 
-const MAGIC: &[u8; 16] = b"stepwise-hcache4";
+const MAGIC: &[u8; 16] = b"stepwise-hcache5";
 /// An entry whose file was modified less than this before its digest was taken is not trusted
 /// in a later run (the coarsest file system timestamp tick: FAT's 2 s).
 const RACY_WINDOW_NS: i128 = 2_000_000_000;
@@ -47,8 +47,9 @@ fn simulated_tick_ns() -> i128 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     pub size: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
+    /// Nanoseconds since the epoch (years 1678 to 2262; saturated beyond).
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
     pub ino: u64,
     pub dev: u64,
 }
@@ -66,7 +67,7 @@ impl Stamp {
 
     /// From a stat's fields (times as seconds and nanoseconds).
     pub fn new(size: u64, mtime: (i64, i64), ctime: (i64, i64), ino: u64, dev: u64) -> Stamp {
-        let ns = |(s, n): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(n);
+        let ns = |(s, n): (i64, i64)| s.saturating_mul(1_000_000_000).saturating_add(n);
         let mut s = Stamp {
             size,
             mtime_ns: ns(mtime),
@@ -76,6 +77,7 @@ impl Stamp {
         };
         let tick = simulated_tick_ns();
         if tick > 0 {
+            let tick = tick as i64;
             s.mtime_ns -= s.mtime_ns.rem_euclid(tick);
             s.ctime_ns -= s.ctime_ns.rem_euclid(tick);
         }
@@ -84,7 +86,8 @@ impl Stamp {
 
     /// Could the file have changed after `hashed_ns` without changing this stamp?
     fn racy(&self, hashed_ns: i128, window_ns: i128) -> bool {
-        hashed_ns == i128::MIN || self.mtime_ns.max(self.ctime_ns) >= hashed_ns - window_ns
+        hashed_ns == i128::MIN
+            || i128::from(self.mtime_ns.max(self.ctime_ns)) >= hashed_ns - window_ns
     }
 }
 
@@ -131,8 +134,8 @@ struct Entry {
 /// The stamp a smudged entry is saved with: no file has it, so it never matches.
 const SMUDGED: Stamp = Stamp {
     size: u64::MAX,
-    mtime_ns: i128::MIN,
-    ctime_ns: i128::MIN,
+    mtime_ns: i64::MIN,
+    ctime_ns: i64::MIN,
     ino: 0,
     dev: 0,
 };
@@ -379,7 +382,7 @@ impl HashCache {
                 .and_then(|_| std::fs::metadata(&probe));
             let after = now_ns();
             match written {
-                Ok(m) => Stamp::of(&m).mtime_ns - after,
+                Ok(m) => i128::from(Stamp::of(&m).mtime_ns) - after,
                 Err(_) => i128::MIN,
             }
         });
@@ -391,9 +394,13 @@ impl HashCache {
     }
 
     /// Loads the cache; anything unreadable yields an empty cache. The format is binary (a
-    /// 50,000-file cache loads in a few milliseconds): magic, then per entry size, mtime,
-    /// ctime (i128 ns), inode, device, the 32-byte digest, the path's length (u32) and bytes.
-    /// All little-endian. Every entry was clean when saved (racy ones are smudged).
+    /// 50,000-file cache loads in a few milliseconds): magic; the number of files kept by
+    /// path, then per file its stamp (size, mtime and ctime as i64 ns, inode, device), the
+    /// 32-byte digest, the path's length (u32) and bytes; the number of listings, then per
+    /// directory its stamp, its path, its root-relative path and its names (each a u32 length
+    /// and bytes), the number of entries and per entry the offset of its name (u32), its type
+    /// (u8), and its file's stamp and digest (smudged if none). All little-endian. Every
+    /// entry was clean when saved (racy ones are smudged; racy listings are not saved).
     pub fn load(path: &Path) -> HashCache {
         let mut cache = HashCache::empty(path);
         let Ok(bytes) = std::fs::read(path) else {
@@ -675,14 +682,14 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn i128(&mut self) -> Option<i128> {
-        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
     fn stamp(&mut self) -> Option<Stamp> {
         Some(Stamp {
             size: self.u64()?,
-            mtime_ns: self.i128()?,
-            ctime_ns: self.i128()?,
+            mtime_ns: self.i64()?,
+            ctime_ns: self.i64()?,
             ino: self.u64()?,
             dev: self.u64()?,
         })

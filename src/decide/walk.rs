@@ -8,7 +8,7 @@ use crate::decide::hashcache::{EntryType, HashCache, Listing, Stamp};
 use crate::util::error::Kind as ErrorKind;
 use anyhow::Result;
 use std::ffi::{CStr, OsStr};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -147,7 +147,9 @@ struct WalkCtx<'a> {
     exclude: &'a [PathBuf],
     opts: &'a WalkOptions,
     /// What each walked directory holds, in walk order ([`Dir::node`]).
-    nodes: &'a Mutex<Vec<Option<Vec<Item>>>>,
+    nodes: &'a Mutex<Vec<Option<Vec<Part>>>>,
+    /// Every entry found, each directory's together, sorted; put in order at the end.
+    out: &'a Mutex<Vec<WalkedFile>>,
     error: &'a Mutex<Option<String>>,
 }
 
@@ -186,12 +188,35 @@ fn item_order(a: &Item, b: &Item) -> std::cmp::Ordering {
     })
 }
 
-/// The entries of node `at` and the nodes below it, in order.
-fn flatten(nodes: &mut [Option<Vec<Item>>], at: usize, out: &mut Vec<WalkedFile>) {
-    for item in nodes[at].take().unwrap_or_default() {
-        match item {
-            Item::Entry(f) => out.push(f),
-            Item::Sub(sub, _) => flatten(nodes, sub, out),
+/// A run of a walked directory's items in [`WalkCtx::out`], or the place of a subdirectory's.
+enum Part {
+    Entries(u32, u32),
+    Sub(usize),
+}
+
+/// The positions in `out` of node `at`'s entries and the nodes' below it, in order.
+fn order(nodes: &[Option<Vec<Part>>], at: usize, into: &mut Vec<u32>) {
+    for part in nodes[at].iter().flatten() {
+        match *part {
+            Part::Entries(start, len) => into.extend(start..start + len),
+            Part::Sub(sub) => order(nodes, sub, into),
+        }
+    }
+}
+
+/// Puts `files` in `order` (`files[i]` becomes the file that was at `order[i]`), in place:
+/// each cycle of the permutation followed once, with swaps.
+fn permute(files: &mut [WalkedFile], mut order: Vec<u32>) {
+    for start in 0..order.len() {
+        let mut cur = start;
+        loop {
+            let src = order[cur] as usize;
+            order[cur] = cur as u32;
+            if src == start || src == cur {
+                break;
+            }
+            files.swap(cur, src);
+            cur = src;
         }
     }
 }
@@ -239,7 +264,8 @@ pub(crate) fn walk(
     opts: &WalkOptions,
     cache: Option<&HashCache>,
 ) -> Result<Vec<WalkedFile>> {
-    let nodes: Mutex<Vec<Option<Vec<Item>>>> = Mutex::new(vec![None]);
+    let nodes: Mutex<Vec<Option<Vec<Part>>>> = Mutex::new(vec![None]);
+    let out: Mutex<Vec<WalkedFile>> = Mutex::new(Vec::new());
     let error: Mutex<Option<String>> = Mutex::new(None);
     let ctx = WalkCtx {
         root,
@@ -247,6 +273,7 @@ pub(crate) fn walk(
         exclude,
         opts,
         nodes: &nodes,
+        out: &out,
         error: &error,
     };
     let start = Dir {
@@ -262,9 +289,14 @@ pub(crate) fn walk(
     }
     // Sorted by path bytes (deterministic, and much cheaper than `Path`'s component-wise
     // order): each directory's items were sorted, subdirectories in their place.
-    let mut nodes = nodes.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut files = Vec::new();
-    flatten(&mut nodes, 0, &mut files);
+    let nodes = nodes.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut files = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut positions = Vec::with_capacity(files.len());
+    order(&nodes, 0, &mut positions);
+    if positions.len() != files.len() {
+        return Err(ErrorKind::Internal.error("the walk lost track of its entries"));
+    }
+    permute(&mut files, positions);
     Ok(files)
 }
 
@@ -288,7 +320,24 @@ fn walk_dir<'s>(scope: &rayon::Scope<'s>, ctx: &'s WalkCtx<'s>, dir: Dir) {
         Ok(mut found) => {
             // Listings are kept sorted: this is one pass over them.
             found.sort_by(item_order);
-            ctx.nodes.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(found);
+            let mut parts = Vec::new();
+            {
+                let mut out = ctx.out.lock().unwrap_or_else(|p| p.into_inner());
+                for item in found {
+                    match item {
+                        Item::Entry(f) => {
+                            let at = out.len() as u32;
+                            match parts.last_mut() {
+                                Some(Part::Entries(start, len)) if *start + *len == at => *len += 1,
+                                _ => parts.push(Part::Entries(at, 1)),
+                            }
+                            out.push(f);
+                        }
+                        Item::Sub(sub, _) => parts.push(Part::Sub(sub)),
+                    }
+                }
+            }
+            ctx.nodes.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(parts);
         }
         Err(e) => {
             let mut slot = ctx.error.lock().unwrap_or_else(|p| p.into_inner());
@@ -329,7 +378,7 @@ fn dir_entries<'s>(
             EntryType::Dir => {
                 if ctx.opts.dirs && !entry.walk_only {
                     found.push(Item::Entry(WalkedFile {
-                        rel: base_rel.join(entry.os_name()),
+                        rel: child(&base_rel, entry.os_name()),
                         meta: stat(false)?,
                         kind: Kind::Dir,
                         cached: None,
@@ -364,7 +413,7 @@ fn dir_entries<'s>(
                     .filter(|s| kind != Kind::Link && s.stamp == meta.stamp)
                     .map(|s| s.digest);
                 found.push(Item::Entry(WalkedFile {
-                    rel: base_rel.join(entry.os_name()),
+                    rel: child(&base_rel, entry.os_name()),
                     meta,
                     kind,
                     cached,
@@ -374,6 +423,21 @@ fn dir_entries<'s>(
         }
     }
     Ok(found)
+}
+
+/// `base.join(name)`, allocated to size (one per file of a walk).
+fn child(base: &Path, name: &OsStr) -> PathBuf {
+    let base = base.as_os_str().as_bytes();
+    if base.is_empty() {
+        return PathBuf::from(name);
+    }
+    let mut v = Vec::with_capacity(base.len() + 1 + name.len());
+    v.extend_from_slice(base);
+    if !base.ends_with(b"/") {
+        v.push(b'/');
+    }
+    v.extend_from_slice(name.as_bytes());
+    PathBuf::from(std::ffi::OsString::from_vec(v))
 }
 
 /// A new node for a directory's items.
