@@ -24,6 +24,12 @@
 # xargs -P2), and the peak RSS (/usr/bin/time -f %M) of each tool. The page cache is warm for
 # everything (the tree is read once before timing).
 #
+# Paired no-op rounds (issue #30): PAIRS rounds (default 15, at least 15), each running a no-op
+# stepwise deploy, a no-op stepwise plan, ninja and the find floor once, in an order rotated
+# per round; the medians of the per-round ratios are compared with the targets: stepwise /
+# ninja <= 0.85, stepwise / find <= 1.0, deploy / plan <= 1.03, and the no-op peak RSS of
+# stepwise <= 26 MiB (GNU time, median of 3).
+#
 # Targets: no-op stepwise <= ninja and >= 6x faster than go-task and doit; one file changed
 # within 10% of the no-op; empty hash cache no slower than go-task's no-op; peak memory below
 # go-task's and doit's.
@@ -38,6 +44,8 @@
 #   STEPWISE         the binary (default target/release/stepwise; copied to the temp dir)
 #   BENCH_CACHE      where the peers' venv lives (default ~/.cache/stepwise-bench)
 #   NO_HYPERFINE=1   time in python even when hyperfine is installed
+#   PAIRS            paired no-op rounds (default 15)
+#   PAIRED_ONLY=1    only the correctness checks and the paired no-op rounds (about 2 minutes)
 #   KEEP=1           keep the temporary directory
 #
 # Exit status: 0 when every target is met, 1 when one is not, 2 on a setup error.
@@ -399,6 +407,83 @@ def settle():
     time.sleep(2.5)
     run(TOOLS["stepwise plan"])
 
+def timed(argv):
+    """Wall time and CPU time (user + system, s, from wait4) of one run."""
+    t = time.perf_counter()
+    p = subprocess.Popen(argv, cwd=proj, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        fail(f"{' '.join(argv)} exited {p.returncode}")
+    return dt, ru.ru_utime + ru.ru_stime
+
+PAIRED = {"stepwise": TOOLS["stepwise"], "stepwise plan": TOOLS["stepwise plan"],
+          "ninja": TOOLS["ninja"], "find (stat) floor": [FIND]}
+
+def paired(n):
+    """n rounds; each round runs every no-op command once, in an order rotated per round, so
+    that a load change hits all of them alike. Per-round ratios, then their median."""
+    names = list(PAIRED)
+    rounds = []
+    for argv in PAIRED.values():  # warm-up
+        timed(argv)
+    for i in range(n):
+        order = names[i % len(names):] + names[:i % len(names)]
+        rounds.append({name: timed(PAIRED[name]) for name in order})
+    return rounds
+
+pairs = int(os.environ.get("PAIRS", "15"))
+if pairs < 15:
+    fail("PAIRS must be at least 15")
+settle()
+say(f"paired no-op rounds ({pairs}; stepwise deploy, plan, ninja, find in turn) ...")
+ROUNDS = paired(pairs)
+# (peak memory through GNU time: a child's ru_maxrss from wait4 counts the forked python too)
+PEAKS = {name: peak_rss(argv) for name, argv in PAIRED.items()}
+
+def pmed(name, what=0):
+    return med(r[name][what] for r in ROUNDS)
+
+def pratio(a, b):
+    return med(r[a][0] / r[b][0] for r in ROUNDS)
+
+def mb(kb):
+    return "" if kb is None else f"{kb / 1024:7.1f}"
+
+PAIRED_CHECKS = []
+def paired_report():
+    print(f"paired no-op rounds: {pairs}, each running the four commands once in turn (order "
+          f"rotated), load average {os.getloadavg()[0]:.2f} after; medians:")
+    print(f"{'':22s} {'wall ms':>9s} {'CPU ms':>8s} {'peak RSS MiB':>13s}")
+    for name in PAIRED:
+        print(f"{name:22s} {pmed(name) * 1000:9.1f} {pmed(name, 1) * 1000:8.1f} "
+              f"{mb(PEAKS.get(name)):>13s}")
+    sn, sf, dp = (pratio("stepwise", "ninja"), pratio("stepwise", "find (stat) floor"),
+                  pratio("stepwise", "stepwise plan"))
+    peak = max(PEAKS.get("stepwise") or 0, PEAKS.get("stepwise plan") or 0)
+    PAIRED_CHECKS[:] = [
+        (f"paired median no-op stepwise / ninja = {sn:.3f} <= 0.85", sn <= 0.85),
+        (f"paired median no-op stepwise / find floor = {sf:.3f} <= 1.0", sf <= 1.0),
+        (f"paired median no-op deploy / plan = {dp:.3f} <= 1.03", dp <= 1.03),
+    ]
+    if gnu_time:
+        PAIRED_CHECKS.append((f"no-op peak RSS of stepwise (deploy or plan, median of 3 runs each) = "
+                              f"{peak / 1024:.1f} MiB <= 26 MiB", peak <= 26 * 1024))
+    print()
+
+if os.environ.get("PAIRED_ONLY") == "1":
+    print(f"stepwise change-detection benchmark ({scale}), paired no-op only: {total_files} files, "
+          f"{total_bytes / 1e6:.0f} MB, {os.cpu_count()} CPUs; ninja {subprocess.run([NINJA, '--version'], capture_output=True, text=True).stdout.strip()}")
+    paired_report()
+    print("targets:")
+    for text, ok in PAIRED_CHECKS:
+        print(f"  {'PASS' if ok else 'FAIL'}  {text}")
+    ok = all(ok for _, ok in PAIRED_CHECKS)
+    print(f"result: {'PASS' if ok else 'FAIL'} ({sum(ok for _, ok in PAIRED_CHECKS)}/{len(PAIRED_CHECKS)} targets met)")
+    sys.exit(0 if ok else 1)
+
 R = {}
 settle()
 load_before = os.getloadavg()[0]
@@ -483,6 +568,8 @@ if gnu_time:
         pk = max(M[(peer, "noop")], M[(peer, "changed")])
         checks.append((f"peak memory stepwise ({sw_peak / 1024:.1f} MiB, worst case) < {peer} "
                        f"({pk / 1024:.1f} MiB)", sw_peak < pk))
+paired_report()
+checks += PAIRED_CHECKS
 print("targets:")
 for text, ok in checks:
     print(f"  {'PASS' if ok else 'FAIL'}  {text}")

@@ -104,6 +104,7 @@ impl Project {
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             files_read = cache.misses.load(std::sync::atomic::Ordering::Relaxed),
+            dirs_read = cache.dirs_read(),
             "fingerprints computed"
         );
         Ok(out)

@@ -291,7 +291,7 @@ impl Fingerprinter<'_> {
             ))
         } else {
             let digest = self
-                .content_digest(Path::new(trimmed), &meta)
+                .content_digest(Path::new(trimmed), &Stamp::of(&meta))
                 .map_err(|e| located(format!("cannot read {entry}: {e}")))?;
             Ok((
                 format!("file:{tag}{trimmed}"),
@@ -304,7 +304,7 @@ impl Fingerprinter<'_> {
     /// link is followed.
     pub fn file_digest(&self, rel: &Path) -> std::io::Result<String> {
         let meta = std::fs::metadata(self.root.join(rel))?;
-        self.content_digest(rel, &meta).map(hex::encode)
+        self.content_digest(rel, &Stamp::of(&meta)).map(hex::encode)
     }
 
     /// What Docker would send of a build context (relative to the root): every file,
@@ -391,7 +391,7 @@ impl Fingerprinter<'_> {
     /// as `opts` says, skipping the excluded folders (`walk::walk`).
     fn walk(&self, dir: &Path, opts: &WalkOptions) -> Result<Vec<WalkedFile>> {
         let exclude: Vec<PathBuf> = self.exclude.iter().map(|e| self.root.join(e)).collect();
-        walk(self.root, &exclude, dir, opts)
+        walk(self.root, &exclude, dir, opts, self.cache)
     }
 
     /// Files matching a glob (relative to the root), sorted. Symbolic links are followed;
@@ -427,15 +427,23 @@ impl Fingerprinter<'_> {
 
     /// Digest over each entry's piece (which covers its relative path).
     fn hash_list(&self, files: &[WalkedFile]) -> Result<String> {
-        let pieces: Vec<Piece> = files
-            .par_iter()
-            .map(|f| {
-                self.piece(f).or_fail(ErrorKind::Script, || {
-                    format!("cannot read {}", f.rel.display())
-                })
-            })
-            .collect::<Result<_>>()?;
         let mut h = Sha256::new();
+        // In chunks: the pieces of a large tree are never all in memory at once.
+        for chunk in files.chunks(4096) {
+            let pieces: Vec<Piece> = chunk
+                .par_iter()
+                .map(|f| {
+                    self.piece(f).or_fail(ErrorKind::Script, || {
+                        format!("cannot read {}", f.rel.display())
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Self::hash_pieces(&mut h, pieces);
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    fn hash_pieces(h: &mut Sha256, pieces: Vec<Piece>) {
         for p in pieces {
             match p {
                 Piece::Content(d) => {
@@ -454,7 +462,6 @@ impl Fingerprinter<'_> {
                 }
             }
         }
-        Ok(hex::encode(h.finalize()))
     }
 
     /// What an entry contributes: a file its relative path and content (through the cache),
@@ -463,9 +470,8 @@ impl Fingerprinter<'_> {
     /// path and permission bits.
     fn piece(&self, f: &WalkedFile) -> std::io::Result<Piece> {
         use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::PermissionsExt;
         let rel = f.rel.as_path();
-        let mode = f.meta.permissions().mode() & 0o7777;
+        let mode = f.meta.mode & 0o7777;
         let framed = |parts: &[&[u8]]| {
             let mut v = Vec::new();
             for p in parts {
@@ -474,11 +480,16 @@ impl Fingerprinter<'_> {
             }
             v
         };
+        // kept with the directory's listing, for an unchanged file: no lookup by path
+        let content = || match f.cached {
+            Some(d) => Ok(d),
+            None => self.content_digest(rel, &f.meta.stamp),
+        };
         Ok(match f.kind {
-            Kind::File => Piece::Content(self.content_digest(rel, &f.meta)?),
-            Kind::DockerFile => Piece::ContentMode(self.content_digest(rel, &f.meta)?, mode),
+            Kind::File => Piece::Content(content()?),
+            Kind::DockerFile => Piece::ContentMode(content()?, mode),
             Kind::FollowedLink => {
-                let content = self.content_digest(rel, &f.meta)?;
+                let content = self.content_digest(rel, &f.meta.stamp)?;
                 let target = std::fs::read_link(self.root.join(rel))?;
                 Piece::Bytes(b'l', framed(&[&content, target.as_os_str().as_bytes()]))
             }
@@ -496,15 +507,15 @@ impl Fingerprinter<'_> {
         })
     }
 
-    /// SHA-256 of a file's relative path and content, through the cache (`meta`: the stat of
-    /// what is read: the target when a link is followed).
+    /// SHA-256 of a file's relative path and content, through the cache (`stamp`: the stat
+    /// of what is read: the target when a link is followed).
     fn content_digest(
         &self,
         rel: &Path,
-        meta: &std::fs::Metadata,
+        stamp: &Stamp,
     ) -> std::io::Result<crate::decide::hashcache::Digest> {
         use std::os::unix::ffi::OsStrExt;
-        let stamp = Stamp::of(meta);
+        let stamp = *stamp;
         if let Some(d) = self.cache.and_then(|c| c.get(rel, &stamp)) {
             return Ok(d);
         }

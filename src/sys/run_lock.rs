@@ -195,7 +195,9 @@ fn try_acquire_local(state_path: &Path) -> Result<RunLock> {
     file.set_len(0)?;
     file.rewind()?;
     file.write_all(record.as_bytes())?;
-    file.sync_all()?;
+    // No fsync: the OS lock is what locks, and it does not outlive a crash; the record only
+    // tells a waiting run who holds it (other processes read it through the page cache).
+    // The fsync was most of what a no-op deploy cost more than a plan (issue #30).
     let id = identity(&file.metadata()?);
     let (stop, stopped) = std::sync::mpsc::channel();
     let watcher = Some(watch_lock_file(path, id, stopped));

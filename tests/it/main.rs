@@ -20,6 +20,7 @@ mod environments;
 mod faults;
 mod fingerprints;
 mod layers;
+mod listings;
 mod notify;
 mod parallel;
 mod plan_deploy;
