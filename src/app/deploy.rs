@@ -156,6 +156,14 @@ pub(crate) fn run_meta(
         env: p.env.clone(),
         state: p.state_location.clone(),
         rollback_target: None,
+        project: p.name(),
+        config: match &p.config.overlay {
+            _ if !p.config.path.is_file() => String::new(),
+            Some(o) => format!("{} + {}", p.config.path.display(), o.display()),
+            None => p.config.path.display().to_string(),
+        },
+        git: crate::sys::origin::git(),
+        ci: crate::sys::origin::ci_run(),
     }
 }
 
