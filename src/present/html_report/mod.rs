@@ -552,7 +552,7 @@ details.step .body { padding: 0 12px 10px; }
 .banner .error { font-weight: 600; white-space: pre-wrap; }
 .banner .whence { color: var(--muted); font-size: 12.5px; }
 .banner .whence code { word-break: break-all; }
-.outputs { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 6px 16px; margin: 0; }
+.outputs { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 6px 16px; margin: 0; }
 .outputs div { border: 1px solid var(--line); border-radius: 6px; padding: 6px 10px; }
 .outputs dt { font-size: 12px; color: var(--muted); }
 .outputs dd { margin: 0; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; word-break: break-all; }
