@@ -128,33 +128,15 @@ pub(crate) fn notify(p: &Project, summary: &RunSummary, report: &RunOutcome, cod
         (false, true) => NotifyEvent::Failure,
         (false, false) => NotifyEvent::Success,
     };
-    let notice = notify::Notice {
-        event,
-        environment: p.env.clone().unwrap_or_else(|| "default".into()),
-        exit_code: code,
-        summary: markdown::summary_line(&summary.label(), report, false, code),
-        markdown: markdown::run(&summary.label(), report, false, code)
-            + summary
-                .cost
-                .as_ref()
-                .map(|c| format!("\nEstimated cost: {}\n", c.describe()))
-                .unwrap_or_default()
-                .as_str(),
-        counts: report.counts(),
-        steps: report
-            .results
-            .iter()
-            .map(|r| {
-                (
-                    r.step.clone(),
-                    r.outcome.as_str().to_string(),
-                    r.reason.clone(),
-                    (r.duration.as_secs_f64() * 10.0).round() / 10.0,
-                )
-            })
-            .collect(),
-        report: serde_json::to_value(summary).unwrap_or_default(),
-    };
+    let markdown = markdown::run(&summary.label(), report, false, code)
+        + summary
+            .cost
+            .as_ref()
+            .map(|c| format!("\nEstimated cost: {}\n", c.describe()))
+            .unwrap_or_default()
+            .as_str();
+    let line = markdown::summary_line(&summary.label(), report, false, code);
+    let notice = notify::Notice::of(event, summary, line, markdown);
     notify::send_all(&p.config, &notice, &p.masker, &p.console);
 }
 
@@ -177,6 +159,14 @@ pub(crate) fn run_meta(
         env: p.env.clone(),
         state: p.state_location.clone(),
         rollback_target: None,
+        project: p.name(),
+        config: match &p.config.overlay {
+            _ if !p.config.path.is_file() => String::new(),
+            Some(o) => format!("{} + {}", p.config.path.display(), o.display()),
+            None => p.config.path.display().to_string(),
+        },
+        git: crate::sys::origin::git(),
+        ci: crate::sys::origin::ci_run(),
     }
 }
 

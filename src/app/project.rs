@@ -36,6 +36,22 @@ pub struct Project {
 }
 
 impl Project {
+    /// The project's name, for reports and notifications: the name of the folder that holds
+    /// its config (the project root).
+    pub fn name(&self) -> String {
+        let dir = self
+            .config
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| ".".into());
+        std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default()
+    }
+
     /// The project in the selected environment (`--env` / `STEPWISE_ENV`).
     pub fn load(o: &LoadOptions, need_config: bool) -> Result<Project> {
         let env = environment::selected(o.env.as_deref())?;

@@ -26,6 +26,9 @@ pub struct Step {
     pub config: Vec<String>,
     /// Environment variables the step declares it reads.
     pub env: Vec<String>,
+    /// The keys of its outputs that are public (`public_outputs: ["gateway_url"]`): shown
+    /// first in the run report and in notifications (see [`StepSet::public_outputs`]).
+    pub public_outputs: Vec<String>,
     /// Line of the `let step` declaration (for messages about it).
     pub decl_line: usize,
     /// SHA-256 of the script text.
@@ -39,6 +42,14 @@ pub struct Step {
     pub has_rollback: bool,
     /// The script defines `fn cost()`: the monthly cost of what the step deploys.
     pub has_cost: bool,
+}
+
+/// An output a step marks public, with its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublicOutput {
+    pub step: String,
+    pub key: String,
+    pub value: String,
 }
 
 /// The declaration map, as read from the script.
@@ -55,6 +66,8 @@ struct Declaration {
     config: Vec<String>,
     #[serde(default)]
     env: Vec<String>,
+    #[serde(default)]
+    public_outputs: Vec<String>,
 }
 
 /// The prelude: helpers every step can call.
@@ -103,6 +116,37 @@ impl StepSet {
     }
     pub fn names(&self) -> Vec<&str> {
         self.steps.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The outputs the steps mark public (`public_outputs: [KEY, ...]` in a step's
+    /// declaration), in
+    /// the steps' order then the declaration's, with their values as `outputs_of(step)` gives
+    /// them (a string as it is, any other value as JSON); a key the step has not output is
+    /// left out. The one answer to "which outputs are public" for the run report,
+    /// notifications and the console.
+    pub fn public_outputs(
+        &self,
+        outputs_of: impl Fn(&str) -> Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Vec<PublicOutput> {
+        let mut out = Vec::new();
+        for s in self.steps.iter().filter(|s| !s.public_outputs.is_empty()) {
+            let Some(outputs) = outputs_of(&s.name) else {
+                continue;
+            };
+            for key in &s.public_outputs {
+                let value = match outputs.get(key) {
+                    None | Some(serde_json::Value::Null) => continue,
+                    Some(serde_json::Value::String(v)) => v.clone(),
+                    Some(v) => v.to_string(),
+                };
+                out.push(PublicOutput {
+                    step: s.name.clone(),
+                    key: key.clone(),
+                    value,
+                });
+            }
+        }
+        out
     }
 
     /// Every config key the steps declare (`config:`).
@@ -285,7 +329,7 @@ pub fn parse_step(
         let msg = e.to_string();
         let msg = msg.split(" (line").next().unwrap_or(&msg).to_string();
         Kind::Script.error(format!(
-            "{file}:{decl_line}: bad `step` declaration: {msg} (keys: description, needs, files, config, env; values: strings and arrays of strings)"
+            "{file}:{decl_line}: bad `step` declaration: {msg} (keys: description, needs, files, config, env, public_outputs; values: strings and arrays of strings)"
         ))
     })?;
     if !ast
@@ -313,6 +357,7 @@ pub fn parse_step(
         files: decl.files,
         config: decl.config,
         env: decl.env,
+        public_outputs: decl.public_outputs,
         decl_line,
         script_digest: sha256_hex(text.as_bytes()),
         has_verify,
@@ -377,6 +422,13 @@ fn check_declared_names(decl: &Declaration, file: &str, decl_line: usize) -> Res
         if key.split('.').any(|s| s.is_empty()) {
             return Err(Kind::Script.error(format!(
                 "{file}:{decl_line}: bad config key {key:?} in the declaration"
+            )));
+        }
+    }
+    for key in &decl.public_outputs {
+        if key.is_empty() {
+            return Err(Kind::Script.error(format!(
+                "{file}:{decl_line}: `public_outputs` names output keys: \"\" is not one"
             )));
         }
     }
@@ -505,5 +557,34 @@ mod tests {
         assert_eq!(parse_file_name("create.rhai"), None);
         assert_eq!(parse_file_name("1_.rhai"), None);
         assert_eq!(parse_file_name("x1_a.rhai"), None);
+    }
+
+    #[test]
+    fn public_outputs_are_the_declared_keys_a_step_output() {
+        let set = StepSet::of_scripts(&[
+            ("a", r#"public_outputs: ["url", "missing", "port"]"#, ""),
+            ("b", "", ""),
+            ("c", r#"public_outputs: ["name"]"#, ""),
+        ]);
+        let outputs = |step: &str| -> Option<serde_json::Map<String, serde_json::Value>> {
+            let v = match step {
+                "a" => serde_json::json!({"url": "https://x", "port": 443, "other": "no"}),
+                "b" => serde_json::json!({"url": "hidden"}),
+                _ => return None,
+            };
+            v.as_object().cloned()
+        };
+        let got: Vec<(String, String)> = set
+            .public_outputs(outputs)
+            .into_iter()
+            .map(|o| (format!("{}.{}", o.step, o.key), o.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.url".to_string(), "https://x".to_string()),
+                ("a.port".to_string(), "443".to_string())
+            ]
+        );
     }
 }

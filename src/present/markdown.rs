@@ -199,6 +199,7 @@ mod tests {
             interrupted: None,
             lock_lost: None,
             runs: Default::default(),
+            public_outputs: Vec::new(),
         };
         let md = run("deploy", &report, false, 1);
         let lines: Vec<&str> = md.lines().collect();

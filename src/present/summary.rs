@@ -3,8 +3,10 @@
 //! One definition, written and read with serde, so there is no second source of truth.
 
 use crate::decide::plan::Decision;
+use crate::decide::step::PublicOutput;
 use crate::decide::step::StepSet;
 use crate::run::executor::{Counts, RunOutcome};
+use crate::sys::origin::{CiRun, Git};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -53,6 +55,23 @@ pub struct RunSummary {
     /// The monthly cost estimate of the deployment (with `deployment.show_cost` or a budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostLine>,
+    /// The project's name: the name of the folder holding its config.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub project: String,
+    /// The config file read (`config.yaml`, or `config.yaml + config.dev.yaml` with an
+    /// environment's overlay).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config: String,
+    /// The project's git commit and branch, when it is in a repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<Git>,
+    /// The CI run it was part of (GitHub Actions, Azure Pipelines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<CiRun>,
+    /// The outputs the steps mark public (`public_outputs:` in a step's declaration), as deployed at
+    /// the end of the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<PublicOutput>,
 }
 
 /// A warning a step gave.
@@ -123,6 +142,13 @@ pub struct StepSummary {
     /// The last lines of its log when it failed or was interrupted (masked, as in the log).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_tail: Vec<String>,
+    /// How many times its commands were tried again (its duration includes the retries).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Who ran it and where, and when it started: what a deployment's summary says besides its
@@ -137,6 +163,11 @@ pub struct RunMeta {
     pub state: String,
     /// A rollback's target run (`None`: a deployment).
     pub rollback_target: Option<String>,
+    /// The project's name, its config file, git commit and CI run (see [`RunSummary`]).
+    pub project: String,
+    pub config: String,
+    pub git: Option<Git>,
+    pub ci: Option<CiRun>,
 }
 
 /// Seconds, rounded to milliseconds.
@@ -190,6 +221,7 @@ impl RunSummary {
                         .chain(run.map(|x| x.warnings.clone()).unwrap_or_default())
                         .collect(),
                     log_tail: Vec::new(),
+                    retries: run.map(|x| x.retries).unwrap_or(0),
                 }
             })
             .collect();
@@ -206,6 +238,11 @@ impl RunSummary {
                 .map(|(step, message)| RunWarning { step, message })
                 .collect(),
             cost: None,
+            project: meta.project.clone(),
+            config: meta.config.clone(),
+            git: meta.git.clone(),
+            ci: meta.ci.clone(),
+            outputs: report.public_outputs.clone(),
             run_id: meta.run_id.clone(),
             env: meta.env.clone(),
             state: meta.state.clone(),
@@ -233,6 +270,8 @@ impl RunSummary {
         let holder = crate::sys::run_lock::Holder::current();
         RunSummary {
             command: "plan".into(),
+            git: crate::sys::origin::git(),
+            ci: crate::sys::origin::ci_run(),
             env,
             state: state.to_string(),
             started_at: crate::util::clock::now(),

@@ -1,6 +1,7 @@
 //! The system floor: processes (run under a supervisor, stopped by signals), secret files,
-//! and the local run lock.
+//! the local run lock, and where a run comes from (user, git, CI).
 
+pub mod origin;
 pub mod prices;
 pub mod process;
 pub mod run_lock;

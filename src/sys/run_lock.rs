@@ -21,9 +21,7 @@ impl Holder {
     /// The holder record of this process.
     pub fn current() -> Holder {
         Holder {
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() })),
+            user: crate::sys::origin::user_name(),
             host: hostname(),
             pid: std::process::id(),
             command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -7,6 +7,7 @@ pub mod digest;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod error;
+pub mod failure;
 pub mod fs;
 pub mod paths;
 pub mod secrets;

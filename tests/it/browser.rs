@@ -327,6 +327,20 @@ const MEASURE: &str = r#"JSON.stringify((() => {
     nodes: [...document.querySelectorAll('svg.graph g.node')].map(g => [g.dataset.step, ...box(g)]),
     edges: [...document.querySelectorAll('svg.graph path.edge')].map(p => [p.dataset.from, p.dataset.to, p.getTotalLength()]),
     bars: [...document.querySelectorAll('.tl-row[data-step] rect.bar')].map(b => [b.closest('.tl-row').dataset.step, b.getBoundingClientRect().x, ...box(b)]),
+    graphList: (() => {
+      const l = document.querySelector('.graph-list');
+      if (!l) return null;
+      const r = l.getBoundingClientRect();
+      return { shown: getComputedStyle(l).display !== 'none', right: r.right,
+               items: [...l.querySelectorAll('li')].filter(li => li.getBoundingClientRect().height > 0).length };
+    })(),
+    banner: (() => {
+      const e = document.querySelectorAll('#errors .error');
+      if (!e.length) return null;
+      const r = e[0].getBoundingClientRect();
+      return { count: e.length, top: r.top + window.scrollY, bottom: r.bottom + window.scrollY, right: r.right };
+    })(),
+    viewHeight: window.innerHeight,
     overflow: document.documentElement.scrollWidth - window.innerWidth,
     background: getComputedStyle(document.body).backgroundColor,
     scripts: document.scripts.length,
@@ -410,7 +424,12 @@ fn check(bin: &Path, report: &Path, steps: &[(&str, &str)], name: &str) -> Value
     b.screenshot(&screenshots().join(format!("{name}-dark.png")), None);
     b.dark(false);
 
-    // a phone: the page does not scroll sideways; the graph and bars still have a size
+    // at 1280 px the graph is drawn, not listed
+    assert_eq!(m["graphList"]["shown"], false);
+    first_screen(&m, 900.0);
+
+    // a phone: the page does not scroll sideways; the bars still have a size; the graph is
+    // a list of every step that fits the width; an error banner is on the first screen
     b.viewport(390, 844, true);
     b.open(&url);
     let phone = b.eval(MEASURE);
@@ -420,14 +439,36 @@ fn check(bin: &Path, report: &Path, steps: &[(&str, &str)], name: &str) -> Value
         phone["overflow"]
     );
     for s in phone["svgs"].as_array().unwrap() {
+        if s[0] == "graph" {
+            continue;
+        }
         assert!(
             s[1].as_f64().unwrap() > 0.0 && s[2].as_f64().unwrap() > 0.0,
             "{s}"
         );
     }
+    let list = &phone["graphList"];
+    assert_eq!(list["shown"], true, "the graph as a list at 390 px: {list}");
+    assert_eq!(list["items"], steps.len(), "{list}");
+    assert!(list["right"].as_f64().unwrap() <= 390.0, "{list}");
+    first_screen(&phone, 844.0);
     assert_eq!(b.errors(), Vec::<String>::new());
     b.screenshot(&screenshots().join(format!("{name}-phone.png")), None);
     m
+}
+
+/// A report with an error banner shows its first error, whole, within the first `height`
+/// pixels and the page's width.
+fn first_screen(m: &Value, height: f64) {
+    let Some(banner) = m["banner"].as_object() else {
+        return;
+    };
+    assert_eq!(m["viewHeight"].as_f64().unwrap(), height);
+    assert!(
+        banner["bottom"].as_f64().unwrap() <= height,
+        "the first error ends below the first screen ({height} px): {banner:?}"
+    );
+    assert!(banner["top"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
@@ -507,6 +548,8 @@ fn a_report_with_failed_blocked_and_skipped_steps_renders_in_chromium() {
         ],
         "mixed",
     );
+    // the error banner names the failed step
+    assert_eq!(m["banner"]["count"], 1, "{}", m["banner"]);
     // one bar per step that ran or was blocked; left and right side by side in time
     let bars = m["bars"].as_array().unwrap();
     let names: Vec<&str> = bars.iter().map(|b| b[0].as_str().unwrap()).collect();

@@ -147,7 +147,15 @@ fn a_failing_step_exits_1_keeps_earlier_steps_and_is_retried_next_time() {
     assert!(p.state()["steps"]["build"]["error"]
         .as_str()
         .unwrap()
-        .contains("failed (exit 1)"));
+        .contains("ERROR: (FakeFailure) injected failure for: az acr build"));
+    // the error text first, the command after
+    let error = p.state()["steps"]["build"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reason = error.lines().next().unwrap();
+    assert!(reason.contains(": ERROR: (FakeFailure)"), "{reason}");
+    assert!(reason.ends_with(", exit 1)"), "{reason}");
     assert_eq!(r.with_result("blocked"), ["report"]);
     // retried: exit 1 is tried retry_attempts (2) times
     let builds = p.az_calls().iter().filter(|c| c[0] == "acr").count();

@@ -168,11 +168,22 @@ fn each_format_gets_its_payload_when_a_deployment_fails() {
     );
     assert_eq!(slack["blocks"][0]["type"], "section");
     assert_eq!(slack["blocks"][0]["text"]["type"], "mrkdwn");
-    let table = slack["blocks"][1]["text"]["text"].as_str().unwrap();
+    let texts: Vec<&str> = slack["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["text"]["text"].as_str().unwrap())
+        .collect();
+    // the headline names the environment and the run; the failure comes next, error first
+    assert!(texts[0].contains("environment: `default`"), "{}", texts[0]);
+    assert!(texts[0].contains("run: `"), "{}", texts[0]);
     assert!(
-        table.starts_with("```") && table.contains("a ") && table.contains("failed"),
-        "{table}"
+        texts[1].contains("*b* failed: b broke with ***"),
+        "{}",
+        texts[1]
     );
+    let table = texts.iter().find(|t| t.starts_with("```")).unwrap();
+    assert!(table.contains("a ") && table.contains("failed"), "{table}");
 
     let teams = &server.to("/teams/hook-T0KEN-teams")[0].body;
     assert_eq!(teams["type"], "message");
@@ -202,6 +213,9 @@ fn each_format_gets_its_payload_when_a_deployment_fails() {
         .as_str()
         .unwrap()
         .contains("| `b` | ❌ failed |"));
+    assert_eq!(json["failures"][0]["step"], "b");
+    assert_eq!(json["failures"][0]["error"], "b broke with ***");
+    assert_eq!(json["warnings_count"], 0);
     assert_eq!(json["report"]["steps"][1]["name"], "b");
     assert_eq!(json["report"]["steps"][1]["result"], "failed");
 
@@ -401,4 +415,142 @@ fn cost() { [#{ what: "a thing", monthly: read_config("monthly") }] }
             .contains("Estimated cost: 20.00 USD/month (+7.50 since the last deployment)"),
         "{second}"
     );
+}
+
+/// Six steps whose long `az` commands fail, with a warning, in a git repository and a GitHub
+/// Actions run: every format names every failed step with its error text before its command,
+/// Slack's blocks stay under 3,000 characters (50 blocks) and Teams' card under its size
+/// limit, and each says project, environment, run, commit and CI run.
+#[test]
+fn six_failing_steps_with_long_commands_are_all_named_error_first_within_each_limit() {
+    let server = Server::start(vec![Answer::Status(200)]);
+    let p = Project::new();
+    let mut config = String::from("advanced:\n  retry_attempts: 1\n  retry_delay: 0\nnotify:\n");
+    for f in ["slack", "teams", "json"] {
+        config.push_str(&format!(
+            "  - url: {}\n    format: {f}\n",
+            server.url(&format!("/{f}"))
+        ));
+    }
+    p.config(&config);
+    let long: String = (0..60)
+        .map(|i| format!(" --tag k{i}=v{i}-{}", "x".repeat(12)))
+        .collect();
+    for i in 1..=6 {
+        p.step(
+            &format!("0{i}_deploy_service_{i}.rhai"),
+            &step(
+                "",
+                &format!(
+                    r#"warn("service {i} is slow"); az(["containerapp", "update", "--name", "svc{i}"{}]);"#,
+                    long.split(' ')
+                        .filter(|a| !a.is_empty())
+                        .map(|a| format!(", {a:?}"))
+                        .collect::<String>()
+                ),
+            ),
+        );
+    }
+    support::git(p.path(), &["init", "-q", "-b", "release"]);
+    support::git(p.path(), &["add", "-A"]);
+    support::git(p.path(), &["commit", "-q", "-m", "six services"]);
+    let commit = support::git(p.path(), &["rev-parse", "HEAD"]);
+    let mut p = p;
+    p.env("FAKE_AZ_FAIL_ON", "containerapp update")
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "acme/shop")
+        .env("GITHUB_RUN_ID", "4242");
+    p.deploy(&["--keep-going"]).assert_code(1);
+    let ci = "https://github.com/acme/shop/actions/runs/4242";
+
+    let slack = &server.to("/slack")[0].body;
+    let blocks = slack["blocks"].as_array().unwrap();
+    assert!(blocks.len() <= 50);
+    let texts: Vec<&str> = blocks
+        .iter()
+        .map(|b| b["text"]["text"].as_str().unwrap())
+        .collect();
+    for t in &texts {
+        assert!(
+            t.chars().count() <= 3000,
+            "a block of {} chars",
+            t.chars().count()
+        );
+    }
+    assert!(
+        texts[0].contains(&format!("commit: `{}", &commit[..12])),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[0].contains("on release"), "{}", texts[0]);
+    assert!(
+        texts[0].contains(&format!("<{ci}|GitHub Actions run>")),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[0].contains("6 warning(s)"), "{}", texts[0]);
+    let all = texts.join("\n");
+    for i in 1..=6 {
+        let name = format!("*deploy_service_{i}* failed: ERROR: (FakeFailure)");
+        let at = all
+            .find(&name)
+            .unwrap_or_else(|| panic!("{name} not in {all}"));
+        // the command comes after the error text
+        let cmd = all[at..].find("az containerapp update --name svc").unwrap();
+        assert!(cmd > name.len(), "{}", &all[at..]);
+    }
+
+    let teams = &server.to("/teams")[0].body;
+    assert!(teams.to_string().len() <= 28 * 1024);
+    let body = teams["attachments"][0]["content"]["body"]
+        .as_array()
+        .unwrap();
+    let text: Vec<String> = body.iter().map(|b| b.to_string()).collect();
+    let text = text.join("\n");
+    for i in 1..=6 {
+        assert!(
+            text.contains(&format!(
+                "**deploy_service_{i}** failed: ERROR: (FakeFailure)"
+            )),
+            "{text}"
+        );
+    }
+    let facts = body[1]["facts"].as_array().unwrap();
+    let fact = |k: &str| {
+        facts
+            .iter()
+            .find(|f| f["title"] == k)
+            .map(|f| f["value"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(fact("Commit").starts_with(&commit[..12]));
+    assert_eq!(fact("CI run"), format!("[GitHub Actions run]({ci})"));
+    assert_eq!(fact("Warnings"), "6");
+    assert!(!fact("Project").is_empty());
+
+    let json = &server.to("/json")[0].body;
+    let failures = json["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 6);
+    for f in failures {
+        assert!(
+            f["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("ERROR: (FakeFailure)"),
+            "{f}"
+        );
+        assert!(
+            f["command"]
+                .as_str()
+                .unwrap()
+                .starts_with("az containerapp update"),
+            "{f}"
+        );
+        assert!(f["command"].as_str().unwrap().ends_with(", exit 1"), "{f}");
+    }
+    assert_eq!(json["git"]["commit"], commit.as_str());
+    assert_eq!(json["git"]["branch"], "release");
+    assert_eq!(json["ci"]["url"], ci);
+    assert_eq!(json["warnings_count"], 6);
+    assert!(!json["run_id"].as_str().unwrap().is_empty());
 }

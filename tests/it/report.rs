@@ -610,3 +610,145 @@ fn warnings_reach_the_summary_the_json_the_markdown_and_the_report_header() {
         .assert_contains("**2 warning(s):**")
         .assert_contains("- `a`: No Gemini API key: the draft service answers 503");
 }
+
+/// The report of a failed run answers "what happened" before anything else: an error banner
+/// in the header (each failed step's error text, then its command), the public outputs, the
+/// environment (the default one too), config, commit and branch, the CI run's link, who ran
+/// it without `$USER`; a retried step says how many retries, and is not called slower.
+#[test]
+fn a_failed_run_opens_on_its_errors_with_outputs_origin_and_retries() {
+    let p = Project::new();
+    p.config("advanced:\n  retry_attempts: 3\n  retry_delay: 0\n")
+        .step(
+            "01_web.rhai",
+            &step(
+                r#"public_outputs: ["url", "port"]"#,
+                r#"az(["webapp", "up"]); output("url", "https://web.example.test/app?a=1&b=2");
+                   output("port", 8443); output("internal", "not shown");"#,
+            ),
+        )
+        .step(
+            "02_flaky.rhai",
+            &step(r#"needs: ["web"]"#, r#"az(["flaky", "call"]);"#),
+        )
+        .step(
+            "03_broken.rhai",
+            &step("", r#"az(["broken", "--name", "rg"]);"#),
+        );
+    support::git(p.path(), &["init", "-q", "-b", "main"]);
+    support::git(p.path(), &["add", "-A"]);
+    support::git(p.path(), &["commit", "-q", "-m", "first"]);
+    let commit = support::git(p.path(), &["rev-parse", "HEAD"]);
+    p.deploy(&[]).assert_code(0);
+    p.az_rules(json!([
+        {"args": ["flaky"], "exit": 1, "sleep": 0.4, "stderr": "ERROR: (Throttled) too many requests"},
+        {"args": ["broken"], "exit": 1,
+         "stderr": "WARNING: this command is deprecated\nERROR: (ResourceGroupNotFound) Resource group 'rg' could not be found.\nCode: ResourceGroupNotFound"}
+    ]));
+    let mut p = p;
+    p.env("USER", "")
+        .env("LOGNAME", "")
+        .env("SYSTEM_COLLECTIONURI", "https://dev.azure.com/acme/")
+        .env("SYSTEM_TEAMPROJECT", "Shop Front")
+        .env("BUILD_BUILDID", "981");
+    let r = p.deploy(&["--force-all", "--keep-going"]);
+    r.assert_code(1);
+    let html = std::fs::read_to_string(p.report_of(&r)).unwrap();
+    let dom = parse(&html);
+
+    // The banner comes first: in the header, before the facts.
+    let banner = dom
+        .descendants()
+        .find(|n| n.attribute("id") == Some("errors"))
+        .expect("an error banner");
+    assert_eq!(banner.parent().unwrap().tag_name().name(), "header");
+    assert!(html.find("id=\"errors\"").unwrap() < html.find("class=\"facts\"").unwrap());
+    assert!(
+        text_of(banner).starts_with("2 steps failed"),
+        "{}",
+        text_of(banner)
+    );
+    let flaky = by_step(&dom, "st-failed", "flaky");
+    let t = text_of(flaky);
+    assert!(t.contains("2 retries"), "{t}");
+    let error = t
+        .find("ERROR: (Throttled) too many requests")
+        .expect("error text");
+    let command = t
+        .find("command az flaky call --output json, exit 1")
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(error < command, "{t}");
+    let broken = text_of(by_step(&dom, "st-failed", "broken"));
+    assert!(
+        broken.contains("ERROR: (ResourceGroupNotFound) Resource group 'rg' could not be found."),
+        "{broken}"
+    );
+    assert!(
+        !broken.contains("WARNING"),
+        "the error line, not the first line: {broken}"
+    );
+    assert!(broken.contains("at steps/03_broken.rhai:"), "{broken}");
+
+    // A retried step is not "slower than usual": its time went to retries.
+    let step_flaky = by_step(&dom, "step", "flaky");
+    assert!(!has_class(&step_flaky, "slower"), "{}", text_of(step_flaky));
+    assert!(text_of(step_flaky).contains("↻ 2 retries"));
+
+    // Public outputs, a URL as a link; an output not marked public is not shown.
+    let outputs = dom
+        .descendants()
+        .find(|n| n.attribute("id") == Some("outputs"))
+        .expect("outputs");
+    let url = outputs
+        .descendants()
+        .find(|n| n.has_tag_name("a"))
+        .expect("a link");
+    assert_eq!(
+        url.attribute("href"),
+        Some("https://web.example.test/app?a=1&b=2")
+    );
+    assert!(
+        text_of(outputs).contains("web.port8443"),
+        "{}",
+        text_of(outputs)
+    );
+    assert!(!html.contains("not shown"));
+    assert!(html.find("id=\"outputs\"").unwrap() < html.find("id=\"timeline\"").unwrap());
+
+    // Where it came from.
+    let fact = |k: &str| {
+        dom.descendants()
+            .filter(|n| n.has_tag_name("dt") && text_of(*n) == k)
+            .map(|dt| text_of(dt.next_sibling_element().unwrap()))
+            .next()
+            .unwrap_or_else(|| panic!("no fact {k}"))
+    };
+    assert_eq!(fact("Environment"), "default");
+    assert_eq!(fact("Config"), "config.yaml");
+    assert_eq!(fact("Commit"), format!("{} on main", &commit[..12]));
+    assert_eq!(fact("CI run"), "Azure Pipelines run");
+    assert!(html
+        .contains("href=\"https://dev.azure.com/acme/Shop%20Front/_build/results?buildId=981\""));
+    let by = fact("By");
+    assert!(!by.starts_with("uid "), "By: {by}");
+    assert!(!by.starts_with('@'), "By: {by}");
+    // The run summary beside it has them too.
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.report_of(&r).with_extension("json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["git"]["commit"], commit.as_str());
+    assert_eq!(
+        json["outputs"][0]["value"],
+        "https://web.example.test/app?a=1&b=2"
+    );
+    assert_eq!(json["steps"][1]["retries"], 2);
+    // The graph also as a list (shown instead of the drawing on a phone).
+    assert_eq!(
+        all(&dom, "graph-list")[0]
+            .children()
+            .filter(|n| n.is_element())
+            .count(),
+        3
+    );
+}

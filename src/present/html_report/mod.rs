@@ -6,6 +6,7 @@
 //! XML (polyglot HTML), so tests can read it with an XML parser.
 
 mod charts;
+mod first_screen;
 mod graph;
 mod markup;
 
@@ -71,7 +72,8 @@ pub fn render(run: &RunSummary, history: &[RunSummary]) -> String {
     ));
     header(&mut out, run, plan, result);
     out.push_str("<main>\n");
-    warnings(&mut out, run);
+    first_screen::outputs(&mut out, run);
+    first_screen::warnings(&mut out, run);
     if !plan {
         out.push_str("<section id=\"timeline\"><h2>Timeline</h2>\n");
         out.push_str(&charts::timeline(run, &critical));
@@ -80,7 +82,7 @@ pub fn render(run: &RunSummary, history: &[RunSummary]) -> String {
         out.push_str("</section>\n");
     }
     out.push_str(&format!(
-        "<section id=\"graph\"><h2>Step graph</h2>\n<p class=\"muted\">{} Select a step for its details.</p>\n<div class=\"scroll\">",
+        "<section id=\"graph\"><h2>Step graph</h2>\n<p class=\"muted\">{} Select a step for its details.</p>\n<div class=\"scroll graph-box\">",
         if plan {
             "What a deployment would do now; an arrow points from a step to a step that needs it."
         } else {
@@ -89,6 +91,7 @@ pub fn render(run: &RunSummary, history: &[RunSummary]) -> String {
     ));
     out.push_str(&graph_svg(run, &critical, plan));
     out.push_str("</div>\n");
+    out.push_str(&first_screen::graph_list(run, plan));
     if plan {
         out.push_str(&legend(false));
     }
@@ -103,28 +106,9 @@ pub fn render(run: &RunSummary, history: &[RunSummary]) -> String {
     out
 }
 
-/// The run's warnings, first thing on the page: each with its step.
-fn warnings(out: &mut String, run: &RunSummary) {
-    if run.warnings.is_empty() {
-        return;
-    }
-    out.push_str(&format!(
-        "<section id=\"warnings\"><h2>Warnings ({})</h2>\n<ul>\n",
-        run.warnings.len()
-    ));
-    for w in &run.warnings {
-        out.push_str(&format!(
-            "<li><a href=\"#step-{}\">{}</a>: {}</li>\n",
-            esc(&w.step),
-            esc(&w.step),
-            esc(&w.message)
-        ));
-    }
-    out.push_str("</ul></section>\n");
-}
-
+/// The page's header: the title with the result, the error banner of a run that did not
+/// succeed, then the facts: result and counts first, then where the run came from.
 fn header(out: &mut String, run: &RunSummary, plan: bool, result: &str) {
-    let c = run.counts();
     out.push_str("<header>\n");
     out.push_str(&format!(
         "<h1>{} <span class=\"badge {}\">{}</span></h1>\n",
@@ -142,33 +126,40 @@ fn header(out: &mut String, run: &RunSummary, plan: bool, result: &str) {
         },
         esc(result)
     ));
-    out.push_str("<dl class=\"facts\">\n");
-    let mut fact = |k: &str, v: String| {
-        if !v.is_empty() {
-            out.push_str(&format!("<div><dt>{k}</dt><dd>{v}</dd></div>\n"));
-        }
-    };
-    if let Some(e) = &run.env {
-        fact("Environment", esc(e));
-    }
-    fact("When", esc(&when(&run.started_at)));
     if !plan {
-        fact("Run", format!("<code>{}</code>", esc(&run.run_id)));
+        first_screen::banner(out, run);
     }
+    out.push_str("<dl class=\"facts\">\n");
+    let mut facts = result_facts(run, plan, result);
+    facts.push(("When", esc(&when(&run.started_at))));
+    if !plan {
+        facts.push(("Run", format!("<code>{}</code>", esc(&run.run_id))));
+    }
+    facts.extend(first_screen::origin_facts(run));
     let who = match (run.user.is_empty(), run.host.is_empty()) {
         (false, false) => format!("{}@{}", run.user, run.host),
         (false, true) => run.user.clone(),
         (true, false) => run.host.clone(),
         (true, true) => String::new(),
     };
-    fact("By", esc(&who));
-    fact("stepwise", esc(&run.version));
+    facts.push(("By", esc(&who)));
+    facts.push(("stepwise", esc(&run.version)));
     if let Some(c) = &run.cost {
-        fact("Estimated cost", esc(&c.describe()));
+        facts.push(("Estimated cost", esc(&c.describe())));
     }
+    for (k, v) in facts.into_iter().filter(|(_, v)| !v.is_empty()) {
+        out.push_str(&format!("<div><dt>{k}</dt><dd>{v}</dd></div>\n"));
+    }
+    out.push_str("</dl>\n</header>\n");
+}
+
+/// The header's first facts: what a plan would do, or how a run ended (result, lost lock,
+/// wall time, counts, warnings).
+fn result_facts(run: &RunSummary, plan: bool, result: &str) -> Vec<(&'static str, String)> {
+    let mut facts = Vec::new();
     if plan {
         let n = |d: &str| run.steps.iter().filter(|s| s.decision == d).count();
-        fact(
+        facts.push((
             "Steps",
             format!(
                 "{} to run · {} up to date · {} pending · {} not selected",
@@ -177,28 +168,35 @@ fn header(out: &mut String, run: &RunSummary, plan: bool, result: &str) {
                 n("pending"),
                 n("excluded")
             ),
-        );
-    } else {
-        fact("Result", esc(result));
-        if let Some(why) = &run.lock_lost {
-            fact("Lock lost", esc(why));
-        }
-        fact("Wall time", secs_text(run.wall_secs));
-        let mut counts = vec![
-            format!("{} ran", c.ran),
-            format!("{} skipped", c.skipped),
-            format!("{} failed", c.failed),
-            format!("{} blocked", c.blocked),
-        ];
-        if c.interrupted > 0 {
-            counts.push(format!("{} interrupted", c.interrupted));
-        }
-        if c.pending > 0 {
-            counts.push(format!("{} not run", c.pending));
-        }
-        fact("Steps", counts.join(" · "));
+        ));
+        return facts;
     }
-    out.push_str("</dl>\n</header>\n");
+    let c = run.counts();
+    facts.push(("Result", esc(result)));
+    if let Some(why) = &run.lock_lost {
+        facts.push(("Lock lost", esc(why)));
+    }
+    facts.push(("Wall time", secs_text(run.wall_secs)));
+    let mut counts = vec![
+        format!("{} ran", c.ran),
+        format!("{} skipped", c.skipped),
+        format!("{} failed", c.failed),
+        format!("{} blocked", c.blocked),
+    ];
+    if c.interrupted > 0 {
+        counts.push(format!("{} interrupted", c.interrupted));
+    }
+    if c.pending > 0 {
+        counts.push(format!("{} not run", c.pending));
+    }
+    facts.push(("Steps", counts.join(" · ")));
+    if !run.warnings.is_empty() {
+        facts.push((
+            "Warnings",
+            format!("<a href=\"#warnings\">{}</a>", run.warnings.len()),
+        ));
+    }
+    facts
 }
 
 /// `2026-11-27T13:45:20.123Z` → `2026-11-27 13:45:20 UTC`.
@@ -322,8 +320,9 @@ fn step_head(out: &mut String, s: &StepSummary, history: &[RunSummary], plan: bo
     let status = if plan { &s.decision } else { &s.result };
     let usual = usual(history, &s.name);
     let ran = !plan && s.started_secs.is_some() && s.result != "blocked";
+    // A retried step's time went to its retries: it is shown as retried, not as slower.
     let slower = match (&usual, ran) {
-        (Some(u), true) => u.median > 0.0 && s.duration_secs > u.median * SLOWER,
+        (Some(u), true) => s.retries == 0 && u.median > 0.0 && s.duration_secs > u.median * SLOWER,
         _ => false,
     };
     let open = matches!(s.result.as_str(), "failed" | "interrupted");
@@ -351,6 +350,12 @@ fn step_head(out: &mut String, s: &StepSummary, history: &[RunSummary], plan: bo
         out.push_str(&format!(
             " <span class=\"dur\">{}</span>",
             secs_text(s.duration_secs)
+        ));
+    }
+    if s.retries > 0 {
+        out.push_str(&format!(
+            " <span class=\"retries\" title=\"its duration includes the retries\">↻ {}</span>",
+            first_screen::retries(s.retries)
         ));
     }
     if let Some(u) = &usual {
@@ -539,7 +544,21 @@ details.step .body { padding: 0 12px 10px; }
 .step-name { font-weight: 600; }
 .dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%; background: var(--c); margin-right: 6px; }
 .status, .dur, .median { color: var(--muted); font-size: 12.5px; }
-.slower-mark { color: var(--slower); font-weight: 600; font-size: 12.5px; }
+.slower-mark, .retries { color: var(--slower); font-weight: 600; font-size: 12.5px; }
+.banner { margin: 10px 0; padding: 8px 12px; border: 1px solid var(--failed); border-left: 6px solid var(--failed); border-radius: 6px; background: color-mix(in srgb, var(--failed) 8%, var(--bg)); }
+.banner h2 { margin: 0 0 6px; padding: 0; border: 0; font-size: 16px; color: var(--failed); }
+.banner ul { margin: 0; padding-left: 18px; }
+.banner li { margin: 4px 0; }
+.banner .error { font-weight: 600; white-space: pre-wrap; }
+.banner .whence { color: var(--muted); font-size: 12.5px; }
+.banner .whence code { word-break: break-all; }
+.outputs { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 6px 16px; margin: 0; }
+.outputs div { border: 1px solid var(--line); border-radius: 6px; padding: 6px 10px; }
+.outputs dt { font-size: 12px; color: var(--muted); }
+.outputs dd { margin: 0; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; word-break: break-all; }
+.graph-list { display: none; margin: 4px 0; padding-left: 22px; }
+.graph-list li { margin: 3px 0; }
+.graph-list .needs { color: var(--muted); font-size: 12.5px; }
 .reasons, .warnings, .commands { margin: 2px 0; padding-left: 22px; }
 .commands code { white-space: pre-wrap; word-break: break-all; }
 .warnings li { color: var(--slower); }
@@ -561,7 +580,11 @@ svg.wall { width: 100%; height: 120px; display: block; border-bottom: 1px solid 
   .tl-axis .tl-name, .tl-axis .tl-time { display: none; }
   .spark-table th:nth-child(4), .spark-table td:nth-child(4) { display: none; }
   .spark { width: 110px; }
-  svg.graph { max-width: none; }
+  .facts { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); }
+  .outputs { grid-template-columns: 1fr; }
+  /* The drawing of a graph is unreadable at a phone's width: the list instead. */
+  .graph-box { display: none; }
+  .graph-list { display: block; }
 }
 "#;
 

@@ -75,6 +75,7 @@ impl Runner<'_> {
             interrupted: None,
             lock_lost: None,
             runs: HashMap::new(),
+            public_outputs: Vec::new(),
         }
     }
 
@@ -150,7 +151,10 @@ impl Runner<'_> {
             drop(done);
             result
         })?;
-        Ok(tally.report(self.steps))
+        let mut outcome = tally.report(self.steps);
+        let end = state.lock().unwrap_or_else(|e| e.into_inner());
+        outcome.public_outputs = self.steps.public_outputs(|s| Some(end.outputs(s)));
+        Ok(outcome)
     }
 
     /// Which steps are checked again when they start: a skipped step with declared files
@@ -392,6 +396,7 @@ impl Runner<'_> {
             log_path,
             console: self.console.clone(),
             current_command: Mutex::new(None),
+            retries: Default::default(),
             forced,
             previous_images: state
                 .lock()
@@ -482,6 +487,7 @@ impl Runner<'_> {
         let run = StepRun {
             commands: take(&ctx.commands),
             warnings: take(&ctx.warnings),
+            retries: ctx.retries.load(std::sync::atomic::Ordering::Relaxed),
             ..Default::default()
         };
         StepRecordUpdate {

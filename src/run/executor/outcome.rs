@@ -71,6 +71,9 @@ pub struct RunOutcome {
     pub lock_lost: Option<String>,
     /// What each step that started (or was blocked) did in this run, by step name.
     pub runs: HashMap<String, StepRun>,
+    /// The outputs the steps mark public, as the state holds them at the end of the run
+    /// (`StepSet::public_outputs`).
+    pub public_outputs: Vec<crate::decide::step::PublicOutput>,
 }
 
 /// What a step did in this run: when it started and ended (offsets from the start of the
@@ -82,6 +85,8 @@ pub struct StepRun {
     pub end: Duration,
     pub commands: Vec<String>,
     pub warnings: Vec<String>,
+    /// How many times a command of the step was tried again (`advanced.retry_attempts`).
+    pub retries: u32,
 }
 
 /// How many steps ended each way.

@@ -147,6 +147,7 @@ impl Tally {
             interrupted,
             lock_lost,
             runs,
+            public_outputs: Vec::new(),
         }
     }
 }

@@ -164,6 +164,8 @@ pub(super) fn run_command(
                     }
                     delay *= 2;
                     attempt += 1;
+                    ctx.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     continue;
                 }
                 break Ok(Some(out));
@@ -303,6 +305,8 @@ fn sleep_interruptible(d: Duration) -> bool {
     !process::stopping()
 }
 
+/// The error of a command that exited non-zero: its error text first, the command after
+/// (`util::failure::message`).
 pub(super) fn failure(
     ctx: &StepContext,
     argv: &[String],
@@ -318,5 +322,5 @@ pub(super) fn failure(
     };
     err(ctx
         .masker
-        .mask(&format!("{shown} failed (exit {}): {detail}", out.code)))
+        .mask(&crate::util::failure::message(&shown, out.code, detail)))
 }

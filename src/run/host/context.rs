@@ -34,6 +34,8 @@ pub struct StepContext {
     pub console: Arc<Console>,
     /// The command running now, for progress display.
     pub current_command: Mutex<Option<String>>,
+    /// How many times a command was tried again (exit 1, `advanced.retry_attempts`).
+    pub retries: std::sync::atomic::AtomicU32,
     /// Forced run: images are rebuilt even when unchanged.
     pub forced: bool,
     /// Image tag → fingerprint of the last successful build (from the state).

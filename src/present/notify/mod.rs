@@ -3,31 +3,20 @@
 //! timeout per attempt and a bounded number of retries; a notification that cannot be
 //! delivered is a warning, never an error: it changes neither the exit code nor the state.
 //! The URL is a secret: it is never printed (webhooks are named by their position and format)
-//! and the payload is masked.
+//! and the payload is masked. What each format carries and how it fits the platform's limits:
+//! `payload`, `fit`.
 
-use crate::config::{Config, NotifyEvent, NotifyFormat, NotifySettings};
-use crate::run::executor::Counts;
+mod fit;
+mod notice;
+mod payload;
+
+pub use notice::Notice;
+pub use payload::payload;
+
+use crate::config::{Config, NotifyFormat, NotifySettings};
 use crate::util::console::Console;
 use crate::util::secrets::Masker;
-use serde_json::{json, Value};
 use std::time::Duration;
-
-/// What is told about a finished deployment.
-pub struct Notice {
-    pub event: NotifyEvent,
-    /// The environment deployed (`default` without environments).
-    pub environment: String,
-    pub exit_code: i32,
-    /// `stepwise deploy failed: 1 ran, ... (exit 1)`.
-    pub summary: String,
-    /// The Markdown table and summary (as `--output markdown`).
-    pub markdown: String,
-    pub counts: Counts,
-    /// Per step: name, result, reason, seconds (for the chat formats).
-    pub steps: Vec<(String, String, String, f64)>,
-    /// The run report (as `--output json`).
-    pub report: Value,
-}
 
 /// One webhook, ready to send.
 struct Hook<'a> {
@@ -150,91 +139,4 @@ async fn deliver(hook: &Hook<'_>, body: String) -> Result<(), String> {
         "{last} after {made} attempt{}",
         if made == 1 { "" } else { "s" }
     ))
-}
-
-/// The body for a webhook format.
-pub fn payload(format: NotifyFormat, n: &Notice) -> Value {
-    match format {
-        NotifyFormat::Json => json!({
-            "source": "stepwise",
-            "event": n.event.as_str(),
-            "environment": n.environment,
-            "exit_code": n.exit_code,
-            "summary": n.summary,
-            "markdown": n.markdown,
-            "counts": n.counts,
-            "report": n.report,
-        }),
-        NotifyFormat::Slack => {
-            let icon = match n.event {
-                NotifyEvent::Success => ":white_check_mark:",
-                NotifyEvent::Failure => ":x:",
-                NotifyEvent::Interrupted => ":octagonal_sign:",
-            };
-            let mut table = String::new();
-            for (step, result, reason, secs) in &n.steps {
-                table.push_str(&format!("{step:<28} {result:<11} {secs:>7.1}s  {reason}\n"));
-            }
-            json!({
-                "text": format!("{icon} {} [{}]", n.summary, n.environment),
-                "blocks": [
-                    {
-                        "type": "section",
-                        "text": { "type": "mrkdwn", "text": format!("{icon} *{}*\nenvironment: `{}`", n.summary, n.environment) }
-                    },
-                    {
-                        "type": "section",
-                        "text": { "type": "mrkdwn", "text": format!("```{}```", truncate(&table, 2900)) }
-                    }
-                ]
-            })
-        }
-        NotifyFormat::Teams => {
-            let color = match n.event {
-                NotifyEvent::Success => "Good",
-                NotifyEvent::Failure => "Attention",
-                NotifyEvent::Interrupted => "Warning",
-            };
-            let c = &n.counts;
-            let lines: Vec<String> = n
-                .steps
-                .iter()
-                .map(|(step, result, reason, secs)| {
-                    format!("- **{step}**: {result} ({secs:.1}s) {reason}")
-                })
-                .collect();
-            json!({
-                "type": "message",
-                "attachments": [{
-                    "contentType": "application/vnd.microsoft.card.adaptive",
-                    "contentUrl": null,
-                    "content": {
-                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                        "type": "AdaptiveCard",
-                        "version": "1.4",
-                        "body": [
-                            { "type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "color": color, "text": n.summary },
-                            { "type": "FactSet", "facts": [
-                                { "title": "Environment", "value": n.environment },
-                                { "title": "Result", "value": format!("{} (exit {})", n.event.as_str(), n.exit_code) },
-                                { "title": "Steps", "value": format!("{} ran, {} skipped, {} failed, {} blocked, {} interrupted", c.ran, c.skipped, c.failed, c.blocked, c.interrupted) }
-                            ]},
-                            { "type": "TextBlock", "wrap": true, "text": truncate(&lines.join("\n"), 20_000) }
-                        ]
-                    }
-                }]
-            })
-        }
-    }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n…", &text[..end])
 }
