@@ -139,6 +139,13 @@ pub(crate) fn print_summary(console: &Console, report: &RunOutcome, dry_run: boo
         console::duration(report.wall)
     ));
     print_warnings(console, report);
+    // Last, what people came for: the outputs steps mark public (the gateway URL).
+    if !dry_run && !report.public_outputs.is_empty() {
+        console.line("Outputs:");
+        for o in &report.public_outputs {
+            console.line(&format!("  {}.{} = {}", o.step, o.key, o.value));
+        }
+    }
 }
 
 /// The run's warnings under its summary, each with its step: said once while the step ran,

@@ -165,6 +165,15 @@ fn first_deployment_creates_everything_then_nothing_runs_and_a_forced_one_create
     let r = p.deploy(&[]);
     r.assert_code(0);
     assert_ran(&r, &STEPS);
+    // The summary ends with what the deployment produced for people: the gateway URL.
+    let all = format!("{}{}", r.stdout, r.stderr);
+    let tail = &all[all
+        .rfind("Outputs:")
+        .expect("the summary lists the public outputs")..];
+    assert!(
+        tail.contains("verify_deployment.gateway_url = https://"),
+        "{tail}"
+    );
     for s in STEPS {
         assert_eq!(p.status(s), "completed", "{s}");
     }
