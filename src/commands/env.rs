@@ -305,13 +305,8 @@ pub fn new(cli: &Cli, name: &str) -> Result<i32> {
     let mut examples = Vec::new();
     for (env, file) in environment::example_overlays(config) {
         let text = std::fs::read_to_string(&file)?;
-        let value = serde_norway::from_str(&text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            crate::util::error::Kind::Config.error(format!("{}{at}: {e}", file.display()))
-        })?;
+        let value =
+            serde_norway::from_str(&text).map_err(|e| crate::config::yaml::located(&file, e))?;
         examples.push((env, value));
     }
     let base = config.file_name().unwrap_or_default().to_string_lossy();

@@ -23,13 +23,7 @@ pub fn merge(
     overlay_path: &Path,
     overlay_text: &str,
 ) -> Result<Value> {
-    let located = |e: serde_norway::Error| {
-        let loc = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        Kind::Config.error(format!("{}{loc}: {e}", overlay_path.display()))
-    };
+    let located = |e: serde_norway::Error| super::yaml::located(overlay_path, e);
     if overlay_text.trim().is_empty() {
         return Ok(base.clone());
     }

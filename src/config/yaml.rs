@@ -80,3 +80,12 @@ pub fn type_name(v: &Value) -> &'static str {
         Value::Object(_) => "a mapping",
     }
 }
+
+/// A YAML error of `path` as a config error located `path:line:col`.
+pub(crate) fn located(path: &std::path::Path, e: serde_norway::Error) -> anyhow::Error {
+    let at = e
+        .location()
+        .map(|l| format!(":{}:{}", l.line(), l.column()))
+        .unwrap_or_default();
+    crate::util::error::Kind::Config.error(format!("{}{at}: {e}", path.display()))
+}
